@@ -1,0 +1,190 @@
+"""API server throughput against raw etcd, and watch delivery latency, measured in one run.
+
+Starts its own etcd (data on /dev/shm when available) and one API server process on free loopback
+ports, then measures with the same concurrency on both sides:
+  * raw etcd puts and gets through aetcd, the client the store uses;
+  * creates, gets and lists of Jobs through the API server over HTTP;
+  * the delay from a write to its arrival at each of N concurrent watchers.
+
+Run: python benchmarks/api_throughput.py [--objects 2000] [--concurrency 16] [--watchers 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aetcd
+import aiohttp
+import httpx
+
+from skyshift_core.local.etcd import EtcdProcess
+from skyshift_core.local.processes import free_port, stop_process, wait_for_port
+
+
+async def run_concurrently(count: int, concurrency: int, operation) -> float:
+    """Run operation(i) for i in range(count) with `concurrency` in flight; return operations per second."""
+    queue = iter(range(count))
+
+    async def worker() -> None:
+        for index in queue:
+            await operation(index)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return count / (time.perf_counter() - start)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+async def measure_raw(endpoint: str, objects: int, concurrency: int) -> dict[str, float]:
+    host, port = endpoint.split(":")
+    payload = json.dumps({"kind": "Job", "metadata": {"name": "x" * 20}, "spec": {"run": "true"}}).encode() * 4
+    async with aetcd.Client(host=host, port=int(port)) as client:
+
+        async def put(index: int) -> None:
+            await client.put(f"/raw/jobs/default/job-{index}".encode(), payload)
+
+        async def get(index: int) -> None:
+            await client.get(f"/raw/jobs/default/job-{index}".encode())
+
+        return {
+            "put": await run_concurrently(objects, concurrency, put),
+            "get": await run_concurrently(objects, concurrency, get),
+        }
+
+
+async def measure_api(url: str, objects: int, concurrency: int) -> dict[str, float]:
+    # aiohttp rather than httpx: on a 2-core machine the load generator shares the CPUs with the
+    # server, and aiohttp spends several times less CPU per request.
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(url, connector=connector) as client:
+
+        async def create(index: int) -> None:
+            body = {"kind": "Job", "metadata": {"name": f"job-{index}"}, "spec": {"run": "true"}}
+            async with client.post("/api/v1/namespaces/default/jobs", json=body) as response:
+                response.raise_for_status()
+                await response.read()
+
+        async def get(index: int) -> None:
+            async with client.get(f"/api/v1/namespaces/default/jobs/job-{index}") as response:
+                response.raise_for_status()
+                await response.read()
+
+        async def list_page(index: int) -> None:
+            async with client.get("/api/v1/namespaces/default/jobs", params={"limit": "100"}) as response:
+                response.raise_for_status()
+                await response.read()
+
+        return {
+            "create": await run_concurrently(objects, concurrency, create),
+            "get": await run_concurrently(objects, concurrency, get),
+            "list of 100": await run_concurrently(max(objects // 20, 50), concurrency, list_page),
+        }
+
+
+async def measure_watch_latency(url: str, watchers: int, writes: int) -> list[float]:
+    """Open `watchers` watch streams, write `writes` objects, and return every delivery delay in ms."""
+    limits = httpx.Limits(max_connections=watchers + 4)
+    delays: list[float] = []
+    sent_at: dict[str, float] = {}
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
+        await client.post("/api/v1/namespaces", json={"kind": "Namespace", "metadata": {"name": "watched"}})
+        start = (await client.get("/api/v1/namespaces/watched/jobs")).json()["metadata"]["resource_version"]
+        ready = asyncio.Semaphore(0)
+
+        async def watch() -> None:
+            received = 0
+            params = {"watch": "true", "resource_version": start, "timeout_seconds": 120}
+            async with client.stream("GET", "/api/v1/namespaces/watched/jobs", params=params) as response:
+                ready.release()
+                async for line in response.aiter_lines():
+                    event = json.loads(line)
+                    if event["type"] != "ADDED":
+                        continue
+                    delays.append((time.perf_counter() - sent_at[event["object"]["metadata"]["name"]]) * 1000)
+                    received += 1
+                    if received == writes:
+                        return
+
+        tasks = [asyncio.create_task(watch()) for _ in range(watchers)]
+        for _ in range(watchers):
+            await ready.acquire()
+        await asyncio.sleep(0.5)
+        async with httpx.AsyncClient(base_url=url, timeout=60) as writer:
+            for index in range(writes):
+                name = f"w-{index}"
+                sent_at[name] = time.perf_counter()
+                body = {"kind": "Job", "metadata": {"name": name}}
+                (await writer.post("/api/v1/namespaces/watched/jobs", json=body)).raise_for_status()
+                await asyncio.sleep(0.05)
+        await asyncio.wait_for(asyncio.gather(*tasks), 120)
+    return delays
+
+
+def start_api_server(endpoint: str, workers: int) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    command = [
+        sys.executable, "-c",
+        "from skyshift_core.api.app import ApiSettings; from skyshift_core.api.server import serve; "
+        f"serve(ApiSettings(etcd_endpoints=[{endpoint!r}]), port={port}, log_level='warning', workers={workers})",
+    ]  # fmt: skip
+    process = subprocess.Popen(command)
+    if not wait_for_port("127.0.0.1", port, 30, pid=process.pid):
+        raise RuntimeError("the API server did not start")
+    return process, f"http://127.0.0.1:{port}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--objects", type=int, default=2000, help="objects written and read per measurement")
+    parser.add_argument("--concurrency", type=int, default=16, help="requests in flight on both sides")
+    parser.add_argument("--watchers", type=int, default=100, help="concurrent watch streams")
+    parser.add_argument("--api-workers", type=int, default=1, help="API server worker processes")
+    parser.add_argument("--writes", type=int, default=50, help="objects written while the watchers listen")
+    args = parser.parse_args()
+
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    directory = Path(tempfile.mkdtemp(prefix="skyshift-bench-", dir=base))
+    etcd = EtcdProcess(data_dir=directory / "etcd").start()
+    api_process, url = start_api_server(etcd.endpoint, args.api_workers)
+    try:
+        raw = asyncio.run(measure_raw(etcd.endpoint, args.objects, args.concurrency))
+        api = asyncio.run(measure_api(url, args.objects, args.concurrency))
+        delays = asyncio.run(measure_watch_latency(url, args.watchers, args.writes))
+    finally:
+        stop_process(api_process.pid)
+        etcd.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print(f"objects: {args.objects}, concurrency: {args.concurrency}, API server workers: {args.api_workers}")
+    print(f"{'operation':<28}{'per second':>12}")
+    print(f"{'etcd put (raw aetcd)':<28}{raw['put']:>12.0f}")
+    print(f"{'etcd get (raw aetcd)':<28}{raw['get']:>12.0f}")
+    for name, rate in api.items():
+        print(f"{'API ' + name:<28}{rate:>12.0f}")
+    print(f"API create / raw put ratio: {api['create'] / raw['put']:.2f} (target >= 0.50)")
+    print(f"API get / raw get ratio: {api['get'] / raw['get']:.2f}")
+    print(
+        f"watch delivery with {args.watchers} watchers, {len(delays)} deliveries: "
+        f"p50 {statistics.median(delays):.1f} ms, p99 {percentile(delays, 0.99):.1f} ms, "
+        f"max {max(delays):.1f} ms (target p99 < 100 ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()

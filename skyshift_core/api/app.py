@@ -1,0 +1,146 @@
+"""The API server: a stateless FastAPI application over the etcd store.
+
+Any number of API server processes may serve one etcd; they share no state but etcd.
+`create_app` builds the application; `skyshift api-server` runs it under uvicorn.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from skyshift_core import __version__
+from skyshift_core.api.jobs import router as jobs_router
+from skyshift_core.api.leases import router as lease_router
+from skyshift_core.api.metrics import ApiMetrics, MetricsMiddleware
+from skyshift_core.api.resources import build_router, json_response
+from skyshift_core.api.status import error_response, status_body
+from skyshift_core.errors import AlreadyExistsError, SkyShiftError, UnavailableError
+from skyshift_core.objects import Namespace, kinds
+from skyshift_core.objects.meta import DEFAULT_NAMESPACE
+from skyshift_core.store import Store
+from skyshift_core.store.keys import ROOT
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ApiSettings:
+    etcd_endpoints: list[str] = field(default_factory=lambda: ["127.0.0.1:2379"])
+    etcd_root: str = ROOT
+    # Seconds between bookmarks on an idle watch stream.
+    bookmark_interval: float = 10.0
+    etcd_username: str | None = None
+    etcd_password: str | None = None
+
+
+def create_app(settings: ApiSettings) -> FastAPI:
+    metrics = ApiMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        store = Store(
+            settings.etcd_endpoints,
+            root=settings.etcd_root,
+            username=settings.etcd_username,
+            password=settings.etcd_password,
+        )
+        app.state.store = store
+        await _ensure_default_namespace(store)
+        logger.info("API server ready, etcd at %s", ", ".join(settings.etcd_endpoints))
+        try:
+            yield
+        finally:
+            await store.close()
+
+    app = FastAPI(
+        title="SkyShift API",
+        version=__version__,
+        description="Create, read, update, patch, delete, list and watch SkyShift objects.",
+        lifespan=lifespan,
+    )
+    app.state.metrics = metrics
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    @app.exception_handler(SkyShiftError)
+    async def handle_skyshift_error(request: Request, error: SkyShiftError) -> Response:
+        if error.status_code >= 500:
+            logger.error("%s %s failed: %s", request.method, request.url.path, error.message)
+        return error_response(error)
+
+    @app.exception_handler(RequestValidationError)
+    async def handle_validation_error(request: Request, error: RequestValidationError) -> Response:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in error.errors()
+        )
+        return json_response(status_body(422, "Invalid", f"invalid request: {problems}"), 422)
+
+    @app.exception_handler(Exception)
+    async def handle_unexpected(request: Request, error: Exception) -> Response:
+        logger.exception("Unexpected error in %s %s", request.method, request.url.path)
+        message = f"internal error while handling {request.method} {request.url.path}: {type(error).__name__}"
+        return json_response(status_body(500, "InternalError", message), 500)
+
+    @app.get("/healthz", tags=["health"], summary="Liveness: the process serves requests")
+    async def healthz() -> Response:
+        return Response("ok", media_type="text/plain")
+
+    @app.get("/readyz", tags=["health"], summary="Readiness: etcd answers")
+    async def readyz(request: Request) -> Response:
+        try:
+            await request.app.state.store.ping()
+        except SkyShiftError as error:
+            return Response(f"etcd unreachable: {error.message}", status_code=503, media_type="text/plain")
+        return Response("ok", media_type="text/plain")
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics")
+    async def metrics_endpoint() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/api/v1/plugins", tags=["plugins"], summary="Installed plugins and whether they loaded")
+    async def plugins_endpoint() -> Response:
+        from skyshift_core.plugins import plugins_payload
+
+        return json_response(plugins_payload())
+
+    @app.get("/api/v1", tags=["discovery"], summary="Kinds served by this API")
+    async def discovery() -> Response:
+        resources = [
+            {
+                "kind": model.model_fields["kind"].default,
+                "name": model.plural,
+                "singular_name": model.singular,
+                "short_names": list(model.short_names),
+                "namespaced": model.namespaced,
+                "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+            }
+            for model in kinds().values()
+        ]
+        return json_response({"kind": "APIResourceList", "group_version": "v1", "resources": resources})
+
+    def get_store(request: Request) -> Store:
+        return request.app.state.store
+
+    def get_metrics(request: Request) -> ApiMetrics:
+        return request.app.state.metrics
+
+    for model in kinds().values():
+        app.include_router(build_router(model, get_store, get_metrics, settings.bookmark_interval))
+    app.include_router(lease_router)
+    app.include_router(jobs_router)
+    return app
+
+
+async def _ensure_default_namespace(store: Store) -> None:
+    try:
+        await store.create(Namespace(metadata={"name": DEFAULT_NAMESPACE}))
+    except AlreadyExistsError:
+        pass
+    except UnavailableError as error:
+        # Serve anyway: /readyz reports the outage and requests fail with 503 until etcd returns.
+        logger.warning("Could not ensure the default namespace: %s", error.message)

@@ -1,0 +1,127 @@
+"""Job subresources beyond status: `explain` (the last scheduling cycle) and `logs` (replica output
+read through each cluster's manager plugin)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import AsyncIterator
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+
+from skyshift_core.api.resources import json_response, query, query_bool, query_int
+from skyshift_core.cluster_manager import ClusterManager, ClusterManagerError, ConfigError
+from skyshift_core.errors import BadRequestError, InvalidError, PluginError
+from skyshift_core.objects import Cluster, Job
+from skyshift_core.plugins import load_driver
+from skyshift_core.store import Store
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(tags=["jobs"])
+
+
+@router.get("/api/v1/namespaces/{namespace}/jobs/{name}/explain", summary="Why a Job went where it did, or why it waits")
+async def explain_job(request: Request, namespace: str, name: str) -> Response:
+    store: Store = request.app.state.store
+    job = await store.get(Job, namespace, name)
+    scheduled = next((c for c in job.status.conditions if c.type == "Scheduled"), None)
+    body = {
+        "kind": "SchedulingExplanation",
+        "api_version": "v1",
+        "job": {"namespace": namespace, "name": name, "replicas": job.spec.replicas, "scheduler_name": job.spec.scheduler_name},
+        "phase": job.status.phase.value,
+        "placement": job.status.placement,
+        "placement_generation": job.status.placement_generation,
+        "scheduled": scheduled.model_dump(mode="json") if scheduled else None,
+        "last_cycle": job.status.scheduling or None,
+    }
+    return json_response(body)
+
+
+async def _manager_for(store: Store, cluster_name: str) -> ClusterManager:
+    cluster = await store.get(Cluster, None, cluster_name)
+    manager_class = load_driver("skyshift.cluster_managers", cluster.spec.manager)
+    try:
+        config = manager_class.validate_config(cluster.spec.config)
+    except ConfigError as error:
+        raise InvalidError(f"cluster {cluster_name!r} has an invalid config: {error}") from error
+    manager = manager_class(cluster_name, config)
+    if not manager.supports_logs:
+        raise BadRequestError(f"cluster {cluster_name!r} (manager {cluster.spec.manager!r}) does not provide logs")
+    return manager
+
+
+@router.get("/api/v1/namespaces/{namespace}/jobs/{name}/logs", summary="Stream a Job's replica output")
+async def job_logs(request: Request, namespace: str, name: str) -> Response:
+    """Newline-delimited JSON: `{"replica": 3, "cluster": "site-a", "line": "..."}` per output line.
+
+    Query parameters: `replica` (one replica's output), `follow` (keep streaming new lines),
+    `tail` (only the last N lines of each replica).
+    """
+    store: Store = request.app.state.store
+    job = await store.get(Job, namespace, name)
+    replica = query_int(request, "replica")
+    follow = query_bool(request, "follow")
+    tail = query_int(request, "tail", "tail_lines", "tailLines")
+    if replica is not None and not 0 <= replica < job.spec.replicas:
+        raise BadRequestError(f"invalid replica {replica}: Job {name!r} has replicas 0 to {job.spec.replicas - 1}")
+    if tail is not None and tail < 0:
+        raise BadRequestError(f"invalid tail {tail}: expected a number of lines >= 0")
+
+    sources = []
+    for cluster, share in sorted(job.status.clusters.items()):
+        if cluster not in job.status.placement or not share.replica_indices:
+            continue
+        if replica is not None and replica not in share.replica_indices:
+            continue
+        sources.append((cluster, f"{job.metadata.uid}-{share.generation}"))
+    if not sources:
+        where = f"replica {replica} of " if replica is not None else ""
+        raise BadRequestError(f"{where}Job {namespace}/{name} is not placed on any cluster yet; see: skyshift explain job {name}")
+
+    managers = []
+    try:
+        for cluster, key in sources:
+            managers.append((cluster, key, await _manager_for(store, cluster)))
+    except PluginError as error:
+        raise BadRequestError(f"cannot read logs: {error.message}") from error
+    return StreamingResponse(_merge(managers, replica, follow, tail), media_type="application/x-ndjson")
+
+
+async def _merge(managers, replica: int | None, follow: bool, tail: int | None) -> AsyncIterator[bytes]:
+    """Interleave the lines of every cluster's replicas as they arrive."""
+    queue: asyncio.Queue = asyncio.Queue(maxsize=1000)
+    done = object()
+
+    async def pump(cluster: str, key: str, manager: ClusterManager) -> None:
+        try:
+            await manager.start()
+            async for index, line in manager.logs(key, replica, follow=follow, tail=tail):
+                await queue.put({"replica": index, "cluster": cluster, "line": line})
+        except ClusterManagerError as error:
+            await queue.put({"cluster": cluster, "error": str(error)})
+        except Exception as error:  # One cluster's failure must not cut the others' output.
+            logger.warning("Reading logs from cluster %s failed: %s", cluster, error)
+            await queue.put({"cluster": cluster, "error": f"{type(error).__name__}: {error}"})
+        finally:
+            with contextlib.suppress(Exception):
+                await manager.stop()
+            await queue.put(done)
+
+    tasks = [asyncio.ensure_future(pump(*entry)) for entry in managers]
+    remaining = len(tasks)
+    try:
+        while remaining:
+            item = await queue.get()
+            if item is done:
+                remaining -= 1
+                continue
+            yield json.dumps(item).encode() + b"\n"
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

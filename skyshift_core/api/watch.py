@@ -1,0 +1,113 @@
+"""Watch streams: newline-delimited JSON events, with periodic bookmarks.
+
+Each line is `{"type": ADDED|MODIFIED|DELETED|BOOKMARK|ERROR, "object": {...}}`. A bookmark's
+object carries only `metadata.resource_version`: every change up to that version has been sent,
+so a client that reconnects can resume from it. A version that etcd has compacted answers
+410 Gone before the stream starts, or an ERROR event with a 410 Status once it has started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import AsyncIterator
+
+from fastapi import Response
+from fastapi.responses import StreamingResponse
+
+from skyshift_core.api.metrics import ApiMetrics
+from skyshift_core.api.status import status_body
+from skyshift_core.errors import BadRequestError, GoneError, SkyShiftError
+from skyshift_core.objects.meta import Object
+from skyshift_core.objects.selectors import Requirement
+from skyshift_core.store import Store
+
+logger = logging.getLogger(__name__)
+
+_MAX_TIMEOUT_SECONDS = 3600
+
+
+def _line(event_type: str, obj: dict) -> bytes:
+    return json.dumps({"type": event_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
+
+
+async def watch_response(
+    store: Store,
+    model: type[Object],
+    namespace: str | None,
+    resource_version: str | None,
+    selector: tuple[Requirement, ...],
+    timeout_seconds: int | None,
+    bookmark_interval: float,
+    metrics: ApiMetrics,
+) -> Response:
+    kind = model.model_fields["kind"].default
+    if timeout_seconds is not None and not 0 < timeout_seconds <= _MAX_TIMEOUT_SECONDS:
+        raise BadRequestError(
+            f"invalid timeout_seconds {timeout_seconds}: expected 1 to {_MAX_TIMEOUT_SECONDS}, or leave it out"
+        )
+    start = store.parse_resource_version(resource_version)
+    if start:
+        # Fail with 410 before the stream starts when the version is already compacted.
+        await store.check_revision(start + 1)
+    events = store.watch(model, namespace, resource_version=resource_version, selector=selector)
+    return StreamingResponse(
+        _stream(events, kind, start or 0, timeout_seconds, bookmark_interval, metrics),
+        media_type="application/json",
+        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+async def _stream(
+    events,
+    kind: str,
+    start_revision: int,
+    timeout_seconds: int | None,
+    bookmark_interval: float,
+    metrics: ApiMetrics,
+) -> AsyncIterator[bytes]:
+    loop = asyncio.get_running_loop()
+    end_at = loop.time() + timeout_seconds if timeout_seconds else None
+    last_revision = start_revision
+    gauge = metrics.open_watches.labels(kind)
+    gauge.inc()
+    next_event: asyncio.Task | None = None
+    try:
+        while True:
+            if next_event is None:
+                next_event = asyncio.ensure_future(events.__anext__())
+            wait = bookmark_interval
+            if end_at is not None:
+                wait = min(wait, end_at - loop.time())
+                if wait <= 0:
+                    return
+            done, _ = await asyncio.wait({next_event}, timeout=wait)
+            if not done:
+                if end_at is not None and loop.time() >= end_at:
+                    return
+                yield _line("BOOKMARK", {"kind": kind, "api_version": "v1", "metadata": {"resource_version": str(last_revision)}})
+                continue
+            task, next_event = next_event, None
+            try:
+                event = task.result()
+            except StopAsyncIteration:
+                return
+            except GoneError as error:
+                yield _line("ERROR", status_body(410, "Expired", error.message))
+                return
+            except SkyShiftError as error:
+                logger.warning("Watch of %s ended with an error: %s", kind, error.message)
+                yield _line("ERROR", status_body(error.status_code, error.reason, error.message))
+                return
+            last_revision = event.revision
+            yield b'{"type":"' + event.type.encode() + b'","object":' + event.object.model_dump_json().encode() + b"}\n"
+    finally:
+        gauge.dec()
+        if next_event is not None:
+            next_event.cancel()
+            with contextlib.suppress(BaseException):
+                await next_event
+        with contextlib.suppress(Exception):
+            await events.aclose()

@@ -1,0 +1,1 @@
+"""Running SkyShift's own processes on one machine: etcd, the API server, the controller manager."""

@@ -1,0 +1,101 @@
+"""Start and stop a single-member etcd for `skyshift up` and for tests, on loopback ports."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from skyshift_core.local.processes import free_port, is_alive, reap, stop_process, wait_for_port
+
+logger = logging.getLogger(__name__)
+
+INSTALL_HINT = "install it with: apt-get install -y etcd-server etcd-client (Debian/Ubuntu)"
+
+# Revisions of history kept by auto-compaction. Watches that fall further behind get 410 Gone
+# and list again, so this bounds etcd's disk use without hurting correctness.
+DEFAULT_COMPACTION_RETENTION = 10000
+
+
+def find_etcd() -> str:
+    path = shutil.which("etcd")
+    if path is None:
+        raise FileNotFoundError(f"etcd was not found on PATH; {INSTALL_HINT}, or pass --etcd HOST:PORT")
+    return path
+
+
+@dataclass
+class EtcdProcess:
+    """One etcd member on 127.0.0.1 with its data in `data_dir`."""
+
+    data_dir: Path
+    client_port: int = 0
+    peer_port: int = 0
+    name: str = "skyshift"
+    compaction_retention: int = DEFAULT_COMPACTION_RETENTION
+    pid: int | None = None
+    log_path: Path | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.client_port}"
+
+    def command(self) -> list[str]:
+        client_url = f"http://127.0.0.1:{self.client_port}"
+        peer_url = f"http://127.0.0.1:{self.peer_port}"
+        return [
+            find_etcd(),
+            "--name", self.name,
+            "--data-dir", str(self.data_dir),
+            "--listen-client-urls", client_url,
+            "--advertise-client-urls", client_url,
+            "--listen-peer-urls", peer_url,
+            "--initial-advertise-peer-urls", peer_url,
+            "--initial-cluster", f"{self.name}={peer_url}",
+            "--auto-compaction-mode", "revision",
+            "--auto-compaction-retention", str(self.compaction_retention),
+            "--log-level", "warn",
+        ]  # fmt: skip
+
+    def start(self, timeout: float = 20.0) -> "EtcdProcess":
+        self.data_dir = Path(self.data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.client_port = self.client_port or free_port()
+        self.peer_port = self.peer_port or free_port()
+        self.log_path = self.log_path or self.data_dir.parent / f"{self.data_dir.name}.log"
+        with open(self.log_path, "ab") as log:
+            process = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        self.pid = process.pid
+        if not wait_for_port("127.0.0.1", self.client_port, timeout, pid=self.pid):
+            self.stop()
+            tail = self.log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"etcd did not start listening on {self.endpoint} within {timeout:g} s; log:\n{tail}")
+        logger.info("Started etcd (pid %d) on %s with data in %s", self.pid, self.endpoint, self.data_dir)
+        return self
+
+    def is_running(self) -> bool:
+        return self.pid is not None and is_alive(self.pid)
+
+    def stop(self) -> None:
+        if self.pid is not None:
+            stop_process(self.pid)
+            reap(self.pid)
+            logger.info("Stopped etcd (pid %d)", self.pid)
+        self.pid = None
+
+    def kill(self) -> None:
+        """Stop abruptly (SIGKILL), as a crash would."""
+        import os
+        import signal
+
+        if self.pid is not None and is_alive(self.pid):
+            os.kill(self.pid, signal.SIGKILL)
+            while is_alive(self.pid):
+                reap(self.pid)
+                time.sleep(0.02)
+        self.pid = None

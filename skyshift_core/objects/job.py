@@ -1,0 +1,209 @@
+"""The Job kind: a batch job or long-running replicas, placed across clusters by the scheduler."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import Enum
+from typing import Any, ClassVar, Literal
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+
+from skyshift_core.objects.base import SkyModel
+from skyshift_core.objects.meta import Condition, Object
+from skyshift_core.objects.resources import Resources
+from skyshift_core.objects.selectors import LabelSelector
+
+DEFAULT_IMAGE = "ubuntu:latest"
+DEFAULT_SCHEDULER = "default"
+
+# [registry[:port]/]path[:tag][@sha256:digest], as container runtimes accept it.
+_IMAGE = re.compile(
+    r"^([a-zA-Z0-9.-]+(:[0-9]+)?/)?[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$"
+)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class RestartPolicy(str, Enum):
+    ALWAYS = "Always"
+    ON_FAILURE = "OnFailure"
+    NEVER = "Never"
+
+
+class JobPhase(str, Enum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class PlacementFilter(LabelSelector):
+    """A cluster must match every filter to be considered."""
+
+    name: str = ""
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> "PlacementFilter":
+        if self.is_empty():
+            raise ValueError(f"placement filter {self.name!r} needs match_labels or match_expressions")
+        return self
+
+
+class PlacementPreference(PlacementFilter):
+    """Clusters matching a preference score higher, in proportion to its weight."""
+
+    weight: int = Field(default=1, ge=1, le=100)
+
+
+class Placement(SkyModel):
+    filters: list[PlacementFilter] = Field(default_factory=list)
+    preferences: list[PlacementPreference] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "Placement":
+        for label, rules in (("filter", self.filters), ("preference", self.preferences)):
+            names = [rule.name for rule in rules if rule.name]
+            duplicates = sorted({name for name in names if names.count(name) > 1})
+            if duplicates:
+                raise ValueError(f"duplicate placement {label} name(s): {', '.join(duplicates)}")
+        return self
+
+
+class Volume(SkyModel):
+    """A directory mounted into each replica, written as in the original SkyShift:
+    `volumes: {data: {container_dir: /data, host_path: /srv/data}}`."""
+
+    container_dir: str
+    host_path: str | None = None
+    type: Literal["host_path", "empty_dir"] = "host_path"
+    read_only: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> "Volume":
+        if not self.container_dir.startswith("/"):
+            raise ValueError(f"container_dir {self.container_dir!r} must be an absolute path")
+        if self.type == "host_path" and not self.host_path:
+            raise ValueError("a host_path volume needs host_path; use type: empty_dir for scratch space")
+        return self
+
+
+class JobSpec(SkyModel):
+    image: str = DEFAULT_IMAGE
+    run: str = ""
+    envs: dict[str, str] = Field(default_factory=dict, validation_alias=AliasChoices("envs", "env"))
+    ports: list[int] = Field(default_factory=list)
+    replicas: int = Field(default=1, ge=1)
+    resources: Resources = Field(default_factory=Resources)
+    # Always is the original SkyShift's default, kept so its manifests mean the same here.
+    restart_policy: RestartPolicy = RestartPolicy.ALWAYS
+    volumes: dict[str, Volume] = Field(default_factory=dict)
+    placement: Placement = Field(default_factory=Placement)
+    scheduler_name: str = DEFAULT_SCHEDULER
+    # Per-backend settings keyed by cluster manager name, such as `slurm: {partition: debug}`;
+    # each backend plugin validates its own section.
+    backend: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("image")
+    @classmethod
+    def _check_image(cls, image: str) -> str:
+        if not _IMAGE.match(image):
+            raise ValueError(
+                f"invalid image {image!r}: expected [registry[:port]/]name[:tag][@sha256:digest], "
+                "for example 'ubuntu:22.04'"
+            )
+        return image
+
+    @field_validator("envs", mode="before")
+    @classmethod
+    def _normalize_envs(cls, envs: Any) -> Any:
+        # Older manifests write a list of one-key mappings: `env: [{A: "1"}, {B: "2"}]`.
+        if isinstance(envs, list):
+            merged: dict[str, Any] = {}
+            for item in envs:
+                if not isinstance(item, dict) or len(item) != 1:
+                    raise ValueError(f"invalid env entry {item!r}: expected a mapping with one key, like {{NAME: value}}")
+                merged.update(item)
+            envs = merged
+        if isinstance(envs, dict):
+            return {key: value if isinstance(value, str) else _env_string(key, value) for key, value in envs.items()}
+        return envs
+
+    @field_validator("envs")
+    @classmethod
+    def _check_env_names(cls, envs: dict[str, str]) -> dict[str, str]:
+        for name in envs:
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"invalid environment variable name {name!r}: use letters, digits and '_'")
+        return envs
+
+    @field_validator("ports")
+    @classmethod
+    def _check_ports(cls, ports: list[int]) -> list[int]:
+        for port in ports:
+            if not 1 <= port <= 65535:
+                raise ValueError(f"invalid port {port}: must be between 1 and 65535")
+        return ports
+
+
+def _env_string(name: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    raise ValueError(f"invalid value for environment variable {name!r}: expected a string or number, got {value!r}")
+
+
+class TaskStatus(SkyModel):
+    """State of one replica on its cluster, as the backend reports it."""
+
+    state: str = "Pending"
+    exit_code: int | None = None
+    reason: str = ""
+    message: str = ""
+    restarts: int = 0
+
+
+class ClusterShare(SkyModel):
+    """What runs on one cluster: the global indices of its replicas, the placement generation at
+    which this share last changed (part of the backend submission's identity, so an unchanged
+    share is never resubmitted), the backend's ids and each replica's state."""
+
+    replicas: int = 0
+    replica_indices: list[int] = Field(default_factory=list)
+    generation: int = 0
+    manager_job_ids: list[str] = Field(default_factory=list)
+    tasks: dict[str, TaskStatus] = Field(default_factory=dict)
+
+
+class JobStatus(SkyModel):
+    phase: JobPhase = JobPhase.PENDING
+    # Cluster name -> replicas, written by the scheduler in one conditional write.
+    placement: dict[str, int] = Field(default_factory=dict)
+    placement_generation: int = 0
+    clusters: dict[str, ClusterShare] = Field(default_factory=dict)
+    conditions: list[Condition] = Field(default_factory=list)
+    start_time: datetime | None = None
+    completion_time: datetime | None = None
+    # The last scheduling cycle's verdicts, scores and division, for `skyshift explain`.
+    scheduling: dict[str, Any] = Field(default_factory=dict)
+
+
+class Job(Object):
+    plural: ClassVar[str] = "jobs"
+    singular: ClassVar[str] = "job"
+    short_names: ClassVar[tuple[str, ...]] = ("jb",)
+    table_columns: ClassVar[tuple[str, ...]] = ("PHASE", "REPLICAS", "CLUSTERS", "AGE")
+
+    kind: Literal["Job"] = "Job"
+    spec: JobSpec = Field(default_factory=JobSpec)
+    status: JobStatus = Field(default_factory=JobStatus)
+
+    def table_row(self) -> dict[str, str]:
+        placed = sum(self.status.placement.values())
+        clusters = ",".join(f"{name}:{count}" for name, count in sorted(self.status.placement.items()))
+        return {
+            "PHASE": self.status.phase.value,
+            "REPLICAS": f"{placed}/{self.spec.replicas}",
+            "CLUSTERS": clusters or "<none>",
+        }

@@ -1,0 +1,200 @@
+"""The smaller kinds: Namespace, Link, FilterPolicy, Role, User and Event."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import ClassVar, Literal
+
+from pydantic import Field, field_validator
+
+from skyshift_core.objects.base import SkyModel
+from skyshift_core.objects.meta import Condition, Object, validate_name
+from skyshift_core.objects.selectors import validate_label_key, validate_label_value
+
+
+class NamespaceStatus(SkyModel):
+    phase: Literal["Active", "Terminating"] = "Active"
+
+
+class Namespace(Object):
+    plural: ClassVar[str] = "namespaces"
+    singular: ClassVar[str] = "namespace"
+    short_names: ClassVar[tuple[str, ...]] = ("ns",)
+    namespaced: ClassVar[bool] = False
+    table_columns: ClassVar[tuple[str, ...]] = ("STATUS", "AGE")
+
+    kind: Literal["Namespace"] = "Namespace"
+    spec: dict = Field(default_factory=dict)
+    status: NamespaceStatus = Field(default_factory=NamespaceStatus)
+
+    def table_row(self) -> dict[str, str]:
+        return {"STATUS": self.status.phase}
+
+
+class LinkPhase(str, Enum):
+    INIT = "INIT"
+    ACTIVE = "ACTIVE"
+    FAILED = "FAILED"
+
+
+class LinkSpec(SkyModel):
+    source_cluster: str
+    target_cluster: str
+
+    @field_validator("source_cluster", "target_cluster")
+    @classmethod
+    def _check_cluster(cls, name: str, info) -> str:
+        return validate_name(name, info.field_name)
+
+
+class LinkStatus(SkyModel):
+    phase: LinkPhase = LinkPhase.INIT
+    conditions: list[Condition] = Field(default_factory=list)
+
+
+class Link(Object):
+    """A network link between two clusters, set up by a network provider plugin."""
+
+    plural: ClassVar[str] = "links"
+    singular: ClassVar[str] = "link"
+    namespaced: ClassVar[bool] = False
+    table_columns: ClassVar[tuple[str, ...]] = ("SOURCE", "TARGET", "STATUS", "AGE")
+
+    kind: Literal["Link"] = "Link"
+    spec: LinkSpec
+    status: LinkStatus = Field(default_factory=LinkStatus)
+
+    def table_row(self) -> dict[str, str]:
+        return {"SOURCE": self.spec.source_cluster, "TARGET": self.spec.target_cluster, "STATUS": self.status.phase.value}
+
+
+class ClusterFilter(SkyModel):
+    include: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+
+
+class FilterPolicySpec(SkyModel):
+    """Jobs whose labels match `labels_selector` may run only on `cluster_filter.include`
+    (when not empty) and never on `cluster_filter.exclude`."""
+
+    cluster_filter: ClusterFilter = Field(default_factory=ClusterFilter)
+    labels_selector: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("labels_selector")
+    @classmethod
+    def _check_selector(cls, selector: dict[str, str]) -> dict[str, str]:
+        for key, value in selector.items():
+            validate_label_key(key)
+            validate_label_value(value)
+        return selector
+
+
+class FilterPolicy(Object):
+    plural: ClassVar[str] = "filterpolicies"
+    singular: ClassVar[str] = "filterpolicy"
+    short_names: ClassVar[tuple[str, ...]] = ("fp",)
+    table_columns: ClassVar[tuple[str, ...]] = ("INCLUDE", "EXCLUDE", "AGE")
+
+    kind: Literal["FilterPolicy"] = "FilterPolicy"
+    spec: FilterPolicySpec = Field(default_factory=FilterPolicySpec)
+    status: dict = Field(default_factory=dict)
+
+    def table_row(self) -> dict[str, str]:
+        return {
+            "INCLUDE": ",".join(self.spec.cluster_filter.include) or "<all>",
+            "EXCLUDE": ",".join(self.spec.cluster_filter.exclude) or "<none>",
+        }
+
+
+VERBS = ("get", "list", "watch", "create", "update", "patch", "delete")
+
+
+class PolicyRule(SkyModel):
+    """Verbs allowed on resources (plural kinds or `kind/subresource`) in namespaces; `*` matches all."""
+
+    verbs: list[str]
+    resources: list[str]
+    namespaces: list[str] = Field(default_factory=lambda: ["*"])
+
+    @field_validator("verbs")
+    @classmethod
+    def _check_verbs(cls, verbs: list[str]) -> list[str]:
+        for verb in verbs:
+            if verb != "*" and verb not in VERBS:
+                raise ValueError(f"invalid verb {verb!r}: expected one of {', '.join(VERBS)} or '*'")
+        return verbs
+
+
+class RoleSpec(SkyModel):
+    rules: list[PolicyRule] = Field(default_factory=list)
+    # Names of the Users this Role is bound to.
+    users: list[str] = Field(default_factory=list)
+
+
+class Role(Object):
+    plural: ClassVar[str] = "roles"
+    singular: ClassVar[str] = "role"
+    namespaced: ClassVar[bool] = False
+    table_columns: ClassVar[tuple[str, ...]] = ("USERS", "AGE")
+
+    kind: Literal["Role"] = "Role"
+    spec: RoleSpec = Field(default_factory=RoleSpec)
+    status: dict = Field(default_factory=dict)
+
+    def table_row(self) -> dict[str, str]:
+        return {"USERS": ",".join(self.spec.users) or "<none>"}
+
+
+class UserSpec(SkyModel):
+    email: str | None = None
+    display_name: str | None = None
+
+
+class User(Object):
+    plural: ClassVar[str] = "users"
+    singular: ClassVar[str] = "user"
+    namespaced: ClassVar[bool] = False
+    table_columns: ClassVar[tuple[str, ...]] = ("EMAIL", "AGE")
+
+    kind: Literal["User"] = "User"
+    spec: UserSpec = Field(default_factory=UserSpec)
+    status: dict = Field(default_factory=dict)
+
+    def table_row(self) -> dict[str, str]:
+        return {"EMAIL": self.spec.email or "<none>"}
+
+
+class ObjectReference(SkyModel):
+    kind: str
+    name: str
+    namespace: str | None = None
+    uid: str | None = None
+
+
+class Event(Object):
+    """Something that happened to an object, for `skyshift describe`; fields as Kubernetes' core/v1 Event."""
+
+    plural: ClassVar[str] = "events"
+    singular: ClassVar[str] = "event"
+    short_names: ClassVar[tuple[str, ...]] = ("ev",)
+    table_columns: ClassVar[tuple[str, ...]] = ("TYPE", "REASON", "OBJECT", "MESSAGE", "AGE")
+
+    kind: Literal["Event"] = "Event"
+    involved_object: ObjectReference
+    reason: str = ""
+    message: str = ""
+    type: Literal["Normal", "Warning"] = "Normal"
+    count: int = Field(default=1, ge=1)
+    source: str = ""
+    first_timestamp: datetime | None = None
+    last_timestamp: datetime | None = None
+    status: dict = Field(default_factory=dict)
+
+    def table_row(self) -> dict[str, str]:
+        return {
+            "TYPE": self.type,
+            "REASON": self.reason,
+            "OBJECT": f"{self.involved_object.kind.lower()}/{self.involved_object.name}",
+            "MESSAGE": self.message,
+        }

@@ -1,0 +1,559 @@
+"""The etcd store: typed CRUD, list and watch for every kind, with resource-version preconditions.
+
+Only the API server uses this module; controllers and the CLI go through the API. Every write is a
+single etcd transaction, so a precondition and the write it guards can never be split by another
+writer. An object's resource_version is the etcd mod_revision of its key, and a list's
+resource_version is the revision of the read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import random
+import uuid
+from dataclasses import dataclass
+from typing import AsyncIterator, Awaitable, Callable, TypeVar
+
+import aetcd
+import aetcd.exceptions
+import grpc
+from aetcd import rpc
+
+from skyshift_core.errors import (
+    AlreadyExistsError,
+    BadRequestError,
+    ConflictError,
+    GoneError,
+    NotFoundError,
+    SkyShiftError,
+    UnavailableError,
+)
+from skyshift_core.objects import kinds
+from skyshift_core.objects.meta import DEFAULT_NAMESPACE, Object, utc_now
+from skyshift_core.objects.misc import Namespace
+from skyshift_core.objects.selectors import Requirement, selector_matches
+from skyshift_core.store.keys import ROOT, list_prefix, object_key, prefix_range_end
+from skyshift_core.store.leases import Fence, LeaseStoreMixin
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# gRPC codes after which the same request may be sent again, possibly to another member.
+_TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+# Per-request deadline: a member that lost its leader can hold a request for etcd's 7 s
+# request timeout, so one attempt must give up sooner and try again.
+_ATTEMPT_TIMEOUT = 5.0
+
+
+@dataclass
+class ListResult:
+    items: list[Object]
+    resource_version: str
+    continue_token: str | None = None
+
+
+@dataclass
+class WatchEvent:
+    type: str  # ADDED, MODIFIED or DELETED
+    object: Object
+    revision: int
+
+
+def parse_endpoint(endpoint: str) -> tuple[str, int]:
+    """Split `http://127.0.0.1:2379` or `127.0.0.1:2379` into host and port."""
+    text = endpoint.strip()
+    for scheme in ("http://", "https://"):
+        text = text.removeprefix(scheme)
+    host, _, port = text.rstrip("/").rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"invalid etcd endpoint {endpoint!r}: expected host:port, for example 127.0.0.1:2379")
+    return host, int(port)
+
+
+class Store(LeaseStoreMixin):
+    """Async access to SkyShift's objects (and leader-election leases) in etcd.
+
+    `endpoints` may name several members of one etcd cluster; a request that cannot reach one
+    member is retried on the next until `deadline` seconds have passed. Every write accepts a
+    `fence`: the write then also requires, in its own transaction, that the fence's holder still
+    holds the lease, and fails with LeaseLostError otherwise.
+    """
+
+    def __init__(
+        self,
+        endpoints: list[str] | str,
+        *,
+        root: str = ROOT,
+        deadline: float = 15.0,
+        username: str | None = None,
+        password: str | None = None,
+    ):
+        if isinstance(endpoints, str):
+            endpoints = [part for part in endpoints.split(",") if part.strip()]
+        if not endpoints:
+            raise ValueError("no etcd endpoint given: pass at least one host:port")
+        self.endpoints = [parse_endpoint(endpoint) for endpoint in endpoints]
+        self.root = root.rstrip("/")
+        self.deadline = deadline
+        self._username = username
+        self._password = password
+        self._endpoint_index = 0
+        self._client: aetcd.Client | None = None
+        self._client_lock = asyncio.Lock()
+
+    # ---- connection -------------------------------------------------------------------
+
+    async def _connected_client(self) -> aetcd.Client:
+        if self._client is not None:
+            return self._client
+        async with self._client_lock:
+            if self._client is None:
+                host, port = self.endpoints[self._endpoint_index % len(self.endpoints)]
+                client = aetcd.Client(
+                    host=host, port=port, username=self._username, password=self._password, timeout=_ATTEMPT_TIMEOUT
+                )
+                await client.connect()
+                self._client = client
+            return self._client
+
+    async def _rotate(self, failed: aetcd.Client) -> None:
+        """Drop a client that failed and move to the next endpoint."""
+        async with self._client_lock:
+            if self._client is failed:
+                self._client = None
+                self._endpoint_index += 1
+        try:
+            await failed.close()
+        except Exception:  # The channel is already broken; closing it is best effort.
+            logger.debug("Closing a failed etcd client raised", exc_info=True)
+
+    async def close(self) -> None:
+        async with self._client_lock:
+            client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    async def _call(self, operation: Callable[[aetcd.Client], Awaitable[T]]) -> T:
+        """Run one etcd request, retrying transient failures with backoff until the deadline."""
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self.deadline
+        delay = 0.05
+        while True:
+            client = await self._connected_client()
+            try:
+                return await operation(client)
+            except grpc.aio.AioRpcError as error:
+                if error.code() == grpc.StatusCode.OUT_OF_RANGE:
+                    raise GoneError(f"the requested resource_version is too old: {error.details()}") from error
+                if error.code() not in _TRANSIENT:
+                    raise SkyShiftError(f"etcd request failed: {error.code().name}: {error.details()}") from error
+                failure: Exception = error
+            except (aetcd.exceptions.ConnectionFailedError, aetcd.exceptions.ConnectionTimeoutError) as error:
+                failure = error
+            if loop.time() + delay > give_up_at:
+                endpoints = ", ".join(f"{host}:{port}" for host, port in self.endpoints)
+                raise UnavailableError(
+                    f"etcd at {endpoints} did not answer within {self.deadline:g} s: {failure}"
+                ) from failure
+            logger.warning("etcd request failed, retrying in %.2f s: %s", delay, failure)
+            await self._rotate(client)
+            await asyncio.sleep(delay * (1 + random.random() / 2))
+            delay = min(delay * 2, 1.0)
+
+    async def ping(self) -> int:
+        """Return etcd's current revision; raise UnavailableError when etcd cannot be reached."""
+
+        async def operation(client: aetcd.Client) -> int:
+            request = rpc.RangeRequest(key=f"{self.root}/".encode(), limit=1, count_only=True)
+            response = await client.kvstub.Range(request, timeout=_ATTEMPT_TIMEOUT, metadata=client.metadata)
+            return response.header.revision
+
+        return await self._call(operation)
+
+    async def check_revision(self, revision: int) -> None:
+        """Raise GoneError when `revision` has been compacted, so a watch from it cannot start."""
+        response = await self._range(f"{self.root}/".encode(), limit=1, revision=0)
+        if revision > response.header.revision:
+            return
+        try:
+            await self._range(f"{self.root}/".encode(), limit=1, revision=revision)
+        except GoneError as error:
+            raise GoneError(
+                f"resource_version {revision - 1} is too old: etcd has compacted that history; "
+                "list again and watch from the list's resource_version"
+            ) from error
+
+    # ---- raw operations -----------------------------------------------------------------
+
+    async def _range(self, key: bytes, range_end: bytes | None = None, *, limit: int = 0, revision: int = 0):
+        async def operation(client: aetcd.Client):
+            request = rpc.RangeRequest(key=key, limit=limit, revision=revision)
+            if range_end is not None:
+                request.range_end = range_end
+            return await client.kvstub.Range(request, timeout=_ATTEMPT_TIMEOUT, metadata=client.metadata)
+
+        return await self._call(operation)
+
+    async def _txn(self, compare: list, success: list):
+        async def operation(client: aetcd.Client):
+            request = rpc.TxnRequest(compare=compare, success=success, failure=[])
+            return await client.kvstub.Txn(request, timeout=_ATTEMPT_TIMEOUT, metadata=client.metadata)
+
+        return await self._call(operation)
+
+    # ---- encoding -----------------------------------------------------------------------
+
+    def _key(self, model: type[Object], namespace: str | None, name: str) -> bytes:
+        return object_key(model, namespace, name, self.root)
+
+    @staticmethod
+    def _encode(obj: Object) -> bytes:
+        # The resource_version is the key's mod_revision, so it is never stored in the value.
+        return obj.model_dump_json(exclude={"metadata": {"resource_version"}}).encode()
+
+    @staticmethod
+    def _decode(model: type[Object], value: bytes, mod_revision: int) -> Object:
+        obj = model.model_validate_json(value)
+        obj.metadata.resource_version = str(mod_revision)
+        return obj
+
+    @staticmethod
+    def _describe(model: type[Object], namespace: str | None, name: str) -> str:
+        kind = model.model_fields["kind"].default
+        return f"{kind} '{namespace}/{name}'" if model.namespaced else f"{kind} '{name}'"
+
+    @staticmethod
+    def parse_resource_version(resource_version: str | int | None) -> int | None:
+        if resource_version is None or resource_version == "":
+            return None
+        try:
+            value = int(resource_version)
+        except (TypeError, ValueError) as error:
+            raise BadRequestError(
+                f"invalid resource_version {resource_version!r}: expected a non-negative integer"
+            ) from error
+        if value < 0:
+            raise BadRequestError(f"invalid resource_version {resource_version!r}: expected a non-negative integer")
+        return value
+
+    # ---- CRUD ---------------------------------------------------------------------------
+
+    async def create(self, obj: Object, *, fence: Fence | None = None) -> Object:
+        """Store a new object; raise AlreadyExistsError when the name is taken."""
+        model = type(obj)
+        namespace = (obj.metadata.namespace or DEFAULT_NAMESPACE) if model.namespaced else None
+        if model.namespaced and model is not Namespace and namespace != DEFAULT_NAMESPACE:
+            await self._require_namespace(namespace)
+        metadata = obj.metadata.model_copy(
+            update={
+                "namespace": namespace,
+                "uid": str(uuid.uuid4()),
+                "generation": 1,
+                "creation_timestamp": utc_now(),
+                "resource_version": None,
+                "deletion_timestamp": None,
+            }
+        )
+        obj = obj.model_copy(update={"metadata": metadata})
+        key = self._key(model, namespace, obj.metadata.name)
+        value = self._encode(obj)
+        fenced = await self.fence_compare(fence)
+        compare = [rpc.Compare(key=key, target=rpc.Compare.CREATE, result=rpc.Compare.EQUAL, create_revision=0), *fenced]
+        response = await self._txn(compare, [rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value))])
+        if not response.succeeded:
+            await self.check_fence(fence, fenced)
+            # A retried request may find the object its own first attempt wrote.
+            existing = await self._range(key)
+            if existing.kvs and json.loads(existing.kvs[0].value)["metadata"].get("uid") == metadata.uid:
+                return self._decode(model, existing.kvs[0].value, existing.kvs[0].mod_revision)
+            raise AlreadyExistsError(f"{self._describe(model, namespace, obj.metadata.name)} already exists")
+        metadata.resource_version = str(response.header.revision)
+        return obj
+
+    async def _require_namespace(self, namespace: str) -> None:
+        response = await self._range(self._key(Namespace, None, namespace))
+        if not response.kvs:
+            raise NotFoundError(f"namespace '{namespace}' not found; create it first: skyshift create namespace {namespace}")
+
+    async def _get_raw(self, model: type[Object], namespace: str | None, name: str):
+        response = await self._range(self._key(model, namespace, name))
+        if not response.kvs:
+            raise NotFoundError(f"{self._describe(model, namespace, name)} not found")
+        return response.kvs[0]
+
+    async def get(self, model: type[Object], namespace: str | None, name: str) -> Object:
+        namespace = namespace if model.namespaced else None
+        kv = await self._get_raw(model, namespace, name)
+        return self._decode(model, kv.value, kv.mod_revision)
+
+    async def update(self, obj: Object, *, subresource: str | None = None, fence: Fence | None = None) -> Object:
+        """Replace an object's spec and metadata (or only its status, with subresource="status").
+
+        When obj.metadata.resource_version is set it must equal the stored one (else ConflictError);
+        without it the update applies to whatever version is current. A change outside metadata
+        and status bumps metadata.generation. Writing an unchanged object is a no-op.
+        """
+        model = type(obj)
+        namespace = (obj.metadata.namespace or DEFAULT_NAMESPACE) if model.namespaced else None
+        name = obj.metadata.name
+        precondition = self.parse_resource_version(obj.metadata.resource_version)
+        fenced = await self.fence_compare(fence)
+        while True:
+            kv = await self._get_raw(model, namespace, name)
+            if precondition is not None and precondition != kv.mod_revision:
+                raise ConflictError(self._conflict_message(model, namespace, name, precondition, kv.mod_revision))
+            current = self._decode(model, kv.value, kv.mod_revision)
+            merged = self._merge(current, obj, subresource)
+            value = self._encode(merged)
+            if value == kv.value:
+                return current
+            compare = [rpc.Compare(key=kv.key, target=rpc.Compare.MOD, result=rpc.Compare.EQUAL, mod_revision=kv.mod_revision), *fenced]
+            response = await self._txn(compare, [rpc.RequestOp(request_put=rpc.PutRequest(key=kv.key, value=value))])
+            if response.succeeded:
+                merged.metadata.resource_version = str(response.header.revision)
+                return merged
+            await self.check_fence(fence, fenced)
+            if precondition is not None:
+                latest = await self._get_raw(model, namespace, name)
+                raise ConflictError(self._conflict_message(model, namespace, name, precondition, latest.mod_revision))
+            # Someone wrote between our read and our write; read again and reapply.
+
+    def _conflict_message(self, model, namespace, name, requested: int, current: int) -> str:
+        return (
+            f"{self._describe(model, namespace, name)} was modified: resource_version {requested} was requested "
+            f"but the current one is {current}; get the object again, reapply your change and retry"
+        )
+
+    @staticmethod
+    def _merge(current: Object, new: Object, subresource: str | None) -> Object:
+        if subresource == "status":
+            return current.model_copy(update={"status": new.status})
+        if subresource is not None:
+            raise BadRequestError(f"unknown subresource {subresource!r}: only 'status' can be updated")
+
+        # Identity fields are immutable; labels and annotations come from the new object;
+        # status is kept, because it is written only through the status subresource.
+        metadata = current.metadata.model_copy(
+            update={"labels": new.metadata.labels, "annotations": new.metadata.annotations}
+        )
+        fields = {name: getattr(new, name) for name in type(new).model_fields if name not in ("metadata", "status")}
+        candidate = current.model_copy(update={**fields, "metadata": metadata})
+        excluded = {"metadata", "status"}
+        if candidate.model_dump(mode="json", exclude=excluded) != current.model_dump(mode="json", exclude=excluded):
+            metadata.generation = current.metadata.generation + 1
+        return candidate
+
+    async def delete(
+        self,
+        model: type[Object],
+        namespace: str | None,
+        name: str,
+        resource_version: str | int | None = None,
+        *,
+        fence: Fence | None = None,
+    ) -> Object:
+        """Delete an object and return its last state; with resource_version, only that version."""
+        namespace = (namespace or DEFAULT_NAMESPACE) if model.namespaced else None
+        precondition = self.parse_resource_version(resource_version)
+        fenced = await self.fence_compare(fence)
+        while True:
+            kv = await self._get_raw(model, namespace, name)
+            if precondition is not None and precondition != kv.mod_revision:
+                raise ConflictError(self._conflict_message(model, namespace, name, precondition, kv.mod_revision))
+            compare = [rpc.Compare(key=kv.key, target=rpc.Compare.MOD, result=rpc.Compare.EQUAL, mod_revision=kv.mod_revision), *fenced]
+            operations = [rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=kv.key))]
+            if model is Namespace:
+                # The namespace and everything in it go in one transaction.
+                for kind in kinds().values():
+                    if kind.namespaced:
+                        prefix = list_prefix(kind, name, self.root)
+                        operations.append(
+                            rpc.RequestOp(
+                                request_delete_range=rpc.DeleteRangeRequest(key=prefix, range_end=prefix_range_end(prefix))
+                            )
+                        )
+            response = await self._txn(compare, operations)
+            if response.succeeded:
+                deleted = self._decode(model, kv.value, kv.mod_revision)
+                deleted.metadata.resource_version = str(response.header.revision)
+                return deleted
+            await self.check_fence(fence, fenced)
+            if precondition is not None:
+                latest = await self._get_raw(model, namespace, name)
+                raise ConflictError(self._conflict_message(model, namespace, name, precondition, latest.mod_revision))
+
+    # ---- list ---------------------------------------------------------------------------
+
+    async def list(
+        self,
+        model: type[Object],
+        namespace: str | None = None,
+        *,
+        selector: tuple[Requirement, ...] = (),
+        limit: int | None = None,
+        continue_token: str | None = None,
+    ) -> ListResult:
+        """List objects, optionally filtered by a label selector and split into pages.
+
+        Every page of one listing reads etcd at the same revision, so a paginated list is a
+        consistent snapshot; a continue token whose revision was compacted raises GoneError.
+        """
+        prefix = list_prefix(model, namespace if model.namespaced else None, self.root)
+        range_end = prefix_range_end(prefix)
+        start, revision = prefix, 0
+        if continue_token:
+            start, revision = self._decode_continue(continue_token, prefix)
+        if limit is not None and limit < 0:
+            raise BadRequestError(f"invalid limit {limit}: expected a positive number, or 0 for no limit")
+        wanted = limit or 0
+
+        items: list[Object] = []
+        while True:
+            batch = max(wanted - len(items), 0) if wanted else 0
+            if wanted and selector:
+                batch = max(batch, 64)  # Read ahead when a selector may skip most keys.
+            try:
+                response = await self._range(start, range_end, limit=batch, revision=revision)
+            except GoneError as error:
+                raise GoneError(
+                    f"the continue token refers to revision {revision}, which etcd has compacted; list again without it"
+                ) from error
+            revision = revision or response.header.revision
+            last_key = None
+            for kv in response.kvs:
+                if wanted and len(items) >= wanted:
+                    break
+                last_key = kv.key
+                obj = self._decode(model, kv.value, kv.mod_revision)
+                if selector_matches(selector, obj.metadata.labels):
+                    items.append(obj)
+            exhausted = last_key is None or (not response.more and last_key == response.kvs[-1].key)
+            if exhausted:
+                return ListResult(items, str(revision), None)
+            start = last_key + b"\0"
+            if wanted and len(items) >= wanted:
+                return ListResult(items, str(revision), self._encode_continue(start, revision))
+
+    @staticmethod
+    def _encode_continue(start: bytes, revision: int) -> str:
+        payload = json.dumps({"start": base64.b64encode(start).decode(), "rv": revision}).encode()
+        return base64.urlsafe_b64encode(payload).decode()
+
+    @staticmethod
+    def _decode_continue(token: str, prefix: bytes) -> tuple[bytes, int]:
+        try:
+            payload = json.loads(base64.urlsafe_b64decode(token.encode()))
+            start, revision = base64.b64decode(payload["start"]), int(payload["rv"])
+        except (ValueError, KeyError, TypeError, binascii.Error) as error:
+            raise BadRequestError("invalid continue token: pass the token from the previous list response unchanged") from error
+        if not start.startswith(prefix):
+            raise BadRequestError("invalid continue token: it belongs to a different list request")
+        return start, revision
+
+    # ---- watch --------------------------------------------------------------------------
+
+    async def watch(
+        self,
+        model: type[Object],
+        namespace: str | None = None,
+        *,
+        resource_version: str | int | None = None,
+        selector: tuple[Requirement, ...] = (),
+        reconnect_deadline: float = 30.0,
+    ) -> AsyncIterator[WatchEvent]:
+        """Yield every change after `resource_version`, exactly once and in revision order.
+
+        Without a resource_version the current objects come first as ADDED events, as in
+        Kubernetes. With a selector, an object that stops matching yields DELETED and one that
+        starts matching yields ADDED. Raises GoneError when the version has been compacted.
+        """
+        prefix = list_prefix(model, namespace if model.namespaced else None, self.root)
+        start_after = self.parse_resource_version(resource_version)
+        if not start_after:
+            listing = await self.list(model, namespace, selector=selector)
+            start_after = int(listing.resource_version)
+            for item in listing.items:
+                yield WatchEvent("ADDED", item, int(item.metadata.resource_version))
+
+        loop = asyncio.get_running_loop()
+        last_revision = start_after
+        give_up_at: float | None = None
+        while True:
+            client = await self._connected_client()
+            stream = None
+            try:
+                stream = await client.watch(
+                    prefix, range_end=prefix_range_end(prefix), start_revision=last_revision + 1, prev_kv=True
+                )
+                give_up_at = None
+                async for raw in stream:
+                    event = self._watch_event(model, raw, selector)
+                    last_revision = raw.kv.mod_revision
+                    if event is not None:
+                        yield event
+            except aetcd.exceptions.RevisionCompactedError as error:
+                raise GoneError(
+                    f"resource_version {last_revision} is too old: etcd compacted history up to revision "
+                    f"{error.compacted_revision}; list again and watch from the list's resource_version"
+                ) from error
+            except (
+                aetcd.exceptions.ConnectionFailedError,
+                aetcd.exceptions.ConnectionTimeoutError,
+                aetcd.exceptions.WatchTimeoutError,
+            ) as error:
+                # The stream died with the connection; subscribe again after the last delivered revision.
+                if give_up_at is None:
+                    give_up_at = loop.time() + reconnect_deadline
+                await self._wait_to_reconnect(client, error, give_up_at)
+            finally:
+                if stream is not None:
+                    await self._cancel_quietly(stream)
+
+    async def _wait_to_reconnect(self, client: aetcd.Client, error: Exception, give_up_at: float) -> None:
+        if asyncio.get_running_loop().time() > give_up_at:
+            raise UnavailableError(f"lost the etcd watch and could not resubscribe: {error}") from error
+        logger.warning("etcd watch interrupted, resubscribing: %s", error)
+        await self._rotate(client)
+        await asyncio.sleep(0.2)
+
+    @staticmethod
+    async def _cancel_quietly(stream) -> None:
+        try:
+            await stream.cancel()
+        except Exception:  # The stream may already be gone with its connection.
+            logger.debug("Cancelling an etcd watch raised", exc_info=True)
+
+    def _watch_event(self, model: type[Object], raw, selector: tuple[Requirement, ...]) -> WatchEvent | None:
+        revision = raw.kv.mod_revision
+        if raw.kind == "DELETE":
+            if raw.prev_kv is None or not raw.prev_kv.value:  # Compacted away; nothing to report.
+                return None
+            previous = self._decode(model, raw.prev_kv.value, revision)
+            if not selector_matches(selector, previous.metadata.labels):
+                return None
+            return WatchEvent("DELETED", previous, revision)
+
+        current = self._decode(model, raw.kv.value, revision)
+        matches = selector_matches(selector, current.metadata.labels)
+        previous_matched = False
+        if raw.prev_kv is not None and raw.prev_kv.value and raw.kv.version > 1:
+            previous_labels = json.loads(raw.prev_kv.value)["metadata"].get("labels") or {}
+            previous_matched = selector_matches(selector, previous_labels)
+        if matches:
+            return WatchEvent("MODIFIED" if previous_matched else "ADDED", current, revision)
+        if previous_matched:
+            return WatchEvent("DELETED", current, revision)
+        return None
+
+    async def compact(self, revision: int) -> None:
+        """Compact etcd history up to `revision` (tests and maintenance)."""
+
+        async def operation(client: aetcd.Client) -> None:
+            await client.compact(revision, physical=True)
+
+        await self._call(operation)

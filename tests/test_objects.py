@@ -1,0 +1,195 @@
+"""Object model validation: names, manifests of the original SkyShift, unknown fields, quantities."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from skyshift_core.errors import InvalidError
+from skyshift_core.objects import Job, kinds, parse_object, parse_selector, resolve_kind, selector_matches
+from skyshift_core.objects.quantity import parse_mebibytes
+
+LEGACY_JOB = """
+kind: Job
+metadata:
+  name: my-batch-job
+  labels:
+    app: batchjob
+spec:
+  replicas: 2
+  image: ubuntu:latest
+  resources:
+    cpus: 1
+    memory: 128
+    A100: 1
+  env:
+    - HELLO_SKY: "hello_sky"
+    - COUNT: 3
+  run: 'echo $HELLO_SKY; sleep 300'
+  restartPolicy: Never
+  volumes:
+    data:
+      container_dir: /data
+      host_path: /srv/data
+  placement:
+    filters:
+    - name: "filter-1"
+      match_labels:
+        "purpose": "dev"
+      match_expressions:
+      - key: location
+        operator: In
+        values: [us-east, us-west]
+    preferences:
+    - name: prefer-cheap
+      match_labels: {cost: low}
+      weight: 80
+"""
+
+
+def test_legacy_manifest_applies_unchanged():
+    job = parse_object(yaml.safe_load(LEGACY_JOB))
+    assert isinstance(job, Job)
+    assert job.spec.envs == {"HELLO_SKY": "hello_sky", "COUNT": "3"}
+    assert job.spec.restart_policy.value == "Never"
+    assert job.spec.resources.memory == 128
+    assert job.spec.resources.accelerators == {"A100": 1}
+    assert job.spec.resources.gpus == 1
+    assert job.spec.volumes["data"].container_dir == "/data"
+    assert job.spec.placement.filters[0].match_expressions[0].values == ["us-east", "us-west"]
+    assert job.spec.placement.preferences[0].weight == 80
+
+
+def test_snake_case_restart_policy_accepted():
+    manifest = {"kind": "Job", "metadata": {"name": "a"}, "spec": {"restart_policy": "OnFailure"}}
+    assert parse_object(manifest).spec.restart_policy.value == "OnFailure"
+
+
+def test_camel_case_fields_accepted():
+    manifest = {"kind": "Job", "metadata": {"name": "a"}, "spec": {"restartPolicy": "Never", "schedulerName": "binpack"}}
+    job = parse_object(manifest)
+    assert job.spec.scheduler_name == "binpack"
+
+
+def test_env_mapping_accepted():
+    manifest = {"kind": "Job", "metadata": {"name": "a"}, "spec": {"envs": {"A": "1"}}}
+    assert parse_object(manifest).spec.envs == {"A": "1"}
+
+
+@pytest.mark.parametrize(
+    "spec, fragment",
+    [
+        pytest.param({"replica": 2}, "unknown field 'replica' (did you mean 'replicas'?)", id="typo-suggests"),
+        pytest.param({"resources": {"cpu": 2}}, "unknown resource 'cpu' (did you mean 'cpus'?)", id="resource-typo"),
+        pytest.param({"restart_policy": "Sometimes"}, "spec.restart_policy", id="bad-enum-names-field"),
+        pytest.param({"replicas": 0}, "spec.replicas", id="zero-replicas"),
+        pytest.param({"ports": [70000]}, "invalid port 70000", id="port-range"),
+        pytest.param({"resources": {"memory": "12Qi"}}, "invalid memory '12Qi'", id="bad-quantity"),
+        pytest.param({"image": "UPPER CASE"}, "invalid image 'UPPER CASE'", id="bad-image"),
+        pytest.param(
+            {"placement": {"preferences": [{"match_labels": {"a": "b"}, "weight": 101}]}},
+            "spec.placement.preferences.0.weight",
+            id="weight-range",
+        ),
+        pytest.param(
+            {"placement": {"filters": [{"match_expressions": [{"key": "a", "operator": "In"}]}]}},
+            "operator In on key 'a' needs at least one value",
+            id="in-without-values",
+        ),
+        pytest.param({"env": [{"A": "1", "B": "2"}]}, "expected a mapping with one key", id="env-list-two-keys"),
+    ],
+)
+def test_invalid_job_spec_names_problem(spec, fragment):
+    with pytest.raises(InvalidError) as raised:
+        parse_object({"kind": "Job", "metadata": {"name": "a"}, "spec": spec})
+    assert fragment in raised.value.message
+
+
+@pytest.mark.parametrize(
+    "name, valid",
+    [
+        ("a", True),
+        ("my-job-1", True),
+        ("a" * 63, True),
+        ("a" * 64, False),
+        ("My-Job", False),
+        ("-job", False),
+        ("job_1", False),
+        ("job.1", False),
+    ],
+)
+def test_object_names_follow_dns_label_rules(name, valid):
+    manifest = {"kind": "Job", "metadata": {"name": name}}
+    if valid:
+        assert parse_object(manifest).metadata.name == name
+    else:
+        with pytest.raises(InvalidError, match="metadata.name"):
+            parse_object(manifest)
+
+
+def test_unknown_kind_suggests_closest():
+    with pytest.raises(InvalidError, match="did you mean 'Job'"):
+        parse_object({"kind": "Jobb", "metadata": {"name": "a"}})
+
+
+def test_missing_kind_lists_kinds():
+    with pytest.raises(InvalidError, match="missing field 'kind'"):
+        parse_object({"metadata": {"name": "a"}})
+
+
+@pytest.mark.parametrize(
+    "value, mebibytes",
+    [
+        (128, 128.0),
+        ("128", 128.0),
+        ("512Mi", 512.0),
+        ("2Gi", 2048.0),
+        ("1.5Gi", 1536.0),
+        ("2G", 2e9 / 2**20),
+        ("1024Ki", 1.0),
+    ],
+)
+def test_memory_quantities(value, mebibytes):
+    assert parse_mebibytes(value) == pytest.approx(mebibytes)
+
+
+def test_every_kind_has_distinct_names():
+    plurals = [model.plural for model in kinds().values()]
+    assert len(plurals) == len(set(plurals))
+    assert sorted(kinds()) == sorted(
+        ["Cluster", "Job", "Service", "Endpoints", "Link", "FilterPolicy", "Namespace", "Role", "User", "Event"]
+    )
+
+
+@pytest.mark.parametrize("text", ["jobs", "job", "jb", "Job", "JOBS"])
+def test_resolve_kind_aliases(text):
+    assert resolve_kind(text) is Job
+
+
+@pytest.mark.parametrize(
+    "selector, labels, expected",
+    [
+        ("app=web", {"app": "web"}, True),
+        ("app==web", {"app": "web"}, True),
+        ("app=web,tier!=db", {"app": "web", "tier": "db"}, False),
+        ("app=web,tier!=db", {"app": "web"}, True),
+        ("env in (a,b)", {"env": "b"}, True),
+        ("env in (a, b)", {"env": "c"}, False),
+        ("env notin (a,b)", {}, True),
+        ("legacy", {"legacy": ""}, True),
+        ("!legacy", {"legacy": "x"}, False),
+        ("!legacy,app in (web)", {"app": "web"}, True),
+    ],
+)
+def test_label_selector_matching(selector, labels, expected):
+    assert selector_matches(parse_selector(selector), labels) is expected
+
+
+@pytest.mark.parametrize("selector", ["app=", "env in ()", "=web", "a b", "app=web,"])
+def test_label_selector_rejects_malformed(selector):
+    if selector == "app=":
+        # An empty value is valid in Kubernetes: it matches labels whose value is empty.
+        assert selector_matches(parse_selector(selector), {"app": ""})
+        return
+    with pytest.raises(ValueError):
+        parse_selector(selector)
