@@ -1,0 +1,459 @@
+"""The local control plane of `skyshift up`, `down` and `status`: etcd, the API server and the controller
+manager as detached processes on this machine.
+
+Everything lives in one state directory: `state.json` (settings and the pid, argv and start time of each
+process), `logs/`, `etcd/` (etcd's data) and `config.yaml` (the client config). A recorded pid counts as
+ours only while /proc shows the same command line and start time, so a reused pid is never signalled.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+
+from skyshift_core.errors import ControlPlaneError
+from skyshift_core.local.etcd import EtcdProcess, find_etcd
+from skyshift_core.local.processes import free_port, is_alive, reap, stop_process
+
+logger = logging.getLogger(__name__)
+
+ETCD = "etcd"
+API_SERVER = "api-server"
+CONTROLLER_MANAGER = "controller-manager"
+COMPONENTS = (ETCD, API_SERVER, CONTROLLER_MANAGER)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 50051
+DEFAULT_ETCD_PREFIX = "/skyshift"
+# Default seconds each component may take to become ready before `up` gives up.
+READY_TIMEOUT = 60.0
+LOG_TAIL_LINES = 20
+# Seconds between SIGTERM and SIGKILL when stopping a process that failed to start.
+FAILED_START_STOP_TIMEOUT = 3.0
+
+STATE_FILE = "state.json"
+CONFIG_FILE = "config.yaml"
+READY_FILE = "controller-manager.ready"
+
+
+def read_cmdline(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return [part.decode(errors="replace") for part in raw.split(b"\0")[:-1]]
+
+
+def read_start_time(pid: int) -> int | None:
+    """Return the process start time in clock ticks after boot (field 22 of /proc/PID/stat)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name in field 2 may contain spaces and parentheses, so split after its closing one.
+    fields = stat[stat.rfind(")") + 2 :].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+@dataclass
+class ProcessRecord:
+    """A process that `up` started: enough to recognise it later and to point users at it."""
+
+    pid: int
+    argv: list[str]
+    start_time: int | None
+    log: str
+    endpoint: str
+
+    @classmethod
+    def of(cls, pid: int, argv: list[str], log: Path, endpoint: str) -> ProcessRecord:
+        return cls(pid, list(argv), read_start_time(pid), str(log), endpoint)
+
+    def is_running(self) -> bool:
+        """True while the pid is alive, not a zombie, and still runs the command that was started."""
+        if not is_alive(self.pid):
+            return False
+        return read_cmdline(self.pid) == self.argv and read_start_time(self.pid) == self.start_time
+
+
+@dataclass
+class ControlPlaneState:
+    """The settings of the last `up` and the processes it started; stored as STATE/state.json."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    # Endpoints of an etcd that `up` did not start (--etcd); None when `up` runs a local etcd.
+    external_etcd: list[str] | None = None
+    etcd_client_port: int | None = None
+    etcd_peer_port: int | None = None
+    processes: dict[str, ProcessRecord] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> ControlPlaneState:
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            return cls()
+        except (OSError, ValueError) as error:
+            raise ControlPlaneError(f"cannot read {path}: {error}; delete it if no control plane runs") from error
+        try:
+            processes = {name: ProcessRecord(**record) for name, record in (data.pop("processes", None) or {}).items()}
+            return cls(**data, processes=processes)
+        except TypeError as error:
+            raise ControlPlaneError(
+                f"{path} has unexpected content ({error}); delete it if no control plane runs"
+            ) from error
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(path.name + ".tmp")
+        temporary.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        os.replace(temporary, path)
+
+    @property
+    def server_url(self) -> str:
+        return server_url(self.host, self.port)
+
+    @property
+    def etcd_endpoints(self) -> list[str]:
+        if self.external_etcd is not None:
+            return list(self.external_etcd)
+        return [f"127.0.0.1:{self.etcd_client_port}"]
+
+
+def server_url(host: str, port: int) -> str:
+    """Return the URL clients use for an API server bound to `host`; a wildcard address is reached on loopback."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Return True when something listens on host:port. SO_REUSEADDR matches how uvicorn binds, so TIME_WAIT is no obstacle."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except socket.gaierror as error:
+            raise ControlPlaneError(
+                f"invalid --host {host!r}: {error}; pass an IP address such as 127.0.0.1"
+            ) from error
+        except OSError as error:
+            if error.errno == errno.EADDRNOTAVAIL:
+                raise ControlPlaneError(
+                    f"invalid --host {host!r}: no network interface of this machine has that address"
+                ) from error
+            return True
+    return False
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
+
+class Progress:
+    """Receives one `starting` and one `finished` (or `failed`) per component while `up` runs."""
+
+    def starting(self, component: str) -> None:
+        pass
+
+    def finished(self, component: str, outcome: str) -> None:
+        pass
+
+    def failed(self, component: str) -> None:
+        pass
+
+
+@dataclass
+class ComponentStatus:
+    """One row of `skyshift status`."""
+
+    component: str
+    pid: int | None
+    status: str
+    endpoint: str
+    log: str
+
+
+class LocalControlPlane:
+    def __init__(self, state_dir: Path, ready_timeout: float = READY_TIMEOUT):
+        self.state_dir = Path(state_dir).expanduser().absolute()
+        # Seconds each component may take to become ready.
+        self.ready_timeout = ready_timeout
+        self.state_path = self.state_dir / STATE_FILE
+        self.config_path = self.state_dir / CONFIG_FILE
+        self.logs_dir = self.state_dir / "logs"
+        self.etcd_dir = self.state_dir / "etcd"
+        self.ready_path = self.state_dir / READY_FILE
+
+    def load_state(self) -> ControlPlaneState:
+        return ControlPlaneState.load(self.state_path)
+
+    def log_path(self, component: str) -> Path:
+        return self.logs_dir / f"{component}.log"
+
+    # ---- up -------------------------------------------------------------------------------------
+
+    def up(
+        self,
+        *,
+        etcd: list[str] | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        progress: Progress | None = None,
+    ) -> ControlPlaneState:
+        """Start whatever is not running, wait until everything is ready, and return the state.
+
+        Options left out keep the values of components that still run, else take the defaults.
+        ControlPlaneError is raised when a running component uses other settings than requested, or
+        when a component fails to start. Before it raises, this call stops the processes it started.
+        """
+        progress = progress or Progress()
+        state = self.load_state()
+        running = {name for name, record in state.processes.items() if record.is_running()}
+        self._check_settings(state, running, etcd, host, port)
+
+        if API_SERVER not in running:
+            state.host = host or DEFAULT_HOST
+            state.port = port or DEFAULT_PORT
+        if etcd is not None:
+            state.external_etcd = etcd
+        elif ETCD in running or API_SERVER not in running:
+            state.external_etcd = None
+        self._preflight(state, running)
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.logs_dir.mkdir(exist_ok=True)
+        started: list[str] = []
+        component = ETCD
+        try:
+            for component in COMPONENTS:
+                if component == ETCD and state.external_etcd is not None:
+                    state.processes.pop(ETCD, None)
+                    progress.finished(ETCD, f"external ({', '.join(state.external_etcd)})")
+                    continue
+                record = state.processes.get(component)
+                if component in running and record is not None:
+                    if component == API_SERVER:
+                        self._wait_for_api(state, record)
+                    progress.finished(component, f"already running (pid {record.pid}, {record.endpoint})")
+                    continue
+                progress.starting(component)
+                record = self._start(component, state)
+                state.processes[component] = record
+                started.append(component)
+                state.save(self.state_path)
+                self._wait_until_ready(component, state, record)
+                progress.finished(component, f"ready (pid {record.pid}, {record.endpoint})")
+        except BaseException:
+            progress.failed(component)
+            self._stop_started(state, started)
+            raise
+        state.save(self.state_path)
+        return state
+
+    def _check_settings(
+        self, state: ControlPlaneState, running: set[str], etcd: list[str] | None, host: str | None, port: int | None
+    ) -> None:
+        if API_SERVER in running:
+            record = state.processes[API_SERVER]
+            if (host and host != state.host) or (port and port != state.port):
+                raise ControlPlaneError(
+                    f"the API server is already running at {state.server_url} (pid {record.pid}); "
+                    "run skyshift down first to change --host or --port"
+                )
+            if etcd is not None and etcd != state.etcd_endpoints:
+                raise ControlPlaneError(
+                    f"the API server is already running with etcd at {', '.join(state.etcd_endpoints)} "
+                    f"(pid {record.pid}); run skyshift down first to change --etcd"
+                )
+        if ETCD in running and etcd is not None:
+            raise ControlPlaneError(
+                f"a local etcd started by skyshift up is running (pid {state.processes[ETCD].pid}); "
+                "run skyshift down first to switch to --etcd"
+            )
+
+    def _preflight(self, state: ControlPlaneState, running: set[str]) -> None:
+        """Check what can be checked before anything starts, so a failure leaves nothing behind."""
+        if state.external_etcd is None and ETCD not in running:
+            try:
+                find_etcd()
+            except FileNotFoundError as error:
+                raise ControlPlaneError(str(error)) from error
+            ports = (state.etcd_client_port, state.etcd_peer_port)
+            if None in ports or any(port_in_use("127.0.0.1", port) for port in ports):
+                if API_SERVER in running:
+                    raise ControlPlaneError(
+                        f"etcd is not running and its ports {ports[0]} and {ports[1]} are not both free, but the "
+                        "running API server expects etcd on them; run skyshift down, then skyshift up"
+                    )
+                state.etcd_client_port, state.etcd_peer_port = free_port(), free_port()
+        if API_SERVER not in running and port_in_use(state.host, state.port):
+            raise ControlPlaneError(
+                f"port {state.port} on {state.host} is already in use by another process, so the API server "
+                f"cannot listen there; choose another port with --port, for example: skyshift up --port {state.port + 1}"
+            )
+
+    def _start(self, component: str, state: ControlPlaneState) -> ProcessRecord:
+        log = self.log_path(component)
+        if component == ETCD:
+            etcd = EtcdProcess(
+                data_dir=self.etcd_dir,
+                client_port=state.etcd_client_port or 0,
+                peer_port=state.etcd_peer_port or 0,
+                log_path=log,
+            )
+            try:
+                etcd.start(timeout=self.ready_timeout)
+            except RuntimeError as error:
+                raise ControlPlaneError(f"etcd failed to start: {error}") from error
+            return ProcessRecord.of(etcd.pid, etcd.command(), log, etcd.endpoint)
+
+        command = [sys.executable, "-m", "skyshift_core.cli.main"]
+        if component == API_SERVER:
+            argv = command + [
+                "api-server", "--etcd", ",".join(state.etcd_endpoints), "--host", state.host, "--port", str(state.port),
+            ]  # fmt: skip
+            endpoint = state.server_url
+        else:
+            self.ready_path.unlink(missing_ok=True)
+            argv = command + ["controller-manager", "--server", state.server_url, "--ready-file", str(self.ready_path)]
+            endpoint = state.server_url
+        with open(log, "ab") as output:
+            process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+                cwd=self.state_dir, start_new_session=True,
+            )  # fmt: skip
+        return ProcessRecord.of(process.pid, argv, log, endpoint)
+
+    def _wait_until_ready(self, component: str, state: ControlPlaneState, record: ProcessRecord) -> None:
+        if component == API_SERVER:
+            self._wait_for_api(state, record)
+        elif component == CONTROLLER_MANAGER:
+            self._wait_for(
+                component, record, lambda: None if self._controller_manager_ready(record) else "not ready yet"
+            )
+
+    def _wait_for_api(self, state: ControlPlaneState, record: ProcessRecord) -> None:
+        def probe() -> str | None:
+            try:
+                response = httpx.get(state.server_url + "/readyz", timeout=2.0)
+            except httpx.HTTPError as error:
+                return f"GET /readyz failed: {error}"
+            return (
+                None
+                if response.status_code == 200
+                else f"/readyz answered {response.status_code}: {response.text.strip()}"
+            )
+
+        self._wait_for(API_SERVER, record, probe)
+
+    def _controller_manager_ready(self, record: ProcessRecord) -> bool:
+        try:
+            return self.ready_path.read_text().strip() == str(record.pid)
+        except OSError:
+            return False
+
+    def _wait_for(self, component: str, record: ProcessRecord, probe: Callable[[], str | None]) -> None:
+        """Poll `probe` (None when ready, else why not) until ready, the process exits, or the timeout passes."""
+        deadline = time.monotonic() + self.ready_timeout
+        while (reason := probe()) is not None:
+            if not is_alive(record.pid):
+                reap(record.pid)
+                raise ControlPlaneError(
+                    f"{component} exited while starting; last lines of {record.log}:\n{log_tail(Path(record.log))}"
+                )
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(
+                    f"{component} (pid {record.pid}) was not ready within {self.ready_timeout:g} s ({reason}); "
+                    f"last lines of {record.log}:\n{log_tail(Path(record.log))}"
+                )
+            time.sleep(0.1)
+
+    def _stop_started(self, state: ControlPlaneState, started: list[str]) -> None:
+        for component in reversed(started):
+            record = state.processes.pop(component)
+            if record.is_running():
+                # A process that failed to start has nothing to shut down gracefully, so SIGKILL comes sooner.
+                stop_process(record.pid, timeout=FAILED_START_STOP_TIMEOUT)
+            reap(record.pid)
+            logger.info("Stopped %s (pid %d) after a failed start", component, record.pid)
+        state.save(self.state_path)
+
+    # ---- down and status --------------------------------------------------------------------
+
+    def down(self, report: Callable[[str, str], None] | None = None) -> list[tuple[str, str]]:
+        """Stop every recorded process that is still ours, controller manager first; return (component, outcome)."""
+        state = self.load_state()
+        outcomes = []
+        for component in reversed(COMPONENTS):
+            record = state.processes.pop(component, None)
+            if record is None:
+                continue
+            if record.is_running():
+                stop_process(record.pid)
+                outcome = f"stopped (pid {record.pid})"
+            elif is_alive(record.pid):
+                outcome = f"not running (pid {record.pid} now belongs to another process, left alone)"
+            else:
+                outcome = "not running"
+            reap(record.pid)
+            outcomes.append((component, outcome))
+            if report is not None:
+                report(component, outcome)
+        self.ready_path.unlink(missing_ok=True)
+        if self.state_path.exists():
+            state.save(self.state_path)
+        return outcomes
+
+    def status(self) -> list[ComponentStatus]:
+        state = self.load_state()
+        rows = []
+        for component in COMPONENTS:
+            record = state.processes.get(component)
+            if component == ETCD and state.external_etcd is not None and record is None:
+                rows.append(ComponentStatus(ETCD, None, "external", ",".join(state.external_etcd), "-"))
+                continue
+            if record is None:
+                rows.append(ComponentStatus(component, None, "stopped", "-", str(self.log_path(component))))
+                continue
+            rows.append(
+                ComponentStatus(component, record.pid, self._status_of(component, record), record.endpoint, record.log)
+            )
+        return rows
+
+    def _status_of(self, component: str, record: ProcessRecord) -> str:
+        if not record.is_running():
+            return "stopped"
+        if component == API_SERVER:
+            try:
+                ok = httpx.get(record.endpoint + "/readyz", timeout=2.0).status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            return "ready" if ok else "not ready"
+        if component == CONTROLLER_MANAGER:
+            return "ready" if self._controller_manager_ready(record) else "not ready"
+        return "running"

@@ -1,0 +1,554 @@
+"""The `skyshift` CLI's object commands (apply, create, get, describe, delete) against a real API server."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from skyshift_core.cli.config import ClientConfig, resolve_server
+from skyshift_core.cli.main import app
+from skyshift_core.cli.tables import human_duration
+from skyshift_core.client import DEFAULT_SERVER, SkyShiftClient
+from skyshift_core.errors import InvalidError, NotFoundError
+from skyshift_core.local.processes import free_port
+
+MANIFESTS = Path(__file__).parent / "manifests"
+
+TWO_JOBS = """\
+kind: Job
+metadata:
+  name: train
+  labels: {app: ml, tier: gpu}
+spec:
+  image: ubuntu:22.04
+  run: python train.py
+  replicas: 2
+---
+kind: Job
+metadata:
+  name: serve
+  labels: {app: web}
+spec:
+  image: nginx:1.25
+"""
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def cli(runner: CliRunner, api_server: str):
+    """Run `skyshift --server API ARGS...` and return the click Result."""
+
+    def invoke(*args: str, input: str | None = None):
+        return runner.invoke(app, ["--server", api_server, *args], input=input)
+
+    return invoke
+
+
+@pytest.fixture
+def client(api_server: str):
+    with SkyShiftClient(api_server) as instance:
+        yield instance
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+# ---- apply ----------------------------------------------------------------------------------
+
+
+def test_apply_multi_document_yaml(cli, client: SkyShiftClient, tmp_path: Path):
+    result = cli("apply", "-f", str(write(tmp_path, "jobs.yaml", TWO_JOBS)))
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ["job.skyshift/train created", "job.skyshift/serve created"]
+    assert client.get("jobs", "train")["spec"]["replicas"] == 2
+
+
+def test_apply_again_unchanged_then_configured(cli, client: SkyShiftClient, tmp_path: Path):
+    path = write(tmp_path, "jobs.yaml", TWO_JOBS)
+    cli("apply", "-f", str(path))
+    client.patch("jobs", "train", {"status": {"phase": "Running"}}, subresource="status")
+
+    unchanged = cli("apply", "-f", str(path))
+    path.write_text(TWO_JOBS.replace("replicas: 2", "replicas: 4"))
+    configured = cli("apply", "-f", str(path))
+
+    assert unchanged.stdout.splitlines() == ["job.skyshift/train unchanged", "job.skyshift/serve unchanged"]
+    assert configured.stdout.splitlines() == ["job.skyshift/train configured", "job.skyshift/serve unchanged"]
+    train = client.get("jobs", "train")
+    assert train["spec"]["replicas"] == 4
+    assert train["status"]["phase"] == "Running"
+
+
+def test_apply_from_stdin(cli, client: SkyShiftClient):
+    result = cli("apply", "-f", "-", input=TWO_JOBS)
+
+    assert result.exit_code == 0, result.output
+    assert "job.skyshift/serve created" in result.stdout
+    assert client.get("jobs", "serve")["spec"]["image"] == "nginx:1.25"
+
+
+def test_apply_json_and_directory(cli, client: SkyShiftClient, tmp_path: Path):
+    directory = tmp_path / "manifests"
+    directory.mkdir()
+    write(directory, "a.json", json.dumps({"kind": "Job", "metadata": {"name": "from-json"}}))
+    write(directory, "b.yml", "kind: Job\nmetadata: {name: from-yml}\n")
+    write(directory, "notes.txt", "not a manifest")
+
+    result = cli("apply", "-f", str(directory))
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ["job.skyshift/from-json created", "job.skyshift/from-yml created"]
+
+
+def test_apply_namespace_then_job_in_it(cli, client: SkyShiftClient):
+    manifest = "kind: Namespace\nmetadata: {name: dev}\n---\nkind: Job\nmetadata: {name: a, namespace: dev}\n"
+
+    result = cli("apply", "-f", "-", input=manifest)
+
+    assert result.exit_code == 0, result.output
+    assert client.get("jobs", "a", "dev")["metadata"]["namespace"] == "dev"
+
+
+def test_apply_invalid_document_names_file_index_field(cli, client: SkyShiftClient, tmp_path: Path):
+    bad = TWO_JOBS.replace("image: nginx:1.25", "image: nginx:1.25\n  replicas: 0")
+    path = write(tmp_path, "jobs.yaml", bad)
+
+    result = cli("apply", "-f", str(path))
+
+    assert result.exit_code == 1
+    assert f"Error: {path}, document 2: invalid Job: spec.replicas:" in result.stderr
+    assert "Traceback" not in result.output
+    # Nothing is applied when any document is invalid.
+    with pytest.raises(NotFoundError):
+        client.get("jobs", "train")
+
+
+def test_apply_unknown_field_suggestion(cli, tmp_path: Path):
+    path = write(tmp_path, "job.yaml", "kind: Job\nmetadata: {name: a}\nspec: {imagee: ubuntu}\n")
+
+    result = cli("apply", "-f", str(path))
+
+    assert result.exit_code == 1
+    assert "document 1: invalid Job: spec: unknown field 'imagee' (did you mean 'image'?)" in result.stderr
+
+
+def test_apply_unknown_kind_suggestion(cli):
+    result = cli("apply", "-f", "-", input="kind: Jbo\nmetadata: {name: a}\n")
+
+    assert result.exit_code == 1
+    assert "Error: <stdin>, document 1: unknown kind 'Jbo' (did you mean 'Job'?)" in result.stderr
+
+
+def test_apply_invalid_yaml_names_file(cli, tmp_path: Path):
+    path = write(tmp_path, "broken.yaml", "kind: Job\nmetadata: [unclosed\n")
+
+    result = cli("apply", "-f", str(path))
+
+    assert result.exit_code == 1
+    assert f"Error: {path}: invalid YAML:" in result.stderr
+
+
+def test_apply_missing_file(cli, tmp_path: Path):
+    result = cli("apply", "-f", str(tmp_path / "nope.yaml"))
+
+    assert result.exit_code == 1
+    assert "nope.yaml: no such file or directory" in result.stderr
+
+
+def test_apply_server_error_names_document(cli, tmp_path: Path):
+    path = write(tmp_path, "job.yaml", "kind: Job\nmetadata: {name: a, namespace: missing-ns}\n")
+
+    result = cli("apply", "-f", str(path))
+
+    assert result.exit_code == 1
+    assert f"Error: {path}, document 1 (job.skyshift/a): namespace 'missing-ns' not found" in result.stderr
+
+
+def test_apply_legacy_manifests(cli, client: SkyShiftClient):
+    result = cli(
+        "apply", "-f", str(MANIFESTS / "legacy_job.yaml"), "-f", str(MANIFESTS / "legacy_job_restart_policy.yaml")
+    )
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "job.skyshift/legacy-batch-job created",
+        "job.skyshift/legacy-hello-world created",
+    ]
+    batch = client.get("jobs", "legacy-batch-job")["spec"]
+    assert batch["restart_policy"] == "Never"
+    assert batch["envs"] == {"HELLO_SKY": "hello_sky", "RETRIES": "3"}
+    assert batch["resources"]["accelerators"] == {"A100": 1}
+    assert batch["resources"]["memory"] == 128
+    assert batch["placement"]["filters"][0]["match_expressions"][0]["values"] == ["demo", "prod"]
+    hello = client.get("jobs", "legacy-hello-world")["spec"]
+    assert hello["restart_policy"] == "OnFailure"
+    assert hello["placement"]["filters"][0]["match_labels"] == {"purpose": "dev"}
+
+
+def test_apply_unreachable_server(runner: CliRunner, tmp_path: Path):
+    path = write(tmp_path, "jobs.yaml", TWO_JOBS)
+    url = f"http://127.0.0.1:{free_port()}"
+
+    result = runner.invoke(app, ["apply", "--server", url, "-f", str(path)])
+
+    assert result.exit_code == 1
+    assert f"Error: cannot reach the SkyShift API server at {url}" in result.stderr
+    assert "start it with 'skyshift up' or pass --server" in result.stderr
+    assert "Traceback" not in result.output
+
+
+# ---- create ---------------------------------------------------------------------------------
+
+
+def test_create_namespace(cli, client: SkyShiftClient):
+    result = cli("create", "namespace", "team-a")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "namespace.skyshift/team-a created"
+    assert client.get("namespaces", "team-a")["status"]["phase"] == "Active"
+
+
+def test_create_file_fails_for_existing(cli, tmp_path: Path):
+    path = write(tmp_path, "jobs.yaml", TWO_JOBS)
+
+    first = cli("create", "-f", str(path))
+    second = cli("create", "-f", str(path))
+
+    assert first.exit_code == 0, first.output
+    assert first.stdout.splitlines() == ["job.skyshift/train created", "job.skyshift/serve created"]
+    assert second.exit_code == 1
+    assert "(job.skyshift/train): Job 'default/train' already exists" in second.stderr
+
+
+# ---- get ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_namespaces(cli, client: SkyShiftClient) -> None:
+    cli("apply", "-f", "-", input=TWO_JOBS)
+    client.create({"kind": "Namespace", "metadata": {"name": "dev"}})
+    client.create({"kind": "Job", "metadata": {"name": "probe", "labels": {"app": "web"}}}, namespace="dev")
+
+
+def test_get_table_columns(cli, two_namespaces):
+    result = cli("get", "jobs")
+
+    lines = result.stdout.splitlines()
+    assert result.exit_code == 0, result.output
+    assert lines[0].split() == ["NAME", "PHASE", "REPLICAS", "CLUSTERS", "AGE"]
+    assert lines[1].split()[:4] == ["serve", "Pending", "0/1", "<none>"]
+    assert lines[2].split()[:4] == ["train", "Pending", "0/2", "<none>"]
+    assert lines[2].split()[4].endswith("s")
+
+
+def test_get_columns_are_aligned(cli, two_namespaces):
+    lines = cli("get", "jobs").stdout.splitlines()
+
+    assert lines[0].index("PHASE") == lines[1].index("Pending") == lines[2].index("Pending")
+
+
+@pytest.mark.parametrize("alias", ["jobs", "job", "jb", "Job", "JOBS"])
+def test_get_kind_aliases(cli, two_namespaces, alias: str):
+    result = cli("get", alias, "-o", "name")
+
+    assert result.stdout.splitlines() == ["job.skyshift/serve", "job.skyshift/train"]
+
+
+def test_get_all_namespaces(cli, two_namespaces):
+    result = cli("get", "jobs", "-A")
+
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:2] == ["NAMESPACE", "NAME"]
+    assert [line.split()[:2] for line in lines[1:]] == [["default", "serve"], ["default", "train"], ["dev", "probe"]]
+
+
+def test_get_label_selector(cli, two_namespaces):
+    result = cli("get", "jobs", "-A", "-l", "app=web")
+
+    assert [line.split()[:2] for line in result.stdout.splitlines()[1:]] == [["default", "serve"], ["dev", "probe"]]
+
+
+def test_get_wide_adds_labels(cli, two_namespaces):
+    result = cli("get", "jobs", "-o", "wide")
+
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[-1] == "LABELS"
+    assert lines[2].split()[-1] == "app=ml,tier=gpu"
+
+
+def test_get_one_as_yaml(cli, two_namespaces):
+    result = cli("get", "job", "train", "-o", "yaml")
+
+    data = yaml.safe_load(result.stdout)
+    assert data["kind"] == "Job"
+    assert data["metadata"]["name"] == "train"
+    assert data["spec"]["run"] == "python train.py"
+
+
+def test_get_list_as_json(cli, two_namespaces):
+    result = cli("get", "jobs", "-o", "json")
+
+    data = json.loads(result.stdout)
+    assert data["kind"] == "List"
+    assert [item["metadata"]["name"] for item in data["items"]] == ["serve", "train"]
+    assert data["metadata"]["resource_version"]
+
+
+def test_get_cluster_scoped_kind(cli, two_namespaces):
+    result = cli("get", "ns")
+
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["NAME", "STATUS", "AGE"]
+    assert [line.split()[:2] for line in lines[1:]] == [["default", "Active"], ["dev", "Active"]]
+
+
+def test_get_missing_name(cli, two_namespaces):
+    result = cli("get", "job", "nope")
+
+    assert result.exit_code == 1
+    assert result.stderr.strip() == 'Error: job "nope" not found in namespace "default"'
+
+
+def test_get_some_names_missing(cli, two_namespaces):
+    result = cli("get", "job", "train", "nope", "-o", "name")
+
+    assert result.exit_code == 1
+    assert result.stdout.strip() == "job.skyshift/train"
+    assert 'job "nope" not found' in result.stderr
+
+
+def test_get_empty_namespace(cli):
+    result = cli("get", "jobs")
+
+    assert result.exit_code == 0
+    assert result.stderr.strip() == "No resources found in default namespace."
+
+
+def test_get_unknown_kind(cli):
+    result = cli("get", "jobz")
+
+    assert result.exit_code == 1
+    assert "unknown resource type 'jobz' (did you mean 'jobs'?)" in result.stderr
+
+
+def test_get_invalid_output_format(cli):
+    result = cli("get", "jobs", "-o", "xml")
+
+    assert result.exit_code == 1
+    assert "invalid output format 'xml': expected one of wide, yaml, json, name" in result.stderr
+
+
+def test_get_watch_prints_changes(cli, client: SkyShiftClient):
+    client.create({"kind": "Job", "metadata": {"name": "first"}})
+
+    def change_later() -> None:
+        time.sleep(0.5)
+        client.create({"kind": "Job", "metadata": {"name": "second"}})
+        client.delete("jobs", "first")
+
+    writer = threading.Thread(target=change_later)
+    writer.start()
+    result = cli("get", "jobs", "-w", "--watch-timeout", "2", "-o", "name")
+    writer.join()
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ["job.skyshift/first", "job.skyshift/second", "job.skyshift/first"]
+
+
+# ---- describe -------------------------------------------------------------------------------
+
+
+def test_describe_shows_conditions_and_events(cli, client: SkyShiftClient):
+    created = client.create({"kind": "Job", "metadata": {"name": "train", "labels": {"app": "ml"}},
+                             "spec": {"run": "echo one\necho two"}})  # fmt: skip
+    now = datetime.now(UTC)
+    condition = {"type": "Scheduled", "status": "False", "reason": "NoCluster", "message": "no cluster fits 1 CPU",
+                 "last_transition_time": (now - timedelta(minutes=3)).isoformat()}  # fmt: skip
+    client.patch("jobs", "train", {"status": {"conditions": [condition]}}, subresource="status")
+    for name, reason, minutes_ago, uid in (
+        ("train-2", "Retrying", 1, created["metadata"]["uid"]),
+        ("train-1", "Pending", 5, created["metadata"]["uid"]),
+        ("stale", "OldObject", 2, "another-uid"),
+    ):
+        client.create({
+            "kind": "Event",
+            "metadata": {"name": name},
+            "involved_object": {"kind": "Job", "name": "train", "namespace": "default", "uid": uid},
+            "reason": reason,
+            "message": f"{reason} message",
+            "type": "Warning" if reason == "Retrying" else "Normal",
+            "source": "scheduler",
+            "last_timestamp": (now - timedelta(minutes=minutes_ago)).isoformat(),
+        })  # fmt: skip
+
+    result = cli("describe", "job", "train")
+
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    header = {line.split(":", 1)[0]: line.split(":", 1)[1].strip() for line in text.splitlines()[:9]}
+    assert header["Name"] == "train"
+    assert header["Namespace"] == "default"
+    assert header["Labels"] == "app=ml"
+    assert header["UID"] == created["metadata"]["uid"]
+    assert text.splitlines()[0] == "Name:              train"
+    assert "  run: |-\n    echo one\n    echo two" in text
+    conditions = text.split("Conditions:\n")[1].splitlines()
+    assert conditions[0].split() == ["TYPE", "STATUS", "REASON", "MESSAGE", "AGE"]
+    assert conditions[1].split()[:3] == ["Scheduled", "False", "NoCluster"]
+    assert conditions[1].split()[-1] == "3m"
+    events = text.split("Events:\n")[1].splitlines()
+    assert events[0].split() == ["TYPE", "REASON", "AGE", "FROM", "MESSAGE"]
+    # Oldest first; the event about an earlier object with another uid is left out.
+    assert [line.split()[:3] for line in events[1:]] == [["Normal", "Pending", "5m"], ["Warning", "Retrying", "60s"]]
+
+
+def test_describe_without_events(cli, client: SkyShiftClient):
+    client.create({"kind": "Namespace", "metadata": {"name": "dev"}})
+
+    result = cli("describe", "namespace", "dev")
+
+    assert result.exit_code == 0, result.output
+    assert "Events:  <none>" in result.stdout
+    assert "Namespace:" not in result.stdout  # A cluster-scoped kind has no namespace line.
+
+
+def test_describe_missing(cli):
+    result = cli("describe", "job", "nope")
+
+    assert result.exit_code == 1
+    assert 'Error: job "nope" not found in namespace "default"' in result.stderr
+
+
+# ---- delete ---------------------------------------------------------------------------------
+
+
+def test_delete_by_names(cli, client: SkyShiftClient):
+    cli("apply", "-f", "-", input=TWO_JOBS)
+
+    result = cli("delete", "jobs", "train", "serve")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ['job.skyshift "train" deleted', 'job.skyshift "serve" deleted']
+    assert client.list("jobs")["items"] == []
+
+
+def test_delete_from_file(cli, client: SkyShiftClient, tmp_path: Path):
+    path = write(tmp_path, "jobs.yaml", TWO_JOBS)
+    cli("apply", "-f", str(path))
+
+    result = cli("delete", "-f", str(path))
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ['job.skyshift "train" deleted', 'job.skyshift "serve" deleted']
+
+
+def test_delete_from_file_that_no_longer_validates(cli, client: SkyShiftClient, tmp_path: Path):
+    client.create({"kind": "Job", "metadata": {"name": "train"}})
+    path = write(tmp_path, "job.yaml", "kind: Job\nmetadata: {name: train}\nspec: {replicas: -1}\n")
+
+    result = cli("delete", "-f", str(path))
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == 'job.skyshift "train" deleted'
+
+
+def test_delete_missing_fails(cli, client: SkyShiftClient):
+    client.create({"kind": "Job", "metadata": {"name": "train"}})
+
+    result = cli("delete", "job", "nope", "train")
+
+    assert result.exit_code == 1
+    assert 'Error: job "nope" not found in namespace "default"' in result.stderr
+    assert result.stdout.strip() == 'job.skyshift "train" deleted'
+
+
+def test_delete_ignore_not_found(cli):
+    result = cli("delete", "job", "nope", "--ignore-not-found")
+
+    assert result.exit_code == 0
+    assert result.output == ""
+
+
+def test_delete_needs_names_or_file(cli):
+    result = cli("delete", "jobs")
+
+    assert result.exit_code == 1
+    assert "nothing to delete" in result.stderr
+
+
+# ---- configuration and formatting -----------------------------------------------------------
+
+
+def test_resolve_server_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    config = ClientConfig(tmp_path / "config.yaml")
+    config.set_context("local", "http://127.0.0.1:6001")
+    config.save()
+    monkeypatch.setenv("SKYSHIFT_CONFIG", str(config.path))
+    monkeypatch.delenv("SKYSHIFT_SERVER", raising=False)
+
+    from_config = resolve_server(None)
+    monkeypatch.setenv("SKYSHIFT_SERVER", "http://127.0.0.1:6002")
+    from_env = resolve_server(None)
+    explicit = resolve_server("http://127.0.0.1:6003")
+
+    assert (from_config, from_env, explicit) == (
+        "http://127.0.0.1:6001",
+        "http://127.0.0.1:6002",
+        "http://127.0.0.1:6003",
+    )
+
+
+def test_resolve_server_default_without_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("SKYSHIFT_CONFIG", str(tmp_path / "missing.yaml"))
+    monkeypatch.delenv("SKYSHIFT_SERVER", raising=False)
+
+    assert resolve_server(None) == DEFAULT_SERVER
+
+
+def test_config_with_unknown_current_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    path = write(tmp_path, "config.yaml", "current_context: prod\ncontexts:\n- {name: local, server: http://x:1}\n")
+    monkeypatch.setenv("SKYSHIFT_CONFIG", str(path))
+    monkeypatch.delenv("SKYSHIFT_SERVER", raising=False)
+
+    with pytest.raises(InvalidError) as raised:
+        resolve_server(None)
+
+    assert "current_context 'prod'" in raised.value.message
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
+        (-5, "<invalid>"),
+        (-1.5, "0s"),
+        (5, "5s"),
+        (119, "119s"),
+        (180, "3m"),
+        (192, "3m12s"),
+        (15 * 60, "15m"),
+        (5 * 3600 + 30 * 60, "5h30m"),
+        (20 * 3600, "20h"),
+        (4 * 86400, "4d"),
+        (3 * 86400 + 4 * 3600, "3d4h"),
+        (30 * 86400, "30d"),
+        (3 * 365 * 86400 + 10 * 86400, "3y10d"),
+        (9 * 365 * 86400, "9y"),
+    ],
+)
+def test_human_duration_like_kubectl(seconds: float, expected: str):
+    assert human_duration(seconds) == expected
