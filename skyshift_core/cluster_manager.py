@@ -1,0 +1,161 @@
+"""The ClusterManager interface: the core's public contract for cluster backends.
+
+A backend plugin (Kubernetes, Slurm, simulated, ...) subclasses ClusterManager and registers it
+under the `skyshift.cluster_managers` entry-point group. Nothing outside a backend plugin knows a
+backend's API: the skylet of each attached cluster calls these methods and nothing else.
+
+Every method may be called again after a crash of the caller, so each one is idempotent: submit
+finds an earlier submission of the same (job uid, placement generation) instead of submitting twice,
+and delete of something already gone succeeds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, ClassVar, Mapping
+
+from skyshift_core.objects import Job, NodeResources, Service, TaskStatus
+
+
+class ClusterManagerError(Exception):
+    """A backend call failed. `retryable` says whether the skylet should try again with backoff."""
+
+    def __init__(self, message: str, *, retryable: bool = True):
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class ConfigError(ValueError):
+    """A Cluster's `spec.config` is invalid for this backend; the message names the field."""
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """One Job's share on one cluster: what `submit` creates.
+
+    Replicas are numbered globally across clusters: this share runs the replicas whose indices
+    are in `replica_indices` (for example 0-2 here and 3-4 on another cluster), out of
+    `total_replicas`. The indices are usually contiguous but need not be after a re-placement.
+    """
+
+    job: Job
+    cluster: str
+    replica_indices: tuple[int, ...]
+    total_replicas: int
+    generation: int
+
+    @property
+    def replicas(self) -> int:
+        return len(self.replica_indices)
+
+    @property
+    def key(self) -> str:
+        """Identity of this submission: the Job's uid and the share's generation. Backends store it
+        with the work (job name, comment or label) so a restarted skylet finds it again."""
+        return f"{self.job.metadata.uid}-{self.generation}"
+
+    def environment(self, replica_index: int) -> dict[str, str]:
+        """Environment of one replica: SkyShift's variables, then the Job's envs."""
+        variables = {
+            "SKYSHIFT_JOB": self.job.metadata.name,
+            "SKYSHIFT_NAMESPACE": self.job.metadata.namespace or "default",
+            "SKYSHIFT_CLUSTER": self.cluster,
+            "SKYSHIFT_REPLICA_INDEX": str(replica_index),
+            "SKYSHIFT_REPLICAS": str(self.total_replicas),
+        }
+        return {**variables, **self.job.spec.envs}
+
+
+@dataclass
+class WorkStatus:
+    """What a backend reports for one submitted share."""
+
+    key: str
+    # Replica index (global, as a string) -> state. States use the Job phase vocabulary:
+    # Pending, Running, Succeeded, Failed, plus backend detail in reason and message.
+    tasks: dict[str, TaskStatus] = field(default_factory=dict)
+    manager_job_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ClusterHealth:
+    ready: bool
+    reason: str = ""
+    message: str = ""
+
+
+class ClusterManager:
+    """Base class of every backend. One instance serves one attached cluster.
+
+    `name` is the cluster's name in SkyShift; `config` is its `spec.config`, already checked by
+    `validate_config`. Methods are async and must not block the event loop: run blocking client
+    libraries and subprocesses through asyncio's executor or subprocess support.
+    """
+
+    # Short description shown by `skyshift plugins list`.
+    provides: ClassVar[str] = "cluster manager"
+    # Optional capabilities; the skylet checks these before calling the matching methods.
+    supports_logs: ClassVar[bool] = False
+    supports_exec: ClassVar[bool] = False
+    supports_services: ClassVar[bool] = False
+    supports_watch: ClassVar[bool] = False
+
+    def __init__(self, name: str, config: Mapping[str, Any]):
+        self.name = name
+        self.config = dict(config)
+
+    @classmethod
+    def validate_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        """Check a Cluster's spec.config and return it normalized; raise ConfigError naming the field."""
+        return dict(config)
+
+    async def start(self) -> None:
+        """Open connections; called once before any other method. Failures are retried by the skylet."""
+
+    async def stop(self) -> None:
+        """Release connections; called when the Cluster is deleted or the skylet stops."""
+
+    async def health(self) -> ClusterHealth:
+        """Report whether the cluster accepts work now. Must not raise for an unreachable cluster:
+        return ready=False with the reason instead."""
+        raise NotImplementedError
+
+    async def nodes(self) -> dict[str, NodeResources]:
+        """Capacity and allocatable (free now) resources per schedulable node.
+
+        Nodes that are down, drained, cordoned or otherwise closed to new work are left out."""
+        raise NotImplementedError
+
+    async def submit(self, unit: WorkUnit) -> WorkStatus:
+        """Create the work for one share, or find it if a submission with `unit.key` exists.
+
+        Must be idempotent: calling it twice with the same unit creates the work once."""
+        raise NotImplementedError
+
+    async def delete(self, key: str) -> None:
+        """Remove the work submitted under `key`; succeed when it is already gone."""
+        raise NotImplementedError
+
+    async def statuses(self) -> dict[str, WorkStatus]:
+        """Status of every share SkyShift submitted to this cluster, keyed by `WorkUnit.key`,
+        gathered with as few backend queries as possible (one per cycle, never one per job)."""
+        raise NotImplementedError
+
+    async def watch_statuses(self) -> AsyncIterator[dict[str, WorkStatus]]:
+        """For backends with `supports_watch`: yield the full status map whenever it changes."""
+        raise NotImplementedError
+        yield {}  # pragma: no cover - marks this as an async generator
+
+    async def logs(
+        self, key: str, replica: int | None = None, *, follow: bool = False, tail: int | None = None
+    ) -> AsyncIterator[tuple[int, str]]:
+        """For backends with `supports_logs`: yield (replica index, line) pairs of the work's output."""
+        raise NotImplementedError
+        yield (0, "")  # pragma: no cover
+
+    async def create_service(self, service: Service, selector_keys: list[str]) -> list[str]:
+        """For backends with `supports_services`: expose matching replicas; return the addresses."""
+        raise NotImplementedError
+
+    async def delete_service(self, service: Service) -> None:
+        raise NotImplementedError

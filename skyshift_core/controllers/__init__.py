@@ -1,0 +1,1 @@
+"""The controller manager process and the controllers it runs while it leads."""

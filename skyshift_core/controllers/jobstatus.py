@@ -1,0 +1,80 @@
+"""The job status controller: folds per-cluster replica states into one Job phase.
+
+Skylets write each cluster's task states into `status.clusters`; this controller derives `phase`,
+`start_time`, `completion_time` and the Succeeded/Failed conditions from them, so there is one
+writer of the aggregate and the skylets never race over it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from skyshift_core.client import AsyncSkyShiftClient
+from skyshift_core.objects import Condition, Job, JobPhase, RestartPolicy, set_condition, utc_now
+from skyshift_core.runtime.informer import Informer
+from skyshift_core.runtime.reconcile import Request, Result
+
+logger = logging.getLogger(__name__)
+
+
+def aggregate_phase(job: Job) -> tuple[JobPhase, str]:
+    """The Job's phase from its replicas' states, and a one-line reason.
+
+    - Failed: a replica failed for good (restart policy Never, or OnFailure retries exhausted,
+      which backends report as Failed).
+    - Succeeded: every replica succeeded (batch restart policies only).
+    - Running: at least one replica runs.
+    - Pending: otherwise.
+    """
+    tasks = {}
+    for cluster, share in job.status.clusters.items():
+        if cluster not in job.status.placement:
+            continue
+        for index in share.replica_indices:
+            task = share.tasks.get(str(index))
+            if task is not None:
+                tasks[index] = (cluster, task)
+    batch = job.spec.restart_policy is not RestartPolicy.ALWAYS
+    failed = [(index, cluster, task) for index, (cluster, task) in sorted(tasks.items()) if task.state == "Failed"]
+    if batch and failed:
+        index, cluster, task = failed[0]
+        detail = f" with exit code {task.exit_code}" if task.exit_code is not None else ""
+        reason = f": {task.reason}" if task.reason else ""
+        return JobPhase.FAILED, f"replica {index} on {cluster} failed{detail}{reason}"
+    succeeded = sum(1 for _, task in tasks.values() if task.state == "Succeeded")
+    if batch and succeeded >= job.spec.replicas:
+        return JobPhase.SUCCEEDED, f"all {job.spec.replicas} replicas succeeded"
+    running = sum(1 for _, task in tasks.values() if task.state == "Running")
+    if running:
+        return JobPhase.RUNNING, f"{running} of {job.spec.replicas} replicas running, {succeeded} succeeded"
+    return JobPhase.PENDING, f"{len(tasks)} of {job.spec.replicas} replicas reported, none running"
+
+
+class JobStatusReconciler:
+    def __init__(self, client: AsyncSkyShiftClient, jobs: Informer):
+        self.client = client
+        self.jobs = jobs
+
+    async def reconcile(self, request: Request) -> Result | None:
+        job: Job | None = self.jobs.get(request.name, request.namespace)
+        if job is None or job.status.phase in (JobPhase.SUCCEEDED, JobPhase.FAILED):
+            return None
+        phase, message = aggregate_phase(job)
+        status = job.status
+        start_time = status.start_time or (utc_now() if phase is not JobPhase.PENDING else None)
+        completion_time = utc_now() if phase in (JobPhase.SUCCEEDED, JobPhase.FAILED) else None
+        if phase == status.phase and start_time == status.start_time and completion_time is None:
+            return None
+
+        updated = job.model_copy(deep=True)
+        updated.status.phase = phase
+        updated.status.start_time = start_time
+        updated.status.completion_time = completion_time
+        if phase in (JobPhase.SUCCEEDED, JobPhase.FAILED):
+            updated.status.conditions = set_condition(
+                updated.status.conditions,
+                Condition(type=phase.value, status="True", reason=phase.value, message=message),
+            )
+        await self.client.update_status(updated)
+        logger.info("Job %s/%s is %s: %s", request.namespace, request.name, phase.value, message)
+        return None

@@ -1,0 +1,274 @@
+"""The controller manager process behind `skyshift controller-manager`.
+
+It waits for the API server, checks its configuration (scheduler profiles naming plugins that are
+not installed stop it at start-up with the list of installed ones), then campaigns for leadership
+through a lease. While it leads it runs the scheduler, the job status controller and the skylet
+manager, all writing through a client fenced by the lease; when it stops leading they are
+cancelled before another instance can take over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from skyshift_core.client import AsyncSkyShiftClient
+from skyshift_core.controllers.jobstatus import JobStatusReconciler
+from skyshift_core.controllers.scheduler import DEFAULT_GRACE_PERIOD, SchedulerReconciler
+from skyshift_core.controllers.skylet import DEFAULT_POLL_INTERVAL
+from skyshift_core.controllers.skylets import SkyletManager
+from skyshift_core.errors import PluginError
+from skyshift_core.objects import Cluster, FilterPolicy, Job
+from skyshift_core.plugins import default_catalog, load_driver
+from skyshift_core.runtime.controller import Controller, MappedInformer
+from skyshift_core.runtime.informer import Informer
+from skyshift_core.runtime.leader import LeaderElector
+from skyshift_core.scheduler.profile import PLUGIN_GROUP, Profile, build_profiles, default_profile_specs
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HEALTH_INTERVAL = 10.0
+INITIAL_RETRY_DELAY = 0.2
+RETRY_FACTOR = 2.0
+MAX_RETRY_DELAY = 5.0
+WAITING_LOG_INTERVAL = 30.0
+PROBE_TIMEOUT = 5.0
+LEASE_NAME = "controller-manager"
+CONTROLLERS = ("scheduler", "job-status", "skylets")
+
+
+@dataclass
+class ControllerManagerConfig:
+    """Settings from the controller manager's YAML file (`--config`); every field is optional.
+
+    scheduler:
+      profiles: [{name: default, divide: spread}]   # see skyshift_core.scheduler.profile
+      grace_period: 30        # seconds a cluster may be unready before its replicas move
+      workers: 4
+    skylet:
+      poll_interval: 1.0      # seconds between a skylet's cycles
+    leader_election:
+      ttl: 15                 # seconds; a dead leader is replaced within about this long
+      identity: host-a        # default: hostname and pid
+      lease_name: controller-manager
+    controllers: [scheduler, job-status, skylets]   # the default: all of them
+    """
+
+    # Controllers this process runs while it leads; running subsets in separate processes
+    # (each with its own lease name) spreads the work.
+    controllers: tuple[str, ...] = CONTROLLERS
+    lease_name: str = LEASE_NAME
+    profiles: list[dict[str, Any]] | None = None
+    grace_period: float = DEFAULT_GRACE_PERIOD
+    scheduler_workers: int = 4
+    poll_interval: float = DEFAULT_POLL_INTERVAL
+    lease_ttl: int = 15
+    identity: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path | None) -> "ControllerManagerConfig":
+        if path is None:
+            return cls()
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise ValueError(f"cannot read controller manager config {path}: {error}") from error
+        if not isinstance(data, dict):
+            raise ValueError(f"controller manager config {path} must be a mapping")
+        sections = ("controllers", "scheduler", "skylet", "leader_election")
+        unknown = sorted(set(data) - set(sections))
+        if unknown:
+            raise ValueError(f"unknown section(s) {', '.join(unknown)} in {path}; valid: {', '.join(sections)}")
+        controllers = tuple(data.get("controllers") or CONTROLLERS)
+        invalid = sorted(set(controllers) - set(CONTROLLERS))
+        if invalid:
+            raise ValueError(f"unknown controller(s) {', '.join(invalid)} in {path}; valid: {', '.join(CONTROLLERS)}")
+        scheduler = data.get("scheduler") or {}
+        skylet = data.get("skylet") or {}
+        election = data.get("leader_election") or {}
+        return cls(
+            controllers=controllers,
+            lease_name=str(election.get("lease_name", LEASE_NAME)),
+            profiles=scheduler.get("profiles"),
+            grace_period=float(scheduler.get("grace_period", DEFAULT_GRACE_PERIOD)),
+            scheduler_workers=int(scheduler.get("workers", 4)),
+            poll_interval=float(skylet.get("poll_interval", DEFAULT_POLL_INTERVAL)),
+            lease_ttl=int(election.get("ttl", 15)),
+            identity=election.get("identity"),
+        )
+
+
+def load_profiles(config: ControllerManagerConfig) -> dict[str, Profile]:
+    """Build the scheduler profiles; PluginError (naming the installed plugins) when one cannot load."""
+    installed = {entry.name for entry in default_catalog().entries(PLUGIN_GROUP)}
+    specs = config.profiles if config.profiles is not None else default_profile_specs(installed)
+    if not specs:
+        logger.warning(
+            "No scheduling policy plugin is installed, so Jobs stay Pending; install one, for example: "
+            "pip install skyshift-scheduler-spread"
+        )
+    return build_profiles(specs, lambda name: load_driver(PLUGIN_GROUP, name))
+
+
+class ControllerManager:
+    """Runs until `stop()`; `ready_file`, when set, holds this process's pid while it is connected and ready."""
+
+    def __init__(
+        self,
+        server_url: str,
+        *,
+        ready_file: Path | None = None,
+        health_interval: float = DEFAULT_HEALTH_INTERVAL,
+        token: str | None = None,
+        config: ControllerManagerConfig | None = None,
+    ):
+        self.server_url = server_url
+        self.ready_file = ready_file
+        self.health_interval = health_interval
+        self.token = token
+        self.config = config or ControllerManagerConfig()
+        self.profiles: dict[str, Profile] = {}
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """Ask `run` to return, even before it has started; call it from the event loop's thread."""
+        self._stopping.set()
+
+    async def _wait_for_api(self, client: AsyncSkyShiftClient) -> bool:
+        """Poll /readyz with exponential backoff until it returns 200; return False if stopped first."""
+        delay = INITIAL_RETRY_DELAY
+        attempts = 0
+        last_log = float("-inf")
+        while not self._stopping.is_set():
+            attempts += 1
+            if await client.is_ready():
+                logger.info("API server at %s is ready after %d attempt(s)", self.server_url, attempts)
+                return True
+            if time.monotonic() - last_log >= WAITING_LOG_INTERVAL:
+                logger.warning(
+                    "API server at %s is not ready (attempt %d); retrying with backoff up to %g s",
+                    self.server_url, attempts, MAX_RETRY_DELAY,
+                )  # fmt: skip
+                last_log = time.monotonic()
+            try:
+                await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+            except asyncio.TimeoutError:
+                pass
+            delay = min(delay * RETRY_FACTOR, MAX_RETRY_DELAY)
+        return False
+
+    def _write_ready_file(self) -> None:
+        if self.ready_file is None:
+            return
+        temporary = self.ready_file.with_name(self.ready_file.name + ".tmp")
+        temporary.write_text(f"{os.getpid()}\n")
+        os.replace(temporary, self.ready_file)
+
+    async def run(self) -> None:
+        # Configuration errors stop the process before it does anything else.
+        self.profiles = load_profiles(self.config)
+        logger.info("Scheduler profiles: %s", ", ".join(sorted(self.profiles)))
+        client = AsyncSkyShiftClient(self.server_url, timeout=PROBE_TIMEOUT * 6, token=self.token)
+        elector = LeaderElector(client, self.config.lease_name, self.config.identity, ttl=self.config.lease_ttl)
+        try:
+            logger.info("Controller manager starting; waiting for the API server at %s", self.server_url)
+            if not await self._wait_for_api(client):
+                return
+            self._write_ready_file()
+            logger.info("Controller manager ready; campaigning for leadership as %s", elector.identity)
+            while not self._stopping.is_set():
+                campaign = asyncio.ensure_future(elector.run(lambda: self._lead(elector)))
+                stopping = asyncio.ensure_future(self._stopping.wait())
+                done, _ = await asyncio.wait({campaign, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if stopping in done:
+                    campaign.cancel()
+                    await asyncio.gather(campaign, return_exceptions=True)
+                    break
+                stopping.cancel()
+                error = campaign.exception()
+                if error is not None:
+                    logger.error("Leading ended with an error, campaigning again: %s", error)
+                else:
+                    logger.warning("Lost leadership; controllers stopped, campaigning again")
+        finally:
+            if self.ready_file is not None:
+                self.ready_file.unlink(missing_ok=True)
+            await client.aclose()
+            logger.info("Controller manager stopped")
+
+    async def _lead(self, elector: LeaderElector) -> None:
+        """Run every controller until cancelled; every write is fenced by the lease."""
+        logger.info("Leading as %s: starting controllers", elector.identity)
+        client = elector.fenced_client()
+        jobs = Informer(client, Job)
+        clusters = Informer(client, Cluster)
+        policies = Informer(client, FilterPolicy)
+        enabled = set(self.config.controllers)
+        runners = []
+        if "scheduler" in enabled:
+            scheduler = SchedulerReconciler(
+                client, jobs, clusters, policies, self.profiles, grace_period=self.config.grace_period
+            )
+            sources = [
+                jobs,
+                MappedInformer(clusters, scheduler.requests_for_cluster),
+                MappedInformer(policies, scheduler.requests_for_policy),
+            ]
+            runners.append(Controller("scheduler", scheduler, sources, workers=self.config.scheduler_workers).run())
+        if "job-status" in enabled:
+            runners.append(Controller("job-status", JobStatusReconciler(client, jobs), [jobs], workers=2).run())
+        if "skylets" in enabled:
+            runners.append(SkyletManager(client, clusters, jobs, poll_interval=self.config.poll_interval).run())
+        informers = [jobs, clusters, policies]
+        for informer in informers:
+            informer.start()
+        try:
+            await asyncio.gather(*runners)
+        finally:
+            for informer in informers:
+                await informer.stop()
+            await client.aclose()
+
+
+def run_controller_manager(
+    server_url: str,
+    *,
+    ready_file: Path | None = None,
+    health_interval: float = DEFAULT_HEALTH_INTERVAL,
+    config_path: Path | None = None,
+    token: str | None = None,
+    metrics_port: int | None = None,
+) -> None:
+    """Run a ControllerManager in the foreground until SIGTERM or SIGINT; exit 1 on a configuration error."""
+    try:
+        config = ControllerManagerConfig.load(config_path)
+    except ValueError as error:
+        raise SystemExit(f"Error: {error}") from error
+    manager = ControllerManager(
+        server_url, ready_file=ready_file, health_interval=health_interval, config=config, token=token
+    )
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr="127.0.0.1")
+        logger.info("Serving metrics on http://127.0.0.1:%d/metrics", metrics_port)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, manager.stop)
+        await manager.run()
+
+    try:
+        asyncio.run(main())
+    except PluginError as error:
+        raise SystemExit(f"Error: {error}") from error

@@ -1,0 +1,252 @@
+"""The scheduler controller: places pending Jobs on clusters and re-places replicas of lost clusters.
+
+Each reconcile reads the Job from the informer cache, works out which replicas need a cluster
+(all of them for a new Job; those of clusters gone or unready past the grace period; the
+difference after a scale), runs one scheduling cycle against the cache, and commits the result
+with one conditional status write (the Job's resource_version is the precondition, and the
+leader's fence rides along). A Job that cannot be placed gets a `Scheduled=False` condition with
+the reason and is retried when clusters, their capacity, FilterPolicies or the Job change.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from prometheus_client import Histogram
+from datetime import datetime, timezone
+
+from skyshift_core.client import AsyncSkyShiftClient
+from skyshift_core.errors import ConflictError, NotFoundError
+from skyshift_core.objects import Cluster, ClusterPhase, Condition, FilterPolicy, Job, JobPhase, set_condition
+from skyshift_core.runtime.informer import Informer
+from skyshift_core.runtime.reconcile import Request, Result
+from skyshift_core.scheduler.cache import SchedulerCache, pending_replicas
+from skyshift_core.scheduler.cycle import Decision, schedule
+from skyshift_core.scheduler.profile import Profile
+from skyshift_core.scheduler.shares import assign_shares, trim_placement
+
+logger = logging.getLogger(__name__)
+
+_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+CYCLE_SECONDS = Histogram(
+    "skyshift_scheduler_cycle_duration_seconds",
+    "Time to filter, score and divide for one Job, without the status write.",
+    buckets=_BUCKETS,
+)
+DECISION_SECONDS = Histogram(
+    "skyshift_scheduler_decision_duration_seconds",
+    "Time from the start of a scheduling cycle to its committed status write, by result.",
+    ["result"],
+    buckets=_BUCKETS,
+)
+
+SCHEDULED = "Scheduled"
+# Seconds a cluster may be unready before its replicas are placed elsewhere.
+DEFAULT_GRACE_PERIOD = 30.0
+# A waiting Job is looked at again after this long even without a triggering change.
+RETRY_UNSCHEDULABLE_AFTER = 60.0
+
+
+class SchedulerReconciler:
+    def __init__(
+        self,
+        client: AsyncSkyShiftClient,
+        jobs: Informer,
+        clusters: Informer,
+        policies: Informer,
+        profiles: dict[str, Profile],
+        *,
+        grace_period: float = DEFAULT_GRACE_PERIOD,
+    ):
+        self.client = client
+        self.jobs = jobs
+        self.clusters = clusters
+        self.policies = policies
+        self.profiles = profiles
+        self.grace_period = grace_period
+        self.cache = SchedulerCache()
+
+        jobs.add_event_handler(
+            on_add=self.cache.set_job,
+            on_update=lambda old, new: self.cache.set_job(new),
+            on_delete=lambda job: self.cache.remove_job(job.metadata.namespace or "default", job.metadata.name),
+        )
+        clusters.add_event_handler(
+            on_add=self.cache.set_cluster,
+            on_update=lambda old, new: self.cache.set_cluster(new),
+            on_delete=lambda cluster: self.cache.remove_cluster(cluster.metadata.name),
+        )
+
+    # ---- which Jobs a change concerns ----------------------------------------------------
+
+    def requests_for_cluster(self, cluster: Cluster) -> list[Request]:
+        """A cluster change may make room for waiting Jobs or strand the Jobs placed on it."""
+        name = cluster.metadata.name
+        return [
+            Request.for_object(job)
+            for job in self.jobs.list()
+            if self._needs_scheduling(job) or name in job.status.placement
+        ]
+
+    def requests_for_policy(self, policy: FilterPolicy) -> list[Request]:
+        return [
+            Request.for_object(job)
+            for job in self.jobs.list()
+            if job.metadata.namespace == policy.metadata.namespace and self._needs_scheduling(job)
+        ]
+
+    def _needs_scheduling(self, job: Job) -> bool:
+        if job.status.phase in (JobPhase.SUCCEEDED, JobPhase.FAILED):
+            return False
+        return sum(job.status.placement.values()) != job.spec.replicas
+
+    # ---- reconcile -----------------------------------------------------------------------
+
+    async def reconcile(self, request: Request) -> Result | None:
+        job: Job | None = self.jobs.get(request.name, request.namespace)
+        if job is None or job.status.phase in (JobPhase.SUCCEEDED, JobPhase.FAILED):
+            return None
+
+        profile = self.profiles.get(job.spec.scheduler_name)
+        if profile is None:
+            message = (
+                f"spec.scheduler_name {job.spec.scheduler_name!r} names no scheduler profile; "
+                f"available: {', '.join(sorted(self.profiles)) or 'none (install a policy plugin such as skyshift-scheduler-spread)'}"
+            )
+            await self._write_unscheduled(job, "UnknownProfile", message, None)
+            return None
+
+        current = dict(job.status.placement)
+        lost, recheck_after = self._lost_clusters(current)
+        keep = {cluster: count for cluster, count in current.items() if cluster not in lost}
+        keep = trim_placement(keep, job.spec.replicas)
+        need = job.spec.replicas - sum(keep.values())
+        if need == 0 and keep == current:
+            return Result(requeue_after=recheck_after) if recheck_after else None
+
+        started = time.perf_counter()
+        decision = Decision(profile.name, 0, {}, [], "")
+        if need > 0:
+            policies = [policy for policy in self.policies.list() if isinstance(policy, FilterPolicy)]
+            decision = schedule(profile, job, self.cache.cluster_infos(), policies, replicas=need, current=keep)
+            CYCLE_SECONDS.observe(time.perf_counter() - started)
+            if decision.placement is None:
+                reason = "SchedulerError" if decision.error else "Unschedulable"
+                await self._write_unscheduled(job, reason, decision.message, decision)
+                DECISION_SECONDS.labels("unschedulable").observe(time.perf_counter() - started)
+                logger.info("Job %s/%s waits: %s", request.namespace, request.name, decision.message)
+                return Result(requeue_after=RETRY_UNSCHEDULABLE_AFTER)
+
+        placement = dict(keep)
+        for cluster, count in (decision.placement or {}).items():
+            placement[cluster] = placement.get(cluster, 0) + count
+        await self._commit(job, placement, decision, lost)
+        DECISION_SECONDS.labels("placed").observe(time.perf_counter() - started)
+        return Result(requeue_after=recheck_after) if recheck_after else None
+
+    def _lost_clusters(self, placement: dict[str, int]) -> tuple[set[str], float | None]:
+        """Clusters of the placement that are gone or unready for longer than the grace period, and
+        when to look again for those still within it."""
+        lost: set[str] = set()
+        recheck: float | None = None
+        clusters = self.cache.clusters()
+        now = time.time()
+        for name in placement:
+            cluster = clusters.get(name)
+            if cluster is None:
+                lost.add(name)
+                continue
+            if cluster.status.phase is ClusterPhase.READY:
+                continue
+            since = _unready_since(cluster)
+            remaining = self.grace_period - (now - since) if since else self.grace_period
+            if remaining <= 0:
+                lost.add(name)
+            else:
+                recheck = remaining if recheck is None else min(recheck, remaining)
+        return lost, recheck
+
+    async def _commit(self, job: Job, placement: dict[str, int], decision: Decision, lost: set[str]) -> None:
+        generation = job.status.placement_generation + 1
+        updated = job.model_copy(deep=True)
+        status = updated.status
+        old_shares = {cluster: share for cluster, share in status.clusters.items() if cluster not in lost}
+        status.clusters = assign_shares(old_shares, placement, job.spec.replicas, generation)
+        status.placement = placement
+        status.placement_generation = generation
+        if decision.verdicts:
+            status.scheduling = decision.explanation()
+        message = ", ".join(f"{count} on {name}" for name, count in sorted(placement.items()))
+        if lost:
+            message += f" (replicas moved off {', '.join(sorted(lost))})"
+        status.conditions = set_condition(
+            status.conditions,
+            Condition(
+                type=SCHEDULED,
+                status="True",
+                reason="Placed",
+                message=message,
+                observed_generation=job.metadata.generation,
+            ),
+        )
+
+        # Reserve what will not run yet: unstarted replicas of kept clusters plus the new ones.
+        pending = {
+            cluster: count
+            for cluster, count in pending_replicas(job).items()
+            if cluster in placement and cluster not in lost
+        }
+        for cluster, count in _new_replicas(job.status.placement, placement, lost).items():
+            pending[cluster] = min(placement[cluster], pending.get(cluster, 0) + count)
+        self.cache.assume(job, pending, generation)
+        try:
+            await self.client.update_status(updated)
+        except (ConflictError, NotFoundError):
+            # The Job changed or vanished since the informer saw it; the informer will bring the
+            # new version and this request comes back.
+            self.cache.forget(job)
+            raise
+        except Exception:
+            self.cache.forget(job)
+            raise
+        logger.info(
+            "Placed Job %s/%s (placement generation %d): %s",
+            job.metadata.namespace, job.metadata.name, generation, message,
+        )  # fmt: skip
+
+    async def _write_unscheduled(self, job: Job, reason: str, message: str, decision: Decision | None) -> None:
+        existing = next((c for c in job.status.conditions if c.type == SCHEDULED), None)
+        if existing and existing.status == "False" and existing.reason == reason and existing.message == message:
+            return  # Nothing new to say; do not churn the object.
+        updated = job.model_copy(deep=True)
+        updated.status.conditions = set_condition(
+            updated.status.conditions,
+            Condition(
+                type=SCHEDULED,
+                status="False",
+                reason=reason,
+                message=message,
+                observed_generation=job.metadata.generation,
+            ),
+        )
+        if decision is not None:
+            updated.status.scheduling = decision.explanation()
+        await self.client.update_status(updated)
+
+
+def _unready_since(cluster: Cluster) -> float | None:
+    for condition in cluster.status.conditions:
+        if condition.type == "Ready" and condition.status != "True" and condition.last_transition_time:
+            return condition.last_transition_time.timestamp()
+    return None
+
+
+def _new_replicas(old: dict[str, int], new: dict[str, int], lost: set[str]) -> dict[str, int]:
+    """Replicas per cluster that this decision adds, which the cache must reserve until they start."""
+    added = {}
+    for cluster, count in new.items():
+        before = 0 if cluster in lost else old.get(cluster, 0)
+        if count > before:
+            added[cluster] = count - before
+    return added

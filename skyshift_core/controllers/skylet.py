@@ -1,0 +1,193 @@
+"""Skylets: one per attached cluster, each driving that cluster through its ClusterManager.
+
+A skylet runs three level-based loops in one task, once per poll interval (and at once when a Job
+placed on its cluster changes):
+
+  cluster controller  health and per-node capacity into the Cluster's status;
+  flow controller     submit the shares placed on this cluster that the backend lacks, and delete
+                      backend work no Job wants any more (deleted Jobs, moved replicas);
+  job controller      the backend's task states into each Job's `status.clusters[<cluster>]`.
+
+Nothing is deleted before the Job informer has synced, and a backend failure in one skylet never
+stops the others or the controller manager.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from skyshift_core.client import AsyncSkyShiftClient
+from skyshift_core.cluster_manager import ClusterManager, WorkStatus, WorkUnit
+from skyshift_core.errors import ConflictError, InvalidError, NotFoundError, SkyShiftError
+from skyshift_core.objects import Cluster, ClusterPhase, Condition, Job, JobPhase, set_condition, utc_now
+from skyshift_core.runtime.informer import Informer
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_POLL_INTERVAL = 1.0
+# A capacity report is rewritten at least this often even when nothing changed, so the
+# scheduler can tell a live cluster from a stale one by observed_time.
+DEFAULT_REPORT_INTERVAL = 30.0
+_MAX_BACKOFF = 30.0
+
+
+class Skylet:
+    def __init__(
+        self,
+        cluster: str,
+        manager: ClusterManager,
+        client: AsyncSkyShiftClient,
+        jobs: Informer,
+        *,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        report_interval: float = DEFAULT_REPORT_INTERVAL,
+    ):
+        self.cluster = cluster
+        self.manager = manager
+        self.client = client
+        self.jobs = jobs
+        self.poll_interval = poll_interval
+        self.report_interval = report_interval
+        self._wake = asyncio.Event()
+        self._last_report: tuple[Any, ...] | None = None
+        self._last_report_time = 0.0
+        self._ready = False
+
+    def wake(self) -> None:
+        """Run the next cycle now; informer handlers call this when a Job on this cluster changes."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        backoff = self.poll_interval
+        started = False
+        try:
+            while True:
+                try:
+                    if not started:
+                        await self.manager.start()
+                        started = True
+                        logger.info("Skylet %s: started %s cluster manager", self.cluster, type(self.manager).__name__)
+                    await self.cycle()
+                    backoff = self.poll_interval
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:  # A backend failure must not end the skylet.
+                    backoff = min(backoff * 2, _MAX_BACKOFF)
+                    logger.warning("Skylet %s: cycle failed, retrying in %.1f s: %s", self.cluster, backoff, error)
+                    await self._report_error(f"{type(error).__name__}: {error}")
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), backoff)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            if started:
+                try:
+                    await self.manager.stop()
+                except Exception as error:
+                    logger.warning("Skylet %s: stopping the cluster manager failed: %s", self.cluster, error)
+
+    async def cycle(self) -> None:
+        """One pass of the three controllers."""
+        health = await self.manager.health()
+        nodes = await self.manager.nodes() if health.ready else {}
+        await self._report_cluster(health.ready, health.reason, health.message, nodes)
+        self._ready = health.ready
+        if not health.ready or not self.jobs.has_synced:
+            return
+        statuses = await self.manager.statuses()
+        desired = self._desired_units()
+        await self._converge(desired, statuses)
+        await self._record_tasks(desired, statuses)
+
+    # ---- cluster controller --------------------------------------------------------------
+
+    async def _report_cluster(self, ready: bool, reason: str, message: str, nodes: dict) -> None:
+        report = (ready, reason, message, {name: node.model_dump() for name, node in nodes.items()})
+        now = time.monotonic()
+        if report == self._last_report and now - self._last_report_time < self.report_interval:
+            return
+        current = await self.client.get(Cluster, self.cluster)
+        cluster = Cluster.model_validate(current)
+        status = cluster.status
+        status.phase = ClusterPhase.READY if ready else ClusterPhase.ERROR
+        status.conditions = set_condition(
+            status.conditions,
+            Condition(
+                type="Ready",
+                status="True" if ready else "False",
+                reason=reason or ("ClusterReady" if ready else "ClusterUnreachable"),
+                message=message,
+            ),
+        )
+        if ready:
+            status.nodes = nodes
+            status.observed_time = utc_now()
+        cluster.metadata.resource_version = None
+        await self.client.update_status(cluster)
+        self._last_report, self._last_report_time = report, now
+
+    async def _report_error(self, message: str) -> None:
+        try:
+            await self._report_cluster(False, "ClusterManagerError", message, {})
+        except SkyShiftError as error:
+            logger.warning("Skylet %s: could not record the error on the Cluster: %s", self.cluster, error)
+
+    # ---- flow controller -----------------------------------------------------------------
+
+    def _desired_units(self) -> dict[str, tuple[Job, WorkUnit]]:
+        desired = {}
+        for job in self.jobs.list():
+            share = job.status.clusters.get(self.cluster)
+            if share is None or self.cluster not in job.status.placement or not share.replica_indices:
+                continue
+            unit = WorkUnit(job, self.cluster, tuple(share.replica_indices), job.spec.replicas, share.generation)
+            desired[unit.key] = (job, unit)
+        return desired
+
+    async def _converge(self, desired: dict[str, tuple[Job, WorkUnit]], statuses: dict[str, WorkStatus]) -> None:
+        for key in sorted(set(statuses) - set(desired)):
+            logger.info("Skylet %s: deleting work %s, which no Job places here any more", self.cluster, key)
+            await self.manager.delete(key)
+            statuses.pop(key, None)
+        for key, (job, unit) in sorted(desired.items()):
+            if key in statuses:
+                continue
+            if job.status.phase in (JobPhase.SUCCEEDED, JobPhase.FAILED):
+                continue  # Finished work that the backend has since purged is not run again.
+            logger.info(
+                "Skylet %s: submitting Job %s/%s replicas %s (generation %d)",
+                self.cluster, job.metadata.namespace, job.metadata.name, list(unit.replica_indices), unit.generation,
+            )  # fmt: skip
+            statuses[key] = await self.manager.submit(unit)
+
+    # ---- job controller ------------------------------------------------------------------
+
+    async def _record_tasks(self, desired: dict[str, tuple[Job, WorkUnit]], statuses: dict[str, WorkStatus]) -> None:
+        for key, (job, unit) in desired.items():
+            status = statuses.get(key)
+            if status is None:
+                continue
+            share = job.status.clusters[self.cluster]
+            tasks = {index: task.model_dump(mode="json") for index, task in status.tasks.items()}
+            known = {index: task.model_dump(mode="json") for index, task in share.tasks.items()}
+            if tasks == known and status.manager_job_ids == share.manager_job_ids:
+                continue
+            # The test operation makes the write a no-op if the share was re-placed meanwhile.
+            base = f"/status/clusters/{self.cluster}"
+            patch = [
+                {"op": "test", "path": f"{base}/generation", "value": unit.generation},
+                {"op": "replace", "path": f"{base}/tasks", "value": tasks},
+                {"op": "replace", "path": f"{base}/manager_job_ids", "value": list(status.manager_job_ids)},
+            ]
+            try:
+                await self.client.patch(
+                    Job, job.metadata.name, patch, job.metadata.namespace, patch_type="json", subresource="status"
+                )
+            except (InvalidError, NotFoundError, ConflictError) as error:
+                logger.info(
+                    "Skylet %s: skipped a stale status write for Job %s: %s", self.cluster, job.metadata.name, error
+                )

@@ -1,0 +1,1 @@
+"""The scheduler: the plugin framework (public API for scheduling plugins) and the scheduling cycle."""

@@ -1,0 +1,128 @@
+"""Built-in scheduling plugins of the core, registered through the same entry points as
+third-party ones (`skyshift.scheduler_plugins`): cluster-ready, placement, filter-policy,
+resources-fit.
+"""
+
+from __future__ import annotations
+
+from skyshift_core.objects import FilterPolicy, Job
+from skyshift_core.scheduler.framework import (
+    MAX_SCORE,
+    ClusterInfo,
+    CycleState,
+    FilterPlugin,
+    ScorePlugin,
+    Status,
+    replica_request,
+)
+
+# CycleState key under which the scheduler stores the FilterPolicies that apply to the Job.
+POLICIES_KEY = "filter_policies"
+
+
+class ClusterReady(FilterPlugin):
+    """Keeps clusters that are READY and not cordoned."""
+
+    name = "cluster-ready"
+    provides = "filter: cluster is READY and not cordoned"
+
+    def filter(self, state: CycleState, job: Job, cluster: ClusterInfo) -> Status:
+        if not cluster.ready:
+            return Status.unschedulable("cluster not ready", plugin=self.name)
+        if cluster.cordoned:
+            return Status.unschedulable("cluster cordoned", plugin=self.name)
+        return Status.success()
+
+
+class Placement(FilterPlugin, ScorePlugin):
+    """Applies the Job's placement: every filter must match the cluster's labels, and each matching
+    preference adds its weight.
+
+    Score = 100 x (sum of weights of matching preferences) / (sum of all preference weights).
+    Example: preferences weighted 80 and 20, a cluster matching only the first scores 80.
+    A Job without preferences scores 0 everywhere, so the plugin does not change the order.
+    """
+
+    name = "placement"
+    provides = "filter and score: the Job's placement filters and weighted preferences"
+
+    def filter(self, state: CycleState, job: Job, cluster: ClusterInfo) -> Status:
+        for rule in job.spec.placement.filters:
+            if not rule.matches(cluster.labels):
+                label = f" {rule.name!r}" if rule.name else ""
+                return Status.unresolvable(f"did not match placement filter{label}", plugin=self.name)
+        return Status.success()
+
+    def score(self, state: CycleState, job: Job, cluster: ClusterInfo) -> int:
+        preferences = job.spec.placement.preferences
+        total = sum(preference.weight for preference in preferences)
+        if not total:
+            return 0
+        matched = sum(preference.weight for preference in preferences if preference.matches(cluster.labels))
+        return MAX_SCORE * matched // total
+
+
+class FilterPolicyFilter(FilterPlugin):
+    """Applies FilterPolicies of the Job's namespace whose `labels_selector` matches the Job's labels:
+    a cluster must be in every matching policy's non-empty `include` list and in no `exclude` list."""
+
+    name = "filter-policy"
+    provides = "filter: FilterPolicy include and exclude lists"
+
+    def filter(self, state: CycleState, job: Job, cluster: ClusterInfo) -> Status:
+        policies: list[FilterPolicy] = state.get(POLICIES_KEY, [])
+        for policy in policies:
+            include = policy.spec.cluster_filter.include
+            if include and cluster.name not in include:
+                return Status.unresolvable(f"not included by FilterPolicy {policy.metadata.name!r}", plugin=self.name)
+            if cluster.name in policy.spec.cluster_filter.exclude:
+                return Status.unresolvable(f"excluded by FilterPolicy {policy.metadata.name!r}", plugin=self.name)
+        return Status.success()
+
+
+def policies_for(job: Job, policies: list[FilterPolicy]) -> list[FilterPolicy]:
+    """The FilterPolicies that apply to a Job: same namespace, selector matching its labels."""
+    labels = job.metadata.labels
+    return [
+        policy
+        for policy in policies
+        if policy.metadata.namespace == job.metadata.namespace
+        and all(labels.get(key) == value for key, value in policy.spec.labels_selector.items())
+    ]
+
+
+class ResourcesFit(FilterPlugin):
+    """Keeps clusters with at least one node that can hold one replica now.
+
+    The reason names the resource that is short on every node (for example "insufficient cpus"),
+    as the Kubernetes NodeResourcesFit plugin does.
+    """
+
+    name = "resources-fit"
+    provides = "filter: a replica fits on at least one node"
+
+    def filter(self, state: CycleState, job: Job, cluster: ClusterInfo) -> Status:
+        request = replica_request(job)
+        if cluster.fit_count(request) > 0:
+            return Status.success()
+        if not cluster.nodes:
+            return Status.unschedulable("no schedulable nodes", plugin=self.name)
+        return Status.unschedulable(*self._shortages(request, cluster), plugin=self.name)
+
+    @staticmethod
+    def _shortages(request, cluster: ClusterInfo) -> tuple[str, ...]:
+        """Resources that no node has enough of; if each is available somewhere, no single node has all."""
+        reasons = []
+        checks = [
+            ("cpus", request.cpus, lambda n: n.allocatable.cpus),
+            ("memory", request.memory, lambda n: n.allocatable.memory),
+            ("disk", request.disk, lambda n: n.allocatable.disk),
+            ("gpus", request.gpus, lambda n: n.allocatable.gpus),
+        ]
+        for label, needed, available in checks:
+            if needed > 0 and all(available(node) + 1e-9 < needed for node in cluster.nodes):
+                reasons.append(f"insufficient {label}")
+        for accelerator, count in request.accelerators.items():
+            if all(node.allocatable.accelerators.get(accelerator, 0) < count for node in cluster.nodes):
+                reasons.append(f"insufficient {accelerator}")
+        return tuple(reasons) or ("no single node has all requested resources",)

@@ -1,0 +1,240 @@
+"""The scheduler's view of clusters: reported capacity minus what placed work will still take.
+
+A cluster reports allocatable resources per node, but replicas that were placed and have not
+started yet are not in that report. The cache holds them as reservations and subtracts them, so a
+burst of Jobs never overcommits a cluster. A reservation lasts until the replica has started and
+a capacity report observed after that moment has arrived (from then on the cluster's own report
+counts it), or until the replica ends.
+
+Reservations are derived from each Job's status (placement minus started tasks), so a restarted
+scheduler rebuilds the same view from its informers; at worst it holds a started replica's
+reservation until the cluster's next report. Decisions this process wrote but has not yet seen
+come back through the Job informer are held as "assumed" placements, as the Kubernetes scheduler
+assumes pods before binding is observed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from skyshift_core.objects import Cluster, ClusterPhase, Job, JobPhase, ResourceList
+from skyshift_core.scheduler.framework import ClusterInfo, NodeInfo, replica_request
+
+# Task states in which the cluster's capacity report already includes (or no longer needs) the replica.
+_STARTED = {"Running", "Succeeded", "Failed"}
+
+JobKey = tuple[str, str]  # (namespace, name)
+
+
+@dataclass
+class _Reservation:
+    request: ResourceList
+    # Node name -> replicas reserved on it; "" holds replicas that fit on no node (over-reported).
+    per_node: dict[str, int]
+
+
+def pending_replicas(job: Job) -> dict[str, int]:
+    """Replicas per cluster that are placed but not started, from the Job's status."""
+    if job.status.phase in (JobPhase.SUCCEEDED, JobPhase.FAILED):
+        return {}
+    pending = {}
+    for cluster, replicas in job.status.placement.items():
+        unstarted = replicas - started_replicas(job).get(cluster, 0)
+        if unstarted > 0:
+            pending[cluster] = unstarted
+    return pending
+
+
+def started_replicas(job: Job) -> dict[str, int]:
+    """Replicas per cluster whose tasks have started (running or ended)."""
+    started = {}
+    for cluster, share in job.status.clusters.items():
+        count = sum(1 for task in share.tasks.values() if task.state in _STARTED)
+        if count and cluster in job.status.placement:
+            started[cluster] = count
+    return started
+
+
+class SchedulerCache:
+    def __init__(self, clock=time.time) -> None:
+        self._clock = clock
+        self._clusters: dict[str, Cluster] = {}
+        self._nodes: dict[str, list[NodeInfo]] = {}
+        # cluster -> job key -> reservation
+        self._reservations: dict[str, dict[JobKey, _Reservation]] = {}
+        # job key -> (placement, placement generation) decided here but not yet seen in the informer
+        self._assumed: dict[JobKey, tuple[dict[str, int], int]] = {}
+        self._jobs: dict[JobKey, Job] = {}
+        # job key -> cluster -> wall-clock times at which started replicas were first seen; each
+        # keeps its reservation until a capacity report observed after that time arrives.
+        self._settling: dict[JobKey, dict[str, list[float]]] = {}
+
+    # ---- clusters -----------------------------------------------------------------------
+
+    def set_cluster(self, cluster: Cluster) -> None:
+        name = cluster.metadata.name
+        self._clusters[name] = cluster
+        self._nodes[name] = [
+            NodeInfo(node_name, node.capacity, node.allocatable, dict(node.labels))
+            for node_name, node in sorted(cluster.status.nodes.items())
+        ]
+        # The fresh report carries none of our reservations: apply them again, less the started
+        # replicas this report now covers.
+        keys = list(self._reservations.get(name, {}))
+        self._reservations[name] = {}
+        for key in keys:
+            self._reserve_on(key, name, self._wanted(key).get(name, 0))
+
+    def remove_cluster(self, name: str) -> None:
+        self._clusters.pop(name, None)
+        self._nodes.pop(name, None)
+
+    def cluster_infos(self) -> list[ClusterInfo]:
+        infos = []
+        for name, cluster in self._clusters.items():
+            infos.append(
+                ClusterInfo(
+                    name=name,
+                    labels=dict(cluster.metadata.labels),
+                    ready=cluster.status.phase is ClusterPhase.READY,
+                    cordoned=cluster.spec.cordoned,
+                    nodes=self._nodes.get(name, []),
+                    manager=cluster.spec.manager,
+                )
+            )
+        return infos
+
+    def clusters(self) -> dict[str, Cluster]:
+        return self._clusters
+
+    # ---- jobs ---------------------------------------------------------------------------
+
+    def set_job(self, job: Job) -> None:
+        """Record a Job as its informer reports it."""
+        key = _key(job)
+        assumed = self._assumed.get(key)
+        if assumed is not None and job.status.placement_generation >= assumed[1]:
+            del self._assumed[key]  # The informer caught up with our own write.
+        self._jobs[key] = job
+        self._track_starts(key, job)
+        self._reserve(key)
+
+    def assume(self, job: Job, pending: dict[str, int], generation: int) -> None:
+        """Reserve `pending` replicas per cluster for a placement decided in this cycle, before
+        its write is observed."""
+        key = _key(job)
+        self._jobs[key] = job
+        self._assumed[key] = (dict(pending), generation)
+        self._reserve(key)
+
+    def forget(self, job: Job) -> None:
+        """Drop an assumed placement whose write failed, restoring what the informer last showed."""
+        key = _key(job)
+        if self._assumed.pop(key, None) is not None:
+            self._reserve(key)
+
+    def remove_job(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        self._assumed.pop(key, None)
+        self._jobs.pop(key, None)
+        self._settling.pop(key, None)
+        self._release(key)
+
+    def _track_starts(self, key: JobKey, job: Job) -> None:
+        started = started_replicas(job)
+        settling = self._settling.setdefault(key, {})
+        now = self._clock()
+        for cluster in set(settling) | set(started):
+            stamps = settling.get(cluster, [])
+            count = started.get(cluster, 0)
+            stamps = stamps[:count] + [now] * max(0, count - len(stamps))
+            settling[cluster] = stamps
+        if job.status.phase in (JobPhase.SUCCEEDED, JobPhase.FAILED):
+            settling.clear()
+
+    def _wanted(self, key: JobKey) -> dict[str, int]:
+        """Replicas per cluster to reserve for a Job now."""
+        job = self._jobs.get(key)
+        if job is None:
+            return {}
+        assumed = self._assumed.get(key)
+        wanted = dict(assumed[0]) if assumed is not None else pending_replicas(job)
+        settling = self._settling.get(key, {})
+        for cluster in list(settling):
+            observed = self._observed(cluster)
+            settling[cluster] = [stamp for stamp in settling[cluster] if observed is None or stamp >= observed]
+            if settling[cluster]:
+                wanted[cluster] = wanted.get(cluster, 0) + len(settling[cluster])
+            else:
+                del settling[cluster]
+        return wanted
+
+    def _observed(self, cluster: str) -> float | None:
+        report = self._clusters.get(cluster)
+        if report is None or report.status.observed_time is None:
+            return None
+        return report.status.observed_time.timestamp()
+
+    def _release(self, key: JobKey) -> None:
+        for cluster, reservations in self._reservations.items():
+            reservation = reservations.pop(key, None)
+            if reservation is not None:
+                self._apply(cluster, reservation, sign=+1, place=False)
+
+    def _reserve(self, key: JobKey) -> None:
+        """Replace the Job's reservations with what it needs now."""
+        self._release(key)
+        job = self._jobs.get(key)
+        if job is None:
+            return
+        for cluster, replicas in self._wanted(key).items():
+            self._reserve_on(key, cluster, replicas)
+
+    def _reserve_on(self, key: JobKey, cluster: str, replicas: int) -> None:
+        job = self._jobs.get(key)
+        if job is None or replicas <= 0:
+            return
+        reservation = _Reservation(replica_request(job), {"": replicas})
+        self._reservations.setdefault(cluster, {})[key] = reservation
+        self._apply(cluster, reservation, sign=-1, place=True)
+
+    def _apply(self, cluster: str, reservation: _Reservation, sign: int, place: bool) -> None:
+        """Subtract (sign -1) or give back (+1) a reservation on the cluster's nodes.
+
+        When placing, replicas go first-fit onto nodes, as a backend would start them; the
+        per-node split is remembered so giving back returns resources to the same nodes.
+        """
+        nodes = {node.name: node for node in self._nodes.get(cluster, [])}
+        if place:
+            total = sum(reservation.per_node.values())
+            reservation.per_node = {}
+            for node in nodes.values():
+                if total == 0:
+                    break
+                fit = min(total, node.fit_count(reservation.request))
+                if fit:
+                    reservation.per_node[node.name] = fit
+                    total -= fit
+            if total:
+                reservation.per_node[""] = total
+        for node_name, count in reservation.per_node.items():
+            node = nodes.get(node_name)
+            if node is None:
+                continue
+            amount = _scale(reservation.request, count)
+            node.allocatable = node.allocatable.subtract(amount) if sign < 0 else node.allocatable.add(amount)
+
+
+def _key(job: Job) -> JobKey:
+    return (job.metadata.namespace or "default", job.metadata.name)
+
+
+def _scale(request: ResourceList, count: int) -> ResourceList:
+    return ResourceList(
+        cpus=request.cpus * count,
+        memory=request.memory * count,
+        disk=request.disk * count,
+        gpus=request.gpus * count,
+        accelerators={name: value * count for name, value in request.accelerators.items()},
+    )

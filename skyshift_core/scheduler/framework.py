@@ -1,0 +1,226 @@
+"""Scheduler extension points: the public contract for scheduling plugins.
+
+Modelled on the Kubernetes scheduling framework, with clusters in place of nodes. One scheduling
+cycle for a Job runs, in order:
+
+  1. filter   every FilterPlugin on every cluster; a cluster survives only if all return SUCCESS.
+  2. score    every ScorePlugin on every surviving cluster (0-100 each), then its normalize_scores;
+              a cluster's total is the sum of plugin score x profile weight.
+  3. divide   the profile's one DividePlugin splits the Job's replicas among the survivors.
+  4. reserve  every ReservePlugin, in order; if one fails, those before it are unreserved in
+              reverse order and the Job waits.
+
+Placement is all or nothing: if the division cannot place every replica the Job stays Pending with
+the collected reasons, and is retried when clusters, capacity or the Job change. Plugins must be
+deterministic and free of I/O: a cycle runs in memory against the scheduler's cache.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, ClassVar, Mapping
+
+from skyshift_core.objects import Job, ResourceList
+
+MAX_SCORE = 100
+MIN_SCORE = 0
+
+
+class Code(str, Enum):
+    SUCCESS = "Success"
+    # The cluster cannot take the Job now but might after a change (capacity freed, cluster ready).
+    UNSCHEDULABLE = "Unschedulable"
+    # The cluster can never take the Job as written (placement filter, policy exclusion).
+    UNRESOLVABLE = "UnschedulableAndUnresolvable"
+    # The plugin failed; the cycle is aborted and retried with backoff.
+    ERROR = "Error"
+
+
+@dataclass(frozen=True)
+class Status:
+    """Outcome of one plugin call. `reasons` are short phrases that appear in the Job's condition,
+    such as "insufficient cpus", so they are worded for users and aggregated across clusters."""
+
+    code: Code = Code.SUCCESS
+    reasons: tuple[str, ...] = ()
+    plugin: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.code is Code.SUCCESS
+
+    @classmethod
+    def success(cls) -> "Status":
+        return _SUCCESS
+
+    @classmethod
+    def unschedulable(cls, *reasons: str, plugin: str = "") -> "Status":
+        return cls(Code.UNSCHEDULABLE, reasons, plugin)
+
+    @classmethod
+    def unresolvable(cls, *reasons: str, plugin: str = "") -> "Status":
+        return cls(Code.UNRESOLVABLE, reasons, plugin)
+
+    @classmethod
+    def error(cls, *reasons: str, plugin: str = "") -> "Status":
+        return cls(Code.ERROR, reasons, plugin)
+
+
+_SUCCESS = Status()
+
+
+@dataclass
+class NodeInfo:
+    """One node of a cluster as the scheduler sees it: allocatable already net of reservations."""
+
+    name: str
+    capacity: ResourceList
+    allocatable: ResourceList
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def fit_count(self, request: ResourceList) -> int:
+        """How many replicas of `request` fit on this node at once.
+
+        Each dimension allows floor(allocatable / requested); the node holds the minimum of them.
+        A request of zero in every dimension fits an unbounded number; that is reported as a
+        large finite number so sums stay integers.
+        """
+        limits = []
+        for requested, available in (
+            (request.cpus, self.allocatable.cpus),
+            (request.memory, self.allocatable.memory),
+            (request.disk, self.allocatable.disk),
+            (request.gpus, self.allocatable.gpus),
+        ):
+            if requested > 0:
+                limits.append(math.floor(available / requested + 1e-9))
+        for name, count in request.accelerators.items():
+            limits.append(self.allocatable.accelerators.get(name, 0) // count if count else UNBOUNDED)
+        return max(0, min(limits)) if limits else UNBOUNDED
+
+
+# Fit count reported for a request of nothing; far above any realistic replica count.
+UNBOUNDED = 1_000_000
+
+
+@dataclass
+class ClusterInfo:
+    """A cluster in the scheduler's cache: identity, labels, health and per-node resources."""
+
+    name: str
+    labels: dict[str, str]
+    ready: bool
+    cordoned: bool
+    nodes: list[NodeInfo]
+    manager: str = ""
+
+    def fit_count(self, request: ResourceList) -> int:
+        """Replicas of `request` the cluster holds: the sum over nodes, since a replica must fit on one node."""
+        return min(UNBOUNDED, sum(node.fit_count(request) for node in self.nodes))
+
+    def capacity(self) -> ResourceList:
+        total = ResourceList()
+        for node in self.nodes:
+            total = total.add(node.capacity)
+        return total
+
+    def allocatable(self) -> ResourceList:
+        total = ResourceList()
+        for node in self.nodes:
+            total = total.add(node.allocatable)
+        return total
+
+
+@dataclass
+class Candidate:
+    """A cluster that passed every filter, as handed to the divide plugin."""
+
+    cluster: ClusterInfo
+    fit_count: int
+    # Weighted sum of the profile's score plugins, after normalization.
+    score: int = 0
+    # Replicas the Job already has there (from its current placement), for stable re-decisions.
+    current: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.cluster.name
+
+
+class CycleState(dict):
+    """Scratch space shared by the plugins of one cycle for one Job, discarded afterwards."""
+
+
+class Plugin:
+    """Base of every scheduling plugin.
+
+    `name` is the entry-point name under `skyshift.scheduler_plugins` and appears in profiles and
+    in `skyshift explain`. `args` come from the profile configuration; a plugin validates them in
+    `__init__` and raises ValueError naming the bad argument.
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, args: Mapping[str, Any] | None = None):
+        self.args = dict(args or {})
+
+
+class FilterPlugin(Plugin):
+    def filter(self, state: CycleState, job: Job, cluster: ClusterInfo) -> Status:
+        """Decide whether `cluster` may take the Job at all.
+
+        Runs once per cluster per cycle. Return SUCCESS to keep the cluster, UNSCHEDULABLE when a
+        change of state could make it fit, UNRESOLVABLE when only a change of the Job or a policy
+        could. Must not modify the job or the cluster.
+        """
+        raise NotImplementedError
+
+
+class ScorePlugin(Plugin):
+    def score(self, state: CycleState, job: Job, cluster: ClusterInfo) -> int:
+        """Rate a cluster that passed the filters, from MIN_SCORE (0) to MAX_SCORE (100)."""
+        raise NotImplementedError
+
+    def normalize_scores(self, state: CycleState, job: Job, scores: dict[str, int]) -> None:
+        """Rescale this plugin's scores in place after every cluster was scored; optional.
+
+        The framework rejects the cycle with an ERROR if a score is outside 0-100 afterwards.
+        """
+
+
+class DividePlugin(Plugin):
+    def divide(self, state: CycleState, job: Job, replicas: int, candidates: list[Candidate]) -> dict[str, int]:
+        """Split `replicas` among the candidates and return cluster name -> replicas (> 0 only).
+
+        Must be deterministic for the same input, never give a cluster more than its fit_count,
+        and either place exactly `replicas` or return what it could: the framework treats a sum
+        below `replicas` as unschedulable (placement is all or nothing). Candidates arrive sorted
+        by score (highest first), then name.
+        """
+        raise NotImplementedError
+
+
+class ReservePlugin(Plugin):
+    def reserve(self, state: CycleState, job: Job, placement: dict[str, int]) -> Status:
+        """Claim resources for a placement before it is written; return non-SUCCESS to abort."""
+        raise NotImplementedError
+
+    def unreserve(self, state: CycleState, job: Job, placement: dict[str, int]) -> None:
+        """Undo `reserve`; called when a later reserve plugin fails or the write is rejected.
+
+        Must be idempotent and must not fail."""
+        raise NotImplementedError
+
+
+def replica_request(job: Job) -> ResourceList:
+    """The resources one replica of the Job requests."""
+    resources = job.spec.resources
+    return ResourceList(
+        cpus=resources.cpus,
+        memory=resources.memory,
+        disk=resources.disk,
+        gpus=resources.gpus,
+        accelerators=dict(resources.accelerators),
+    )

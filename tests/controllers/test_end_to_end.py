@@ -1,0 +1,181 @@
+"""The control plane end to end on simulated clusters: scheduling, running, reasons, recovery."""
+
+from __future__ import annotations
+
+from controlplane_helpers import simulated_cluster, wait_for, wait_for_ready_clusters
+
+JOB = {"kind": "Job", "metadata": {"name": "hello"}, "spec": {"replicas": 4, "run": "true", "restart_policy": "Never"}}
+
+
+async def job_status(client, name="hello"):
+    return (await client.get("Job", name, "default"))["status"]
+
+
+async def test_job_spreads_runs_and_succeeds(client, control_plane):
+    control_plane()
+    await client.create(simulated_cluster("site-a"))
+    await client.create(simulated_cluster("site-b"))
+    await wait_for_ready_clusters(client, 2)
+    await client.create(JOB)
+
+    status = await wait_for(lambda: _phase(client, "Succeeded"))
+    assert status["placement"] == {"site-a": 2, "site-b": 2}
+    assert status["clusters"]["site-a"]["replica_indices"] == [0, 1]
+    assert status["clusters"]["site-b"]["replica_indices"] == [2, 3]
+    assert status["completion_time"]
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Scheduled"]["status"] == "True"
+
+
+async def _phase(client, phase, name="hello"):
+    status = await job_status(client, name)
+    return status if status["phase"] == phase else None
+
+
+async def test_pending_with_reason_then_placed_when_cluster_added(client, control_plane):
+    control_plane()
+    await client.create(simulated_cluster("small", cpus=1))
+    await wait_for_ready_clusters(client, 1)
+    big = dict(JOB, spec={**JOB["spec"], "replicas": 1, "resources": {"cpus": 2}})
+    await client.create(big)
+
+    async def waiting_reason():
+        conditions = {c["type"]: c for c in (await job_status(client))["conditions"]}
+        scheduled = conditions.get("Scheduled")
+        return scheduled if scheduled and scheduled["status"] == "False" else None
+
+    condition = await wait_for(waiting_reason)
+    assert condition["reason"] == "Unschedulable"
+    assert condition["message"] == "0/1 clusters available: 1 insufficient cpus."
+    assert (await job_status(client))["phase"] == "Pending"
+
+    await client.create(simulated_cluster("large", cpus=8))
+    status = await wait_for(lambda: _phase(client, "Succeeded"))
+    assert status["placement"] == {"large": 1}
+
+
+async def test_no_cluster_gives_reason(client, control_plane):
+    control_plane()
+    await client.create(JOB)
+
+    async def message():
+        conditions = {c["type"]: c for c in (await job_status(client))["conditions"]}
+        return conditions.get("Scheduled", {}).get("message")
+
+    assert await wait_for(message) == "0/0 clusters available."
+
+
+async def test_burst_never_overcommits(client, control_plane):
+    # Two clusters of 4 CPUs each hold 8 one-CPU replicas at once; 20 Always jobs arrive together.
+    control_plane()
+    await client.create(simulated_cluster("a", cpus=4))
+    await client.create(simulated_cluster("b", cpus=4))
+
+    await wait_for_ready_clusters(client, 2)
+    for index in range(20):
+        await client.create({"kind": "Job", "metadata": {"name": f"burst-{index}"}, "spec": {"run": "sleep", "restart_policy": "Always"}})
+
+    async def placed_count():
+        items = (await client.list("Job", "default"))["items"]
+        placed = [item for item in items if item["status"]["placement"]]
+        return len(placed) if len(placed) >= 8 else None
+
+    await wait_for(placed_count)
+    items = (await client.list("Job", "default"))["items"]
+    per_cluster = {"a": 0, "b": 0}
+    for item in items:
+        for cluster, count in item["status"]["placement"].items():
+            per_cluster[cluster] += count
+    assert per_cluster == {"a": 4, "b": 4}
+    waiting = [item for item in items if not item["status"]["placement"]]
+    assert len(waiting) == 12
+
+
+async def test_failed_replica_fails_job(client, control_plane):
+    control_plane()
+    await client.create(simulated_cluster("site-a", fail_replicas=[1]))
+    job = dict(JOB, spec={**JOB["spec"], "replicas": 2})
+    await client.create(job)
+    status = await wait_for(lambda: _phase(client, "Failed"))
+    failed = {c["type"]: c for c in status["conditions"]}["Failed"]
+    assert failed["message"] == "replica 1 on site-a failed with exit code 1: Error"
+
+
+async def test_deleting_job_deletes_backend_work(client, control_plane):
+    from skyshift_simulated import registered_cluster
+
+    control_plane()
+    await client.create(simulated_cluster("site-a"))
+    await client.create({"kind": "Job", "metadata": {"name": "forever"}, "spec": {"run": "serve", "restart_policy": "Always"}})
+    await wait_for(lambda: _phase(client, "Running", "forever"))
+    await client.delete("Job", "forever", "default")
+
+    async def backend_empty():
+        manager_state = registered_cluster("site-a")
+        return manager_state is not None and not manager_state.statuses()
+
+    await wait_for(backend_empty)
+
+
+async def test_explain_and_logs_through_cli(client, control_plane, api_server):
+    from typer.testing import CliRunner
+
+    from skyshift_core.cli.main import app
+
+    control_plane()
+    await client.create(simulated_cluster("site-a", labels={"tier": "gold"}))
+    await client.create(simulated_cluster("site-b", cpus=1))
+    await wait_for_ready_clusters(client, 2)
+    job = {"kind": "Job", "metadata": {"name": "hello"}, "spec": {"replicas": 2, "run": "true", "restart_policy": "Never",
+           "resources": {"cpus": 2}, "placement": {"preferences": [{"match_labels": {"tier": "gold"}, "weight": 50}]}}}
+    await client.create(job)
+    await wait_for(lambda: _phase(client, "Succeeded"))
+
+    runner = CliRunner()
+    explained = runner.invoke(app, ["--server", api_server, "explain", "job", "hello"])
+    assert explained.exit_code == 0, explained.output
+    assert "Placement:  site-a=2" in explained.output
+    assert "insufficient cpus (resources-fit): site-b" in explained.output
+
+    logs = runner.invoke(app, ["--server", api_server, "logs", "hello"])
+    assert logs.exit_code == 0, logs.output
+    assert "[replica 0 on site-a]" in logs.output
+    assert "[replica 1 on site-a]" in logs.output
+
+    one = runner.invoke(app, ["--server", api_server, "logs", "hello", "--replica", "1", "--tail", "1"])
+    assert one.exit_code == 0, one.output
+    assert len(one.output.strip().splitlines()) == 1
+    assert "[replica" not in one.output
+
+    bad = runner.invoke(app, ["--server", api_server, "logs", "hello", "--replica", "7"])
+    assert bad.exit_code == 1
+    assert "invalid replica 7: Job 'hello' has replicas 0 to 1" in bad.output
+
+
+async def test_invalid_cluster_config_rejected_at_apply(client):
+    from skyshift_core.errors import InvalidError
+
+    bad = simulated_cluster("broken")
+    bad["spec"]["config"]["node_cont"] = 2
+    try:
+        await client.create(bad)
+    except InvalidError as error:
+        assert "spec.config" in error.message
+        assert "node_cont" in error.message
+    else:
+        raise AssertionError("an invalid simulated config was accepted")
+
+
+async def test_cluster_with_uninstalled_manager_turns_error(client, control_plane):
+    control_plane()
+    await client.create({"kind": "Cluster", "metadata": {"name": "mystery"}, "spec": {"manager": "nosuchmanager"}})
+
+    async def error_condition():
+        cluster = await client.get("Cluster", "mystery")
+        ready = {c["type"]: c for c in cluster["status"]["conditions"]}.get("Ready")
+        return ready if cluster["status"]["phase"] == "ERROR" and ready else None
+
+    ready = await wait_for(error_condition)
+    assert ready["reason"] == "ManagerNotInstalled"
+    assert "nosuchmanager" in ready["message"]
+    assert "simulated" in ready["message"]  # The message lists what is installed.

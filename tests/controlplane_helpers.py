@@ -1,0 +1,37 @@
+"""Helpers for control-plane tests: simulated Cluster manifests and polling."""
+
+from __future__ import annotations
+
+import asyncio
+
+
+def simulated_cluster(
+    name: str, *, nodes: int = 1, cpus: int = 4, run_seconds: float = 0.5, labels: dict | None = None, **extra
+) -> dict:
+    """A Cluster manifest for the simulated backend; `extra` goes into its config."""
+    config = {"node_count": nodes, "node": {"cpus": cpus, "memory": "8Gi"}, "run_seconds": run_seconds, **extra}
+    return {"kind": "Cluster", "metadata": {"name": name, "labels": labels or {}}, "spec": {"manager": "simulated", "config": config}}
+
+
+async def wait_for(predicate, timeout: float = 20.0, interval: float = 0.1):
+    """Poll an async predicate until it returns a truthy value; fail with its last value."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last = None
+    while loop.time() < deadline:
+        last = await predicate()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s; last value: {last!r}")
+
+
+async def wait_for_ready_clusters(client, count: int, timeout: float = 20.0) -> list[dict]:
+    """Wait until `count` Clusters report READY."""
+
+    async def ready():
+        items = (await client.list("Cluster"))["items"]
+        ready_items = [item for item in items if item["status"]["phase"] == "READY"]
+        return ready_items if len(ready_items) >= count else None
+
+    return await wait_for(ready, timeout)

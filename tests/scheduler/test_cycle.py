@@ -1,0 +1,209 @@
+"""The scheduling cycle and built-in plugins, in memory: verdicts, reasons, all-or-nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from skyshift_core.objects import Cluster, ClusterShare, FilterPolicy, Job, ResourceList, TaskStatus
+from skyshift_core.scheduler.builtin import ClusterReady, FilterPolicyFilter, Placement, ResourcesFit
+from skyshift_core.scheduler.cache import SchedulerCache
+from skyshift_core.scheduler.cycle import schedule
+from skyshift_core.scheduler.framework import ClusterInfo, DividePlugin, NodeInfo
+from skyshift_core.scheduler.profile import Profile, build_profile
+
+
+class FillInOrder(DividePlugin):
+    """Test divider: fills candidates in the order given (score, then name) up to their fit."""
+
+    name = "fill"
+
+    def divide(self, state, job, replicas, candidates):
+        placement = {}
+        for candidate in candidates:
+            take = min(candidate.fit_count, replicas - sum(placement.values()))
+            if take:
+                placement[candidate.name] = take
+        return placement
+
+
+PLUGINS = {
+    "cluster-ready": ClusterReady,
+    "placement": Placement,
+    "filter-policy": FilterPolicyFilter,
+    "resources-fit": ResourcesFit,
+    "fill": FillInOrder,
+}
+
+
+def profile() -> Profile:
+    return build_profile({"name": "test", "divide": "fill"}, PLUGINS.__getitem__)
+
+
+def node(name: str, cpus: float, memory: float = 4096, gpus: int = 0) -> NodeInfo:
+    resources = ResourceList(cpus=cpus, memory=memory, gpus=gpus)
+    return NodeInfo(name, resources, resources)
+
+
+def cluster(name: str, *nodes: NodeInfo, ready: bool = True, cordoned: bool = False, **labels: str) -> ClusterInfo:
+    return ClusterInfo(name, dict(labels), ready, cordoned, list(nodes))
+
+
+def job(replicas: int = 1, cpus: float = 1, memory: float = 0, labels: dict | None = None, placement: dict | None = None) -> Job:
+    spec = {"replicas": replicas, "resources": {"cpus": cpus, "memory": memory}, "placement": placement or {}}
+    return Job.model_validate({"kind": "Job", "metadata": {"name": "j", "namespace": "default", "labels": labels or {}}, "spec": spec})
+
+
+def test_waits_with_reasons_per_cluster():
+    # a: 1 CPU free, job wants 2 -> insufficient cpus; b: not ready; c: label mismatch.
+    clusters = [
+        cluster("a", node("a1", 1)),
+        cluster("b", node("b1", 8), ready=False),
+        cluster("c", node("c1", 8), site="x"),
+    ]
+    wanted = job(cpus=2, placement={"filters": [{"name": "site-y", "match_labels": {"site": "y"}}]})
+    decision = schedule(profile(), wanted, clusters, [])
+    assert decision.placement is None
+    # Every cluster fails the placement filter first ("c" has the wrong label, a and b have none),
+    # except b whose readiness is checked before placement.
+    assert decision.message == "0/3 clusters available: 2 did not match placement filter 'site-y', 1 cluster not ready."
+
+
+def test_insufficient_resource_named():
+    decision = schedule(profile(), job(cpus=4, memory=100), [cluster("a", node("a1", 2)), cluster("b", node("b1", 3))], [])
+    assert decision.message == "0/2 clusters available: 2 insufficient cpus."
+
+
+def test_replica_must_fit_on_one_node():
+    # Two nodes of 2 CPUs each hold 4 CPUs in total, but a 3-CPU replica fits on neither.
+    decision = schedule(profile(), job(cpus=3), [cluster("a", node("a1", 2), node("a2", 2))], [])
+    assert decision.placement is None
+    assert "insufficient cpus" in decision.message
+
+
+def test_all_or_nothing():
+    # a holds 2 and b holds 1 replica of 2 CPUs: 3 < 4 replicas, so nothing is placed.
+    clusters = [cluster("a", node("a1", 4)), cluster("b", node("b1", 2))]
+    decision = schedule(profile(), job(replicas=4, cpus=2), clusters, [])
+    assert decision.placement is None
+    assert decision.message.startswith("2/2 clusters fit the job, but together they hold only 3 of 4 replicas")
+
+
+def test_places_when_capacity_suffices():
+    clusters = [cluster("a", node("a1", 4)), cluster("b", node("b1", 2))]
+    decision = schedule(profile(), job(replicas=3, cpus=2), clusters, [])
+    assert decision.placement == {"a": 2, "b": 1}
+
+
+def test_cordoned_cluster_skipped():
+    clusters = [cluster("a", node("a1", 4), cordoned=True), cluster("b", node("b1", 4))]
+    decision = schedule(profile(), job(replicas=1), clusters, [])
+    assert decision.placement == {"b": 1}
+    assert [v.reasons for v in decision.verdicts if v.cluster == "a"] == [["cluster cordoned"]]
+
+
+def test_preferences_order_candidates():
+    # Preferences 80 (tier=gold) and 20 (region=eu): a matches gold -> 80, b matches eu -> 20.
+    clusters = [cluster("a", node("a1", 1), tier="gold"), cluster("b", node("b1", 1), region="eu")]
+    placement = {"preferences": [{"match_labels": {"tier": "gold"}, "weight": 80}, {"match_labels": {"region": "eu"}, "weight": 20}]}
+    decision = schedule(profile(), job(replicas=1, placement=placement), clusters, [])
+    assert decision.placement == {"a": 1}
+    scores = {v.cluster: v.scores["placement"] for v in decision.verdicts}
+    assert scores == {"a": 80, "b": 20}
+
+
+@pytest.mark.parametrize(
+    "cluster_filter, labels, expected",
+    [
+        pytest.param({"include": ["b"]}, {"team": "ml"}, {"b": 1}, id="include-matches-job"),
+        pytest.param({"exclude": ["a"]}, {"team": "ml"}, {"b": 1}, id="exclude-matches-job"),
+        pytest.param({"exclude": ["a"]}, {"team": "web"}, {"a": 1}, id="selector-does-not-match"),
+    ],
+)
+def test_filter_policy(cluster_filter, labels, expected):
+    policy = FilterPolicy.model_validate(
+        {"kind": "FilterPolicy", "metadata": {"name": "p", "namespace": "default"},
+         "spec": {"cluster_filter": cluster_filter, "labels_selector": {"team": "ml"}}}
+    )
+    clusters = [cluster("a", node("a1", 4)), cluster("b", node("b1", 4))]
+    assert schedule(profile(), job(labels=labels), clusters, [policy]).placement == expected
+
+
+def test_explanation_groups_filtered_clusters():
+    clusters = [cluster(f"c{i}", node("n", 1)) for i in range(5)] + [cluster("big", node("n", 8))]
+    decision = schedule(profile(), job(cpus=2), clusters, [])
+    record = decision.explanation()
+    assert record["placement"] == {"big": 1}
+    assert record["filtered"] == [{"reason": "insufficient cpus (resources-fit)", "clusters": ["c0", "c1", "c2", "c3", "c4"]}]
+    assert record["feasible"][0]["cluster"] == "big"
+
+
+def test_unknown_plugin_in_profile_is_error():
+    from skyshift_core.errors import PluginError
+
+    def resolve(name):
+        if name not in PLUGINS:
+            raise PluginError(f"No scheduler plugin named {name!r}; installed: {', '.join(sorted(PLUGINS))}")
+        return PLUGINS[name]
+
+    with pytest.raises(PluginError, match="installed: cluster-ready, fill"):
+        build_profile({"name": "x", "divide": "spreadd"}, resolve)
+
+
+def make_cluster(name: str, cpus: float, allocatable: float | None = None, observed: float | None = None) -> Cluster:
+    from datetime import datetime, timezone
+
+    free = cpus if allocatable is None else allocatable
+    status = {"phase": "READY", "nodes": {"n1": {"capacity": {"cpus": cpus}, "allocatable": {"cpus": free}}}}
+    if observed is not None:
+        status["observed_time"] = datetime.fromtimestamp(observed, timezone.utc).isoformat()
+    return Cluster.model_validate({"kind": "Cluster", "metadata": {"name": name}, "spec": {"manager": "simulated"}, "status": status})
+
+
+def test_cache_reservations_prevent_overcommit():
+    # One cluster of 4 CPUs; each job wants 1 replica x 1 CPU. After 4 assumed placements the
+    # cluster is full even though its own report still says 4 CPUs free.
+    cache = SchedulerCache()
+    cache.set_cluster(make_cluster("a", 4))
+    for index in range(4):
+        wanted = job()
+        wanted.metadata.name = f"j{index}"
+        decision = schedule(profile(), wanted, cache.cluster_infos(), [])
+        assert decision.placement == {"a": 1}
+        cache.assume(wanted, decision.placement, 1)
+    extra = job()
+    extra.metadata.name = "j-extra"
+    assert schedule(profile(), extra, cache.cluster_infos(), []).placement is None
+
+
+def test_cache_holds_started_replica_until_a_later_report():
+    now = [1000.0]
+    cache = SchedulerCache(clock=lambda: now[0])
+    cache.set_cluster(make_cluster("a", 2))
+    placed = job(replicas=2)
+    placed.status.placement = {"a": 2}
+    placed.status.placement_generation = 1
+    cache.set_job(placed)
+    assert cache.cluster_infos()[0].nodes[0].allocatable.cpus == 0
+
+    # Replica 0 starts at t=1000; the cluster's report from before that does not count it yet.
+    placed.status.clusters = {"a": ClusterShare(replicas=2, tasks={"0": TaskStatus(state="Running")})}
+    cache.set_job(placed)
+    assert cache.cluster_infos()[0].nodes[0].allocatable.cpus == 0
+
+    # A report observed at t=1001 shows 1 CPU free (the backend counts the running replica);
+    # only the unstarted replica is still reserved: 1 - 1 = 0.
+    cache.set_cluster(make_cluster("a", 2, allocatable=1, observed=1001.0))
+    assert cache.cluster_infos()[0].nodes[0].allocatable.cpus == 0
+
+    # Deleting the Job releases the remaining reservation: 1 CPU as reported.
+    cache.remove_job("default", "j")
+    assert cache.cluster_infos()[0].nodes[0].allocatable.cpus == 1
+
+
+def test_cache_survives_fresh_capacity_report():
+    cache = SchedulerCache()
+    cache.set_cluster(make_cluster("a", 4))
+    wanted = job(replicas=3)
+    cache.assume(wanted, {"a": 3}, 1)
+    cache.set_cluster(make_cluster("a", 4))  # A new report that does not yet include the replicas.
+    assert cache.cluster_infos()[0].nodes[0].allocatable.cpus == 1

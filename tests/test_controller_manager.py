@@ -1,0 +1,46 @@
+"""ControllerManager: readiness against a real API server, and a clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from skyshift_core.controllers.manager import ControllerManager
+from skyshift_core.local.processes import free_port
+
+
+async def wait_for_file(path: Path, timeout: float = 10.0) -> bool:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not path.exists():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+async def test_controller_manager_ready_file_lifecycle(api_server: str, tmp_path: Path):
+    ready_file = tmp_path / "ready"
+    manager = ControllerManager(api_server, ready_file=ready_file, health_interval=0.1)
+    task = asyncio.create_task(manager.run())
+
+    became_ready = await wait_for_file(ready_file)
+    content = ready_file.read_text().strip() if became_ready else ""
+    manager.stop()
+    await asyncio.wait_for(task, timeout=5)
+
+    assert became_ready
+    assert content == str(os.getpid())
+    assert not ready_file.exists()
+
+
+async def test_controller_manager_stops_while_waiting_for_api(tmp_path: Path):
+    ready_file = tmp_path / "ready"
+    manager = ControllerManager(f"http://127.0.0.1:{free_port()}", ready_file=ready_file)
+    task = asyncio.create_task(manager.run())
+
+    await asyncio.sleep(0.5)
+    manager.stop()
+    await asyncio.wait_for(task, timeout=5)
+
+    assert not ready_file.exists()
