@@ -1,0 +1,1 @@
+"""SkyShift cluster manager for Slurm, and local single-node Slurm clusters for tests and the demo."""
