@@ -1,0 +1,1 @@
+"""SkyShift's Kubernetes backend plugin and the fake cluster used to test it."""
