@@ -1,0 +1,179 @@
+"""Scheduler throughput and latency with many clusters and a large backlog of pending Jobs.
+
+Starts its own etcd and API server on free loopback ports, creates N clusters (status written
+directly, READY with fixed capacity, no backend behind them) and M pending one-replica Jobs while no
+scheduler runs, then starts `skyshift controller-manager` with only the scheduler enabled and
+measures:
+  * placement decisions per second, each including its conditional etcd write, from the first
+    placement to the last;
+  * p50 and p99 of the scheduling cycle (filter, score, divide) and of the whole decision
+    (cycle plus write), from the controller manager's Prometheus histograms;
+  * the controller manager's peak resident memory (VmHWM).
+
+Run: python benchmarks/scheduler.py [--clusters 100] [--jobs 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+import aiohttp
+import yaml
+
+from skyshift_core.local.etcd import EtcdProcess
+from skyshift_core.local.processes import free_port, stop_process, wait_for_port
+
+
+def quantile_from_histogram(text: str, metric: str, quantile: float, label: str = "") -> float:
+    """Estimate a quantile from Prometheus histogram buckets by linear interpolation, in seconds."""
+    buckets = []
+    for line in text.splitlines():
+        if line.startswith(f"{metric}_bucket{{") and label in line:
+            bound = line.split('le="')[1].split('"')[0]
+            buckets.append((float("inf") if bound == "+Inf" else float(bound), float(line.rsplit(" ", 1)[1])))
+    buckets.sort()
+    total = buckets[-1][1]
+    target = quantile * total
+    previous_bound, previous_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= target:
+            if bound == float("inf"):
+                return previous_bound
+            fraction = (target - previous_count) / (count - previous_count) if count > previous_count else 0
+            return previous_bound + fraction * (bound - previous_bound)
+        previous_bound, previous_count = bound, count
+    return previous_bound
+
+
+async def populate(url: str, clusters: int, jobs: int, nodes_per_cluster: int, cpus_per_node: int) -> None:
+    connector = aiohttp.TCPConnector(limit=32)
+    async with aiohttp.ClientSession(url, connector=connector) as session:
+
+        async def send(method: str, path: str, body: dict) -> None:
+            async with session.request(method, path, json=body) as response:
+                if response.status >= 300:
+                    raise RuntimeError(f"{method} {path} failed: {response.status} {await response.text()}")
+
+        now = datetime.now(timezone.utc).isoformat()
+        node = {"cpus": cpus_per_node, "memory": cpus_per_node * 4096}
+        nodes = {f"node-{index}": {"capacity": node, "allocatable": node} for index in range(nodes_per_cluster)}
+        for index in range(clusters):
+            name = f"cluster-{index:03d}"
+            labels = {"region": ["us", "eu", "ap"][index % 3], "tier": ["gold", "silver"][index % 2]}
+            await send("POST", "/api/v1/clusters", {"kind": "Cluster", "metadata": {"name": name, "labels": labels},
+                                                    "spec": {"manager": "benchmark", "config": {}}})
+            status = {"phase": "READY", "nodes": nodes, "observed_time": now,
+                      "conditions": [{"type": "Ready", "status": "True", "reason": "Benchmark"}]}
+            await send("PATCH", f"/api/v1/clusters/{name}/status", {"status": status})
+
+        queue = iter(range(jobs))
+
+        async def create_jobs() -> None:
+            for index in queue:
+                body = {"kind": "Job", "metadata": {"name": f"job-{index:05d}"},
+                        "spec": {"replicas": 1, "run": "true", "resources": {"cpus": 1, "memory": 512}}}
+                await send("POST", "/api/v1/namespaces/default/jobs", body)
+
+        await asyncio.gather(*(create_jobs() for _ in range(32)))
+
+
+async def count_placed(url: str) -> int:
+    placed = 0
+    async with aiohttp.ClientSession(url) as session:
+        token = None
+        while True:
+            params = {"limit": "2000"}
+            if token:
+                params["continue"] = token
+            async with session.get("/api/v1/namespaces/default/jobs", params=params) as response:
+                page = await response.json()
+            placed += sum(1 for item in page["items"] if item["status"]["placement"])
+            token = page["metadata"].get("continue")
+            if not token:
+                return placed
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clusters", type=int, default=100)
+    parser.add_argument("--jobs", type=int, default=10000)
+    parser.add_argument("--nodes-per-cluster", type=int, default=4)
+    parser.add_argument("--cpus-per-node", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=4, help="scheduler workers in the controller manager")
+    args = parser.parse_args()
+
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    directory = Path(tempfile.mkdtemp(prefix="skyshift-sched-bench-", dir=base))
+    etcd = EtcdProcess(data_dir=directory / "etcd").start()
+    api_port = free_port()
+    api = subprocess.Popen(
+        [sys.executable, "-m", "skyshift_core.cli.main", "api-server", "--etcd", etcd.endpoint, "--port", str(api_port),
+         "--log-level", "warning"],
+    )
+    url = f"http://127.0.0.1:{api_port}"
+    manager = None
+    try:
+        if not wait_for_port("127.0.0.1", api_port, 30, pid=api.pid):
+            raise RuntimeError("the API server did not start")
+        started = time.perf_counter()
+        asyncio.run(populate(url, args.clusters, args.jobs, args.nodes_per_cluster, args.cpus_per_node))
+        print(f"created {args.clusters} clusters and {args.jobs} pending jobs in {time.perf_counter() - started:.1f} s")
+
+        config = directory / "controller-manager.yaml"
+        config.write_text(yaml.safe_dump({"controllers": ["scheduler"], "scheduler": {"workers": args.workers}}))
+        metrics_port = free_port()
+        manager = subprocess.Popen(
+            [sys.executable, "-m", "skyshift_core.cli.main", "controller-manager", "--server", url, "--config", str(config),
+             "--metrics-port", str(metrics_port), "--log-level", "warning"],
+        )
+        start = time.perf_counter()
+        placed = 0
+        while placed < args.jobs:
+            time.sleep(1.0)
+            if manager.poll() is not None:
+                raise RuntimeError(f"the controller manager exited with {manager.returncode}")
+            placed = asyncio.run(count_placed(url))
+        elapsed = time.perf_counter() - start
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+            metrics = response.read().decode()
+        peak = peak_rss_mib(manager.pid)
+    finally:
+        if manager is not None:
+            stop_process(manager.pid)
+        stop_process(api.pid)
+        etcd.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+    cycle = "skyshift_scheduler_cycle_duration_seconds"
+    decision = "skyshift_scheduler_decision_duration_seconds"
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print(f"clusters: {args.clusters}, jobs: {args.jobs}, scheduler workers: {args.workers}")
+    print(f"placed {args.jobs} jobs in {elapsed:.1f} s (including controller manager start-up and informer sync): "
+          f"{args.jobs / elapsed:.0f} decisions/s (target >= 500)")
+    print(f"cycle (filter, score, divide): p50 {quantile_from_histogram(metrics, cycle, 0.5) * 1000:.2f} ms, "
+          f"p99 {quantile_from_histogram(metrics, cycle, 0.99) * 1000:.2f} ms (target p99 < 20 ms)")
+    print(f"decision (cycle + status write): p50 {quantile_from_histogram(metrics, decision, 0.5, 'placed') * 1000:.2f} ms, "
+          f"p99 {quantile_from_histogram(metrics, decision, 0.99, 'placed') * 1000:.2f} ms")
+    print(f"controller manager peak resident memory: {peak:.0f} MiB (target < 300 MiB)")
+
+
+if __name__ == "__main__":
+    main()
