@@ -89,19 +89,39 @@ async def populate(url: str, clusters: int, jobs: int, nodes_per_cluster: int, c
 
 
 async def count_placed(url: str) -> int:
-    placed = 0
+    """Count placed Jobs in one consistent listing, listing again if its snapshot was compacted."""
     async with aiohttp.ClientSession(url) as session:
-        token = None
         while True:
-            params = {"limit": "2000"}
-            if token:
-                params["continue"] = token
-            async with session.get("/api/v1/namespaces/default/jobs", params=params) as response:
-                page = await response.json()
-            placed += sum(1 for item in page["items"] if item["status"]["placement"])
-            token = page["metadata"].get("continue")
-            if not token:
-                return placed
+            placed, token = 0, None
+            while True:
+                params = {"limit": "2000"}
+                if token:
+                    params["continue"] = token
+                async with session.get("/api/v1/namespaces/default/jobs", params=params) as response:
+                    page = await response.json()
+                if response.status == 410:
+                    break  # The snapshot was compacted between pages: start over.
+                if response.status != 200:
+                    raise RuntimeError(f"listing Jobs failed: {response.status} {page}")
+                placed += sum(1 for item in page["items"] if item["status"]["placement"])
+                token = page["metadata"].get("continue")
+                if not token:
+                    return placed
+
+
+def scrape(port: int) -> str:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            return response.read().decode()
+    except OSError:
+        return ""  # Not serving yet.
+
+
+def counter_value(text: str, metric: str, label: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(metric) and label in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -144,16 +164,20 @@ def main() -> None:
             [sys.executable, "-m", "skyshift_core.cli.main", "controller-manager", "--server", url, "--config", str(config),
              "--metrics-port", str(metrics_port), "--log-level", "warning"],
         )
+        # Progress comes from the controller manager's own counter of committed placements, which is
+        # far cheaper than listing every Job and so does not slow down what is measured.
         start = time.perf_counter()
         placed = 0
         while placed < args.jobs:
-            time.sleep(1.0)
+            time.sleep(0.2)
             if manager.poll() is not None:
                 raise RuntimeError(f"the controller manager exited with {manager.returncode}")
-            placed = asyncio.run(count_placed(url))
+            metrics = scrape(metrics_port)
+            placed = int(counter_value(metrics, "skyshift_scheduler_decision_duration_seconds_count", 'result="placed"'))
         elapsed = time.perf_counter() - start
-        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
-            metrics = response.read().decode()
+        listed = asyncio.run(count_placed(url))
+        if listed != args.jobs:
+            raise RuntimeError(f"the scheduler counted {placed} placements but {listed} Jobs are placed")
         peak = peak_rss_mib(manager.pid)
     finally:
         if manager is not None:
@@ -166,7 +190,7 @@ def main() -> None:
     decision = "skyshift_scheduler_decision_duration_seconds"
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     print(f"clusters: {args.clusters}, jobs: {args.jobs}, scheduler workers: {args.workers}")
-    print(f"placed {args.jobs} jobs in {elapsed:.1f} s (including controller manager start-up and informer sync): "
+    print(f"placed {args.jobs} jobs in {elapsed:.1f} s (from controller manager start, including informer sync): "
           f"{args.jobs / elapsed:.0f} decisions/s (target >= 500)")
     print(f"cycle (filter, score, divide): p50 {quantile_from_histogram(metrics, cycle, 0.5) * 1000:.2f} ms, "
           f"p99 {quantile_from_histogram(metrics, cycle, 0.99) * 1000:.2f} ms (target p99 < 20 ms)")

@@ -13,7 +13,6 @@ from skyshift_core.scheduler.framework import (
     FilterPlugin,
     ScorePlugin,
     Status,
-    replica_request,
 )
 
 # CycleState key under which the scheduler stores the FilterPolicies that apply to the Job.
@@ -102,9 +101,9 @@ class ResourcesFit(FilterPlugin):
     provides = "filter: a replica fits on at least one node"
 
     def filter(self, state: CycleState, job: Job, cluster: ClusterInfo) -> Status:
-        request = replica_request(job)
-        if cluster.fit_count(request) > 0:
+        if state.fit_count(job, cluster) > 0:
             return Status.success()
+        request = state.request(job)
         if not cluster.nodes:
             return Status.unschedulable("no schedulable nodes", plugin=self.name)
         return Status.unschedulable(*self._shortages(request, cluster), plugin=self.name)

@@ -61,6 +61,7 @@ class SchedulerCache:
         self._clock = clock
         self._clusters: dict[str, Cluster] = {}
         self._nodes: dict[str, list[NodeInfo]] = {}
+        self._infos: dict[str, ClusterInfo] = {}
         # cluster -> job key -> reservation
         self._reservations: dict[str, dict[JobKey, _Reservation]] = {}
         # job key -> (placement, placement generation) decided here but not yet seen in the informer
@@ -79,6 +80,7 @@ class SchedulerCache:
             NodeInfo(node_name, node.capacity, node.allocatable, dict(node.labels))
             for node_name, node in sorted(cluster.status.nodes.items())
         ]
+        self._build_info(name)
         # The fresh report carries none of our reservations: apply them again, less the started
         # replicas this report now covers.
         keys = list(self._reservations.get(name, {}))
@@ -89,21 +91,22 @@ class SchedulerCache:
     def remove_cluster(self, name: str) -> None:
         self._clusters.pop(name, None)
         self._nodes.pop(name, None)
+        self._infos.pop(name, None)
 
     def cluster_infos(self) -> list[ClusterInfo]:
-        infos = []
-        for name, cluster in self._clusters.items():
-            infos.append(
-                ClusterInfo(
-                    name=name,
-                    labels=dict(cluster.metadata.labels),
-                    ready=cluster.status.phase is ClusterPhase.READY,
-                    cordoned=cluster.spec.cordoned,
-                    nodes=self._nodes.get(name, []),
-                    manager=cluster.spec.manager,
-                )
-            )
-        return infos
+        """The clusters as the scheduler sees them; rebuilt only when a cluster changes."""
+        return list(self._infos.values())
+
+    def _build_info(self, name: str) -> None:
+        cluster = self._clusters[name]
+        self._infos[name] = ClusterInfo(
+            name=name,
+            labels=dict(cluster.metadata.labels),
+            ready=cluster.status.phase is ClusterPhase.READY,
+            cordoned=cluster.spec.cordoned,
+            nodes=self._nodes.get(name, []),
+            manager=cluster.spec.manager,
+        )
 
     def clusters(self) -> dict[str, Cluster]:
         return self._clusters
@@ -224,6 +227,9 @@ class SchedulerCache:
                 continue
             amount = _scale(reservation.request, count)
             node.allocatable = node.allocatable.subtract(amount) if sign < 0 else node.allocatable.add(amount)
+        info = self._infos.get(cluster)
+        if info is not None:
+            info.invalidate()
 
 
 def _key(job: Job) -> JobKey:

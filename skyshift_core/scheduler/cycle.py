@@ -20,7 +20,6 @@ from skyshift_core.scheduler.framework import (
     Code,
     CycleState,
     Status,
-    replica_request,
 )
 from skyshift_core.scheduler.profile import Profile
 
@@ -49,7 +48,7 @@ class Decision:
     message: str
     error: bool = False
 
-    def explanation(self, max_clusters: int = 20) -> dict:
+    def explanation(self, max_clusters: int = 10) -> dict:
         """A compact, JSON-ready record of this cycle for the Job's status and `skyshift explain`.
 
         Feasible clusters are listed by score, at most `max_clusters`; filtered ones are grouped by
@@ -101,7 +100,6 @@ def schedule(
     current = current or {}
     state = CycleState()
     state[POLICIES_KEY] = policies_for(job, policies)
-    request = replica_request(job)
 
     # Filter: a cluster's verdict is the first plugin that rejects it.
     verdicts: list[ClusterVerdict] = []
@@ -118,7 +116,7 @@ def schedule(
                 verdict.plugin = status.plugin or plugin.name
                 break
         if verdict.feasible:
-            verdict.fit_count = cluster.fit_count(request)
+            verdict.fit_count = state.fit_count(job, cluster)
             feasible.append(cluster)
         verdicts.append(verdict)
     by_name = {verdict.cluster: verdict for verdict in verdicts}

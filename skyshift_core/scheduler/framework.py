@@ -87,18 +87,20 @@ class NodeInfo:
         A request of zero in every dimension fits an unbounded number; that is reported as a
         large finite number so sums stay integers.
         """
-        limits = []
-        for requested, available in (
-            (request.cpus, self.allocatable.cpus),
-            (request.memory, self.allocatable.memory),
-            (request.disk, self.allocatable.disk),
-            (request.gpus, self.allocatable.gpus),
-        ):
-            if requested > 0:
-                limits.append(math.floor(available / requested + 1e-9))
+        allocatable = self.allocatable
+        fit = UNBOUNDED
+        if request.cpus > 0:
+            fit = min(fit, math.floor(allocatable.cpus / request.cpus + 1e-9))
+        if request.memory > 0:
+            fit = min(fit, math.floor(allocatable.memory / request.memory + 1e-9))
+        if request.disk > 0:
+            fit = min(fit, math.floor(allocatable.disk / request.disk + 1e-9))
+        if request.gpus > 0:
+            fit = min(fit, allocatable.gpus // request.gpus)
         for name, count in request.accelerators.items():
-            limits.append(self.allocatable.accelerators.get(name, 0) // count if count else UNBOUNDED)
-        return max(0, min(limits)) if limits else UNBOUNDED
+            if count:
+                fit = min(fit, allocatable.accelerators.get(name, 0) // count)
+        return max(0, fit)
 
 
 # Fit count reported for a request of nothing; far above any realistic replica count.
@@ -116,9 +118,25 @@ class ClusterInfo:
     nodes: list[NodeInfo]
     manager: str = ""
 
+    def __post_init__(self) -> None:
+        self._fits: dict[tuple, int] = {}
+
     def fit_count(self, request: ResourceList) -> int:
-        """Replicas of `request` the cluster holds: the sum over nodes, since a replica must fit on one node."""
-        return min(UNBOUNDED, sum(node.fit_count(request) for node in self.nodes))
+        """Replicas of `request` the cluster holds: the sum over nodes, since a replica must fit on one node.
+
+        Results are remembered per request shape until `invalidate` is called, which whoever
+        changes a node's allocatable must do.
+        """
+        shape = (request.cpus, request.memory, request.disk, request.gpus, tuple(sorted(request.accelerators.items())))
+        fit = self._fits.get(shape)
+        if fit is None:
+            fit = min(UNBOUNDED, sum(node.fit_count(request) for node in self.nodes))
+            self._fits[shape] = fit
+        return fit
+
+    def invalidate(self) -> None:
+        """Forget remembered fit counts after a node's allocatable changed."""
+        self._fits.clear()
 
     def capacity(self) -> ResourceList:
         total = ResourceList()
@@ -151,6 +169,19 @@ class Candidate:
 
 class CycleState(dict):
     """Scratch space shared by the plugins of one cycle for one Job, discarded afterwards."""
+
+    def request(self, job: Job) -> ResourceList:
+        """The Job's per-replica request, computed once per cycle."""
+        if "request" not in self:
+            self["request"] = replica_request(job)
+        return self["request"]
+
+    def fit_count(self, job: Job, cluster: "ClusterInfo") -> int:
+        """The cluster's fit count for the Job, computed once per cycle."""
+        fits = self.setdefault("fit_counts", {})
+        if cluster.name not in fits:
+            fits[cluster.name] = cluster.fit_count(self.request(job))
+        return fits[cluster.name]
 
 
 class Plugin:

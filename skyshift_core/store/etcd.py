@@ -48,6 +48,10 @@ _TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 # Per-request deadline: a member that lost its leader can hold a request for etcd's 7 s
 # request timeout, so one attempt must give up sooner and try again.
 _ATTEMPT_TIMEOUT = 5.0
+# gRPC's default 4 MiB message limit is below what one range read of many objects can return.
+_CHANNEL_OPTIONS = {"grpc.max_receive_message_length": 256 * 1024 * 1024}
+# Keys per range read when a list has no limit, so no single response grows without bound.
+_LIST_BATCH = 500
 
 
 @dataclass
@@ -115,7 +119,12 @@ class Store(LeaseStoreMixin):
             if self._client is None:
                 host, port = self.endpoints[self._endpoint_index % len(self.endpoints)]
                 client = aetcd.Client(
-                    host=host, port=port, username=self._username, password=self._password, timeout=_ATTEMPT_TIMEOUT
+                    host=host,
+                    port=port,
+                    username=self._username,
+                    password=self._password,
+                    timeout=_ATTEMPT_TIMEOUT,
+                    options=_CHANNEL_OPTIONS,
                 )
                 await client.connect()
                 self._client = client
@@ -414,7 +423,7 @@ class Store(LeaseStoreMixin):
 
         items: list[Object] = []
         while True:
-            batch = max(wanted - len(items), 0) if wanted else 0
+            batch = max(wanted - len(items), 0) if wanted else _LIST_BATCH
             if wanted and selector:
                 batch = max(batch, 64)  # Read ahead when a selector may skip most keys.
             try:
