@@ -205,8 +205,8 @@ class SchedulerCache:
     def _apply(self, cluster: str, reservation: _Reservation, sign: int, place: bool) -> None:
         """Subtract (sign -1) or give back (+1) a reservation on the cluster's nodes.
 
-        When placing, replicas go first-fit onto nodes, as a backend would start them; the
-        per-node split is remembered so giving back returns resources to the same nodes.
+        When placing, replicas go first-fit onto nodes, as a backend would start them. The per-node
+        split is remembered, so giving back returns resources to the same nodes.
         """
         nodes = {node.name: node for node in self._nodes.get(cluster, [])}
         if place:

@@ -124,8 +124,8 @@ class ClusterInfo:
     def fit_count(self, request: ResourceList) -> int:
         """Replicas of `request` the cluster holds: the sum over nodes, since a replica must fit on one node.
 
-        Results are remembered per request shape until `invalidate` is called, which whoever
-        changes a node's allocatable must do.
+        Results are remembered per request shape until `invalidate` is called. Code that changes a
+        node's allocatable must call it.
         """
         shape = (request.cpus, request.memory, request.disk, request.gpus, tuple(sorted(request.accelerators.items())))
         fit = self._fits.get(shape)

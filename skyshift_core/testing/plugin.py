@@ -77,3 +77,42 @@ def api(api_server: str):
 
     with httpx.Client(base_url=api_server, timeout=30) as client:
         yield client
+
+
+@pytest.fixture
+async def async_client(api_server: str):
+    """An AsyncSkyShiftClient for the test's API server."""
+    from skyshift_core.client import AsyncSkyShiftClient
+
+    async with AsyncSkyShiftClient(api_server, timeout=30) as instance:
+        yield instance
+
+
+@pytest.fixture
+async def control_plane(api_server: str):
+    """Start controller managers against the test's API server.
+
+    Yields a function: `control_plane(**settings)` starts one more controller manager in this event
+    loop (settings as in ControllerManagerConfig; short lease, poll and grace times by default) and
+    returns it. `control_plane.managers` lists (manager, task) pairs. All are stopped afterwards.
+    """
+    import asyncio
+    import contextlib
+
+    from skyshift_core.controllers.manager import ControllerManager, ControllerManagerConfig
+
+    managers: list = []
+
+    def start(**settings):
+        defaults = dict(lease_ttl=3, poll_interval=0.2, grace_period=2.0)
+        manager = ControllerManager(api_server, config=ControllerManagerConfig(**{**defaults, **settings}))
+        managers.append((manager, asyncio.get_running_loop().create_task(manager.run())))
+        return manager
+
+    start.managers = managers
+    yield start
+    for manager, _ in managers:
+        manager.stop()
+    for _, task in managers:
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(task, 15)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controlplane_helpers import simulated_cluster, wait_for, wait_for_ready_clusters
+from skyshift_core.testing.controlplane import simulated_cluster, wait_for, wait_for_ready_clusters
 
 JOB = {"kind": "Job", "metadata": {"name": "hello"}, "spec": {"replicas": 4, "run": "true", "restart_policy": "Never"}}
 
@@ -62,7 +62,9 @@ async def test_no_cluster_gives_reason(client, control_plane):
         conditions = {c["type"]: c for c in (await job_status(client))["conditions"]}
         return conditions.get("Scheduled", {}).get("message")
 
-    assert await wait_for(message) == "0/0 clusters available."
+    assert await wait_for(message) == (
+        "0/0 clusters available: no cluster is attached; attach one with skyshift apply -f CLUSTER.yaml."
+    )
 
 
 async def test_burst_never_overcommits(client, control_plane):
@@ -179,3 +181,40 @@ async def test_cluster_with_uninstalled_manager_turns_error(client, control_plan
     assert ready["reason"] == "ManagerNotInstalled"
     assert "nosuchmanager" in ready["message"]
     assert "simulated" in ready["message"]  # The message lists what is installed.
+
+
+async def test_filter_policy_and_placement_filter(client, control_plane):
+    control_plane()
+    await client.create(simulated_cluster("eu-1", labels={"region": "eu"}))
+    await client.create(simulated_cluster("eu-2", labels={"region": "eu"}))
+    await client.create(simulated_cluster("us-1", labels={"region": "us"}))
+    await wait_for_ready_clusters(client, 3)
+    # Jobs labelled team=ml may not use eu-2; the Job itself asks for region eu.
+    await client.create({"kind": "FilterPolicy", "metadata": {"name": "ml-policy"},
+                         "spec": {"cluster_filter": {"exclude": ["eu-2"]}, "labels_selector": {"team": "ml"}}})
+    job = {"kind": "Job", "metadata": {"name": "train", "labels": {"team": "ml"}},
+           "spec": {"replicas": 2, "run": "true", "restart_policy": "Never",
+                    "placement": {"filters": [{"name": "eu-only", "match_labels": {"region": "eu"}}]}}}
+    await client.create(job)
+    status = await wait_for(lambda: _phase(client, "Succeeded", "train"))
+    assert status["placement"] == {"eu-1": 2}
+    filtered = {group["reason"]: group["clusters"] for group in status["scheduling"]["filtered"]}
+    assert filtered == {
+        "did not match placement filter 'eu-only' (placement)": ["us-1"],
+        "excluded by FilterPolicy 'ml-policy' (filter-policy)": ["eu-2"],
+    }
+
+
+def test_profile_naming_missing_plugin_stops_start_up(tmp_path):
+    import pytest
+
+    from skyshift_core.controllers.manager import run_controller_manager
+
+    config = tmp_path / "controller-manager.yaml"
+    config.write_text("scheduler:\n  profiles:\n    - {name: default, divide: spraed}\n")
+    with pytest.raises(SystemExit) as raised:
+        run_controller_manager("http://127.0.0.1:9", config_path=config)
+    message = str(raised.value)
+    assert "spraed" in message
+    assert "installed:" in message
+    assert "spread" in message

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from controlplane_helpers import simulated_cluster, wait_for, wait_for_ready_clusters
+from skyshift_core.testing.controlplane import simulated_cluster, wait_for, wait_for_ready_clusters
 
 
 async def job_status(client, name):
