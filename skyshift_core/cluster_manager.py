@@ -75,6 +75,9 @@ class WorkStatus:
     # Pending, Running, Succeeded, Failed, plus backend detail in reason and message.
     tasks: dict[str, TaskStatus] = field(default_factory=dict)
     manager_job_ids: list[str] = field(default_factory=list)
+    # Things the user should know about the work, such as "image ubuntu:22.04 was not used: the
+    # cluster runs commands on the host"; the skylet records each as a Warning Event on the Job.
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass

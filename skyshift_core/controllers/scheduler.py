@@ -17,6 +17,7 @@ from prometheus_client import Histogram
 from datetime import datetime, timezone
 
 from skyshift_core.client import AsyncSkyShiftClient
+from skyshift_core.controllers.events import record_event
 from skyshift_core.errors import ConflictError, NotFoundError
 from skyshift_core.objects import Cluster, ClusterPhase, Condition, FilterPolicy, Job, JobPhase, set_condition
 from skyshift_core.runtime.informer import Informer
@@ -210,6 +211,7 @@ class SchedulerReconciler:
         except Exception:
             self.cache.forget(job)
             raise
+        await record_event(self.client, job, "Normal", "Scheduled", f"placed {message}", "scheduler")
         logger.info(
             "Placed Job %s/%s (placement generation %d): %s",
             job.metadata.namespace, job.metadata.name, generation, message,
@@ -233,6 +235,7 @@ class SchedulerReconciler:
         if decision is not None:
             updated.status.scheduling = decision.explanation()
         await self.client.update_status(updated)
+        await record_event(self.client, job, "Warning", "FailedScheduling", message, "scheduler")
 
 
 def _unready_since(cluster: Cluster) -> float | None:

@@ -21,6 +21,7 @@ from typing import Any
 
 from skyshift_core.client import AsyncSkyShiftClient
 from skyshift_core.cluster_manager import ClusterManager, WorkStatus, WorkUnit
+from skyshift_core.controllers.events import record_event
 from skyshift_core.errors import ConflictError, InvalidError, NotFoundError, SkyShiftError
 from skyshift_core.objects import Cluster, ClusterPhase, Condition, Job, JobPhase, set_condition, utc_now
 from skyshift_core.runtime.informer import Informer
@@ -55,6 +56,8 @@ class Skylet:
         self._last_report: tuple[Any, ...] | None = None
         self._last_report_time = 0.0
         self._ready = False
+        # (work key, warning) pairs already recorded as Events by this skylet.
+        self._warned: set[tuple[str, str]] = set()
 
     def wake(self) -> None:
         """Run the next cycle now; informer handlers call this when a Job on this cluster changes."""
@@ -163,6 +166,12 @@ class Skylet:
                 self.cluster, job.metadata.namespace, job.metadata.name, list(unit.replica_indices), unit.generation,
             )  # fmt: skip
             statuses[key] = await self.manager.submit(unit)
+            indices = list(unit.replica_indices)
+            ids = ", ".join(statuses[key].manager_job_ids) or "n/a"
+            await record_event(
+                self.client, job, "Normal", "Submitted",
+                f"replicas {indices} submitted to cluster {self.cluster} (backend ids: {ids})", f"skylet/{self.cluster}",
+            )  # fmt: skip
 
     # ---- job controller ------------------------------------------------------------------
 
@@ -171,6 +180,10 @@ class Skylet:
             status = statuses.get(key)
             if status is None:
                 continue
+            for warning in status.warnings:
+                if (key, warning) not in self._warned:
+                    self._warned.add((key, warning))
+                    await record_event(self.client, job, "Warning", "BackendWarning", warning, f"skylet/{self.cluster}")
             share = job.status.clusters[self.cluster]
             tasks = {index: task.model_dump(mode="json") for index, task in status.tasks.items()}
             known = {index: task.model_dump(mode="json") for index, task in share.tasks.items()}

@@ -218,3 +218,24 @@ def test_profile_naming_missing_plugin_stops_start_up(tmp_path):
     assert "spraed" in message
     assert "installed:" in message
     assert "spread" in message
+
+
+async def test_events_recorded_for_scheduling_and_submission(client, control_plane):
+    control_plane()
+    await client.create(JOB)  # No cluster yet: a FailedScheduling warning.
+
+    async def events_for_job():
+        items = (await client.list("Event", "default"))["items"]
+        return {item["reason"]: item for item in items if item["involved_object"]["name"] == "hello"}
+
+    async def has(reason):
+        events = await events_for_job()
+        return events.get(reason)
+
+    failed = await wait_for(lambda: has("FailedScheduling"))
+    assert failed["type"] == "Warning"
+    await client.create(simulated_cluster("site-a"))
+    scheduled = await wait_for(lambda: has("Scheduled"))
+    assert scheduled["message"] == "placed 4 on site-a"
+    submitted = await wait_for(lambda: has("Submitted"))
+    assert submitted["message"].startswith("replicas [0, 1, 2, 3] submitted to cluster site-a")
