@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install Slurm 22.05 and munge from Debian and prepare this machine to run local
-# single-node Slurm clusters (skyshift_slurm.localcluster). Run as root. Safe to run
-# again: each step is skipped when it is already done.
+# single-node Slurm clusters (skyshift_slurm.localcluster), plus OpenSSH's sshd for the
+# Slurm plugin's ssh tests. Run as root. Safe to run again: each step is skipped when it
+# is already done.
 #
 # It starts no daemon. Debian installs them without starting them when there is no
 # systemd, and LocalSlurmCluster starts munged, slurmctld and slurmd itself.
@@ -101,5 +102,33 @@ else
         --shell /usr/sbin/nologin "$RESTD_USER" \
         || fail "useradd could not create the system user $RESTD_USER"
 fi
+
+# 5. The Slurm plugin's tests reach the local clusters over ssh too. They start their own sshd
+#    on a loopback port, so only the program is needed. Debian starts the system's sshd when it
+#    installs openssh-server, unless invoke-rc.d's hook policy-rc.d forbids it. A temporary
+#    policy-rc.d therefore keeps this script from opening port 22.
+if command -v sshd >/dev/null; then
+    echo "install-slurm: sshd already installed"
+else
+    echo "install-slurm: installing openssh-server (sshd for the ssh access mode's tests; not started)"
+    added_policy=no
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\n# Written by install-slurm.sh while it installs openssh-server.\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 0755 /usr/sbin/policy-rc.d
+        added_policy=yes
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    install_status=0
+    apt-get install -y --no-install-recommends openssh-server \
+        || { apt-get update && apt-get install -y --no-install-recommends openssh-server; } \
+        || install_status=$?
+    if [[ "$added_policy" == yes ]]; then
+        rm -f /usr/sbin/policy-rc.d
+    fi
+    [[ "$install_status" -eq 0 ]] || fail "apt-get install failed for openssh-server"
+    command -v sshd >/dev/null || fail "sshd not found on PATH after installing openssh-server"
+fi
+# sshd refuses to start without its privilege separation directory, which systemd would create.
+install -d -m 0755 /run/sshd || fail "cannot create /run/sshd"
 
 echo "install-slurm: done ($(slurmctld -V))"

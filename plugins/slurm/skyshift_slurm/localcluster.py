@@ -705,17 +705,19 @@ class LocalSlurmCluster:
         self._stop_role("slurmctld", timeout)
         self._write_state()
 
-    def start_slurmctld(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def start_slurmctld(self, timeout: float = DEFAULT_TIMEOUT, clean: bool = False) -> None:
         """Restart slurmctld after `stop_slurmctld()`, recovering its saved jobs and node state.
 
-        Waits until the controller responds and the node responds to it again.
+        With `clean`, slurmctld starts with an empty job table, as if it had purged every job;
+        the jobcomp file keeps its lines. Waits until the controller responds and the node
+        responds to it again.
         """
         if "slurmctld" in self._processes and self._processes["slurmctld"].is_alive():
             raise LocalClusterError(
                 f"slurmctld of cluster {self.name} already runs (pid "
                 f"{self._processes['slurmctld'].pid}); call stop_slurmctld() first"
             )
-        self._start_slurmctld_process(clean=False, timeout=timeout)
+        self._start_slurmctld_process(clean=clean, timeout=timeout)
         self._wait_for_node(timeout, require_idle=False)
 
     def ping(self) -> bool:
