@@ -117,8 +117,11 @@ class FakeApiServer:
             raise RuntimeError(f"Cannot bind the fake API server to {self.host}:{self._port}: {err}") from err
         self._port = listener.getsockname()[1]
 
+        # loop="asyncio": with uvloop installed, uvicorn would otherwise set uvloop's event loop
+        # policy for the whole process, and asyncio subprocesses of the tests' loops then fail.
         config = uvicorn.Config(
             self._app,
+            loop="asyncio",
             log_level="warning",
             access_log=False,
             ws="websockets-sansio",

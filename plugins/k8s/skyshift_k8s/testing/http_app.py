@@ -132,9 +132,12 @@ class ApiRoutes:
         async def healthy(request: Request) -> Response:
             return PlainTextResponse("ok")
 
-        app.add_api_route("/api", _guard(api_versions), methods=["GET"])
+        # The official client asks for /api/ and /apis/ (CoreApi, ApisApi); kube-apiserver serves both spellings.
+        for path in ("/api", "/api/"):
+            app.add_api_route(path, _guard(api_versions), methods=["GET"])
         app.add_api_route("/api/v1", _guard(core_resources), methods=["GET"])
-        app.add_api_route("/apis", _guard(groups), methods=["GET"])
+        for path in ("/apis", "/apis/"):
+            app.add_api_route(path, _guard(groups), methods=["GET"])
         for path in ("/version", "/version/"):
             app.add_api_route(path, _guard(version), methods=["GET"])
         for path in ("/healthz", "/livez", "/readyz"):

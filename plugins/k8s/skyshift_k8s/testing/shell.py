@@ -8,8 +8,8 @@ Supported syntax:
 
 - simple commands separated by `;`, newlines, `&&` and `||`, and `# comments`;
 - single and double quotes, backslash escapes, and `$NAME`, `${NAME}`, `$?`, `$#`, `$@`, `$*` and
-  positional `$1`..`$9`, `${10}` expansion; an unquoted expansion is split into fields at blanks,
-  as with the default IFS (NOTE: a quoted "$@" gives one field, unlike in a real shell);
+  positional `$1`..`$9`, `${10}` expansion. An unquoted expansion is split into fields at blanks, as
+  with the default IFS (NOTE: a quoted "$@" gives one field, unlike in a real shell);
 - the redirections `>&2`, `1>&2`, `2>&1`, `>FILE` and `2>FILE`, where output to a file is discarded;
 - `NAME=value` assignments.
 
@@ -430,7 +430,7 @@ class _Simulation:
         return 127
 
     def _set(self, args: list[str]) -> int:
-        """`set [OPTIONS] [--] [ARGS...]`: replace the positional parameters when ARGS or `--` are given."""
+        """Run `set [OPTIONS] [--] [ARGS...]`, which replaces the positional parameters when ARGS or `--` are given."""
         remaining = list(args)
         while remaining and remaining[0][:1] in ("-", "+") and remaining[0] != "--":
             remaining.pop(0)

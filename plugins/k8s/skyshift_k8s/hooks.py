@@ -1,0 +1,21 @@
+"""SkyShift hook implementations of the Kubernetes plugin (entry point `kubernetes` in `skyshift.hooks`).
+
+They add the plugin's CLI commands; see `skyshift_k8s.cli`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from skyshift_core.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    import typer
+
+
+@hookimpl
+def register_cli_commands(app: typer.Typer) -> None:
+    """Add `skyshift cluster import-kubeconfig` and `skyshift exec`."""
+    from skyshift_k8s import cli
+
+    cli.register(app)
