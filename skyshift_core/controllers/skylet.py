@@ -20,10 +20,10 @@ import time
 from typing import Any
 
 from skyshift_core.client import AsyncSkyShiftClient
-from skyshift_core.cluster_manager import ClusterManager, WorkStatus, WorkUnit
+from skyshift_core.cluster_manager import ClusterManager, ClusterManagerError, WorkStatus, WorkUnit
 from skyshift_core.controllers.events import record_event
 from skyshift_core.errors import ConflictError, InvalidError, NotFoundError, SkyShiftError
-from skyshift_core.objects import Cluster, ClusterPhase, Condition, Job, JobPhase, set_condition, utc_now
+from skyshift_core.objects import Cluster, ClusterPhase, Condition, Job, JobPhase, Service, set_condition, utc_now
 from skyshift_core.runtime.informer import Informer
 
 logger = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ class Skylet:
         client: AsyncSkyShiftClient,
         jobs: Informer,
         *,
+        services: Informer | None = None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         report_interval: float = DEFAULT_REPORT_INTERVAL,
     ):
@@ -50,6 +51,9 @@ class Skylet:
         self.manager = manager
         self.client = client
         self.jobs = jobs
+        self.services = services
+        # Services exposed on this cluster: (namespace, name) -> (the Service as last applied, its generation).
+        self._exposed: dict[tuple[str, str], tuple[Service, int]] = {}
         self.poll_interval = poll_interval
         self.report_interval = report_interval
         self._wake = asyncio.Event()
@@ -105,6 +109,8 @@ class Skylet:
         desired = self._desired_units()
         await self._converge(desired, statuses)
         await self._record_tasks(desired, statuses)
+        if self.services is not None and self.manager.supports_services and self.services.has_synced:
+            await self._sync_services(desired)
 
     # ---- cluster controller --------------------------------------------------------------
 
@@ -165,7 +171,16 @@ class Skylet:
                 "Skylet %s: submitting Job %s/%s replicas %s (generation %d)",
                 self.cluster, job.metadata.namespace, job.metadata.name, list(unit.replica_indices), unit.generation,
             )  # fmt: skip
-            statuses[key] = await self.manager.submit(unit)
+            try:
+                statuses[key] = await self.manager.submit(unit)
+            except ClusterManagerError as error:
+                # One Job's failed submission must not hold back the others; it is retried next cycle.
+                logger.warning(
+                    "Skylet %s: submitting Job %s/%s failed, retrying next cycle: %s",
+                    self.cluster, job.metadata.namespace, job.metadata.name, error,
+                )  # fmt: skip
+                await record_event(self.client, job, "Warning", "SubmitFailed", str(error), f"skylet/{self.cluster}")
+                continue
             indices = list(unit.replica_indices)
             ids = ", ".join(statuses[key].manager_job_ids) or "n/a"
             await record_event(
@@ -204,3 +219,46 @@ class Skylet:
                 logger.info(
                     "Skylet %s: skipped a stale status write for Job %s: %s", self.cluster, job.metadata.name, error
                 )
+
+    # ---- service controller --------------------------------------------------------------
+
+    async def _sync_services(self, desired: dict[str, tuple[Job, WorkUnit]]) -> None:
+        """Expose each Service whose selector matches Jobs with replicas here; remove the others."""
+        wanted: dict[tuple[str, str], tuple[Service, list[str]]] = {}
+        for service in self.services.list():
+            selector = service.spec.selector
+            if not selector:
+                continue
+            namespace = service.metadata.namespace or "default"
+            keys = [
+                key
+                for key, (job, _) in desired.items()
+                if (job.metadata.namespace or "default") == namespace
+                and all(job.metadata.labels.get(label) == value for label, value in selector.items())
+            ]
+            if keys:
+                wanted[(namespace, service.metadata.name)] = (service, keys)
+
+        for key in sorted(set(self._exposed) - set(wanted)):
+            service, _ = self._exposed.pop(key)
+            logger.info("Skylet %s: removing Service %s/%s, which selects no replicas here", self.cluster, *key)
+            await self.manager.delete_service(service)
+            await self._record_addresses(service, None)
+
+        for key, (service, keys) in sorted(wanted.items()):
+            applied = self._exposed.get(key)
+            if applied is not None and applied[1] == service.metadata.generation:
+                continue
+            addresses = await self.manager.create_service(service, keys)
+            self._exposed[key] = (service, service.metadata.generation)
+            logger.info("Skylet %s: exposed Service %s/%s at %s", self.cluster, *key, ", ".join(addresses) or "<pending>")
+            await self._record_addresses(service, addresses)
+
+    async def _record_addresses(self, service: Service, addresses: list[str] | None) -> None:
+        """Set (or, with None, remove) this cluster's entry in the Service's status.addresses."""
+        patch = {"status": {"addresses": {self.cluster: addresses}}}
+        try:
+            await self.client.patch(Service, service.metadata.name, patch, service.metadata.namespace, subresource="status")
+        except NotFoundError:
+            pass  # The Service was deleted meanwhile.
+

@@ -15,7 +15,7 @@ from skyshift_core.client import AsyncSkyShiftClient
 from skyshift_core.cluster_manager import ClusterManager, ConfigError
 from skyshift_core.controllers.skylet import DEFAULT_POLL_INTERVAL, Skylet
 from skyshift_core.errors import PluginError, SkyShiftError
-from skyshift_core.objects import Cluster, ClusterPhase, Condition, Job, set_condition
+from skyshift_core.objects import Cluster, ClusterPhase, Condition, Job, Service, set_condition
 from skyshift_core.plugins import load_driver
 from skyshift_core.runtime.informer import Informer
 
@@ -39,6 +39,13 @@ class SkyletManager:
         self.jobs = jobs
         self.poll_interval = poll_interval
         self.load_manager = load_manager or (lambda name: load_driver(MANAGER_GROUP, name))
+        # Services are exposed by the skylets of clusters whose backends support them.
+        self.services = Informer(client, Service)
+        self.services.add_event_handler(
+            on_add=lambda service: self._wake_all(),
+            on_update=lambda old, new: self._wake_all(),
+            on_delete=lambda service: self._wake_all(),
+        )
         self.skylets: dict[str, Skylet] = {}
         self._tasks: dict[str, asyncio.Task] = {}
         # (manager, config generation) each skylet was built from, to restart it when they change.
@@ -55,6 +62,10 @@ class SkyletManager:
             on_update=lambda old, new: (self._job_changed(old), self._job_changed(new)),
             on_delete=self._job_changed,
         )
+
+    def _wake_all(self) -> None:
+        for skylet in self.skylets.values():
+            skylet.wake()
 
     def _job_changed(self, job: Job) -> None:
         for cluster in set(job.status.placement) | set(job.status.clusters):
@@ -77,7 +88,7 @@ class SkyletManager:
             logger.error("Cluster %s cannot be attached: %s", name, error)
             self._tasks[name] = asyncio.get_running_loop().create_task(self._mark_error(name, reason, str(error)))
             return
-        skylet = Skylet(name, manager, self.client, self.jobs, poll_interval=self.poll_interval)
+        skylet = Skylet(name, manager, self.client, self.jobs, services=self.services, poll_interval=self.poll_interval)
         self.skylets[name] = skylet
         self._tasks[name] = asyncio.get_running_loop().create_task(skylet.run(), name=f"skylet-{name}")
         logger.info("Started the skylet of cluster %s (manager %s)", name, cluster.spec.manager)
@@ -107,10 +118,12 @@ class SkyletManager:
             logger.warning("Could not record the error of cluster %s: %s", name, error)
 
     async def run(self) -> None:
-        """Wait until cancelled, then stop every skylet."""
+        """Watch Services and wait until cancelled, then stop every skylet."""
+        self.services.start()
         try:
             await self._stopped.wait()
         finally:
+            await self.services.stop()
             tasks = list(self._tasks.values())
             for name in list(self._tasks):
                 self._stop_skylet(name)
