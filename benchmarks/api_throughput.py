@@ -28,8 +28,10 @@ import aetcd
 import aiohttp
 import httpx
 
+from skyshift_core.auth.bootstrap import bootstrap_admin_token, run_sync
 from skyshift_core.local.etcd import EtcdProcess
 from skyshift_core.local.processes import free_port, stop_process, wait_for_port
+from skyshift_core.store import Store
 
 
 async def run_concurrently(count: int, concurrency: int, operation) -> float:
@@ -67,11 +69,11 @@ async def measure_raw(endpoint: str, objects: int, concurrency: int) -> dict[str
         }
 
 
-async def measure_api(url: str, objects: int, concurrency: int) -> dict[str, float]:
+async def measure_api(url: str, token: str, objects: int, concurrency: int) -> dict[str, float]:
     # aiohttp rather than httpx: on a 2-core machine the load generator shares the CPUs with the
     # server, and aiohttp spends several times less CPU per request.
     connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(url, connector=connector) as client:
+    async with aiohttp.ClientSession(url, connector=connector, headers=bearer(token)) as client:
 
         async def create(index: int) -> None:
             body = {"kind": "Job", "metadata": {"name": f"job-{index}"}, "spec": {"run": "true"}}
@@ -96,12 +98,12 @@ async def measure_api(url: str, objects: int, concurrency: int) -> dict[str, flo
         }
 
 
-async def measure_watch_latency(url: str, watchers: int, writes: int) -> list[float]:
+async def measure_watch_latency(url: str, token: str, watchers: int, writes: int) -> list[float]:
     """Open `watchers` watch streams, write `writes` objects, and return every delivery delay in ms."""
     limits = httpx.Limits(max_connections=watchers + 4)
     delays: list[float] = []
     sent_at: dict[str, float] = {}
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120, headers=bearer(token)) as client:
         await client.post("/api/v1/namespaces", json={"kind": "Namespace", "metadata": {"name": "watched"}})
         start = (await client.get("/api/v1/namespaces/watched/jobs")).json()["metadata"]["resource_version"]
         ready = asyncio.Semaphore(0)
@@ -124,7 +126,7 @@ async def measure_watch_latency(url: str, watchers: int, writes: int) -> list[fl
         for _ in range(watchers):
             await ready.acquire()
         await asyncio.sleep(0.5)
-        async with httpx.AsyncClient(base_url=url, timeout=60) as writer:
+        async with httpx.AsyncClient(base_url=url, timeout=60, headers=bearer(token)) as writer:
             for index in range(writes):
                 name = f"w-{index}"
                 sent_at[name] = time.perf_counter()
@@ -133,6 +135,23 @@ async def measure_watch_latency(url: str, watchers: int, writes: int) -> list[fl
                 await asyncio.sleep(0.05)
         await asyncio.wait_for(asyncio.gather(*tasks), 120)
     return delays
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def admin_token(endpoint: str) -> str:
+    """Bootstrap an administrator in etcd and return its token, as the test fixtures do."""
+
+    async def bootstrap() -> str:
+        store = Store([endpoint])
+        try:
+            return await bootstrap_admin_token(store)
+        finally:
+            await store.close()
+
+    return run_sync(bootstrap)
 
 
 def start_api_server(endpoint: str, workers: int) -> tuple[subprocess.Popen, str]:
@@ -162,9 +181,10 @@ def main() -> None:
     etcd = EtcdProcess(data_dir=directory / "etcd").start()
     api_process, url = start_api_server(etcd.endpoint, args.api_workers)
     try:
+        token = admin_token(etcd.endpoint)
         raw = asyncio.run(measure_raw(etcd.endpoint, args.objects, args.concurrency))
-        api = asyncio.run(measure_api(url, args.objects, args.concurrency))
-        delays = asyncio.run(measure_watch_latency(url, args.watchers, args.writes))
+        api = asyncio.run(measure_api(url, token, args.objects, args.concurrency))
+        delays = asyncio.run(measure_watch_latency(url, token, args.watchers, args.writes))
     finally:
         stop_process(api_process.pid)
         etcd.stop()

@@ -56,9 +56,9 @@ def quantile_from_histogram(text: str, metric: str, quantile: float, label: str 
     return previous_bound
 
 
-async def populate(url: str, clusters: int, jobs: int, nodes_per_cluster: int, cpus_per_node: int) -> None:
+async def populate(url: str, token: str, clusters: int, jobs: int, nodes_per_cluster: int, cpus_per_node: int) -> None:
     connector = aiohttp.TCPConnector(limit=32)
-    async with aiohttp.ClientSession(url, connector=connector) as session:
+    async with aiohttp.ClientSession(url, connector=connector, headers=bearer(token)) as session:
 
         async def send(method: str, path: str, body: dict) -> None:
             async with session.request(method, path, json=body) as response:
@@ -88,9 +88,9 @@ async def populate(url: str, clusters: int, jobs: int, nodes_per_cluster: int, c
         await asyncio.gather(*(create_jobs() for _ in range(32)))
 
 
-async def count_placed(url: str) -> int:
+async def count_placed(url: str, token: str) -> int:
     """Count placed Jobs in one consistent listing, listing again if its snapshot was compacted."""
-    async with aiohttp.ClientSession(url) as session:
+    async with aiohttp.ClientSession(url, headers=bearer(token)) as session:
         while True:
             placed, token = 0, None
             while True:
@@ -107,6 +107,22 @@ async def count_placed(url: str) -> int:
                 token = page["metadata"].get("continue")
                 if not token:
                     return placed
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def bootstrap_credentials(etcd_endpoint: str, url: str, directory: Path) -> tuple[str, Path]:
+    """Run `skyshift bootstrap`; return the administrator's token and the controller manager's token file."""
+    subprocess.run(
+        [sys.executable, "-m", "skyshift_core.cli.main", "bootstrap", "--etcd", etcd_endpoint, "--server", url,
+         "--output-dir", str(directory)],
+        check=True, capture_output=True,
+    )
+    config = yaml.safe_load((directory / "config.yaml").read_text())
+    (admin,) = [context for context in config["contexts"] if context["name"] == "admin"]
+    return admin["token"], directory / "controller-manager.token"
 
 
 def scrape(port: int) -> str:
@@ -153,8 +169,9 @@ def main() -> None:
     try:
         if not wait_for_port("127.0.0.1", api_port, 30, pid=api.pid):
             raise RuntimeError("the API server did not start")
+        token, token_file = bootstrap_credentials(etcd.endpoint, url, directory / "credentials")
         started = time.perf_counter()
-        asyncio.run(populate(url, args.clusters, args.jobs, args.nodes_per_cluster, args.cpus_per_node))
+        asyncio.run(populate(url, token, args.clusters, args.jobs, args.nodes_per_cluster, args.cpus_per_node))
         print(f"created {args.clusters} clusters and {args.jobs} pending jobs in {time.perf_counter() - started:.1f} s")
 
         config = directory / "controller-manager.yaml"
@@ -162,7 +179,7 @@ def main() -> None:
         metrics_port = free_port()
         manager = subprocess.Popen(
             [sys.executable, "-m", "skyshift_core.cli.main", "controller-manager", "--server", url, "--config", str(config),
-             "--metrics-port", str(metrics_port), "--log-level", "warning"],
+             "--metrics-port", str(metrics_port), "--log-level", "warning", "--token-file", str(token_file)],
         )
         # Progress comes from the controller manager's own counter of committed placements, which is
         # far cheaper than listing every Job and so does not slow down what is measured.
@@ -175,7 +192,7 @@ def main() -> None:
             metrics = scrape(metrics_port)
             placed = int(counter_value(metrics, "skyshift_scheduler_decision_duration_seconds_count", 'result="placed"'))
         elapsed = time.perf_counter() - start
-        listed = asyncio.run(count_placed(url))
+        listed = asyncio.run(count_placed(url, token))
         if listed != args.jobs:
             raise RuntimeError(f"the scheduler counted {placed} placements but {listed} Jobs are placed")
         peak = peak_rss_mib(manager.pid)

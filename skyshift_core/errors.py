@@ -32,6 +32,28 @@ class BadRequestError(SkyShiftError):
     reason = "BadRequest"
 
 
+class UnauthorizedError(SkyShiftError):
+    """The request carries no valid credentials: the token is missing, malformed, expired or revoked,
+    or a login's user name and password do not match."""
+
+    status_code = 401
+    reason = "Unauthorized"
+
+
+class ForbiddenError(SkyShiftError):
+    """The caller is authenticated, but no Role bound to them allows the request."""
+
+    status_code = 403
+    reason = "Forbidden"
+
+
+class TooManyRequestsError(SkyShiftError):
+    """Too many failed attempts (logins, registrations) came from one user or address; retry later."""
+
+    status_code = 429
+    reason = "TooManyRequests"
+
+
 class NotFoundError(SkyShiftError):
     status_code = 404
     reason = "NotFound"

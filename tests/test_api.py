@@ -40,9 +40,13 @@ def make_job(api: httpx.Client, name: str, namespace: str = "default", labels: d
     return response.json()
 
 
-def read_watch(url: str, lines: list, stop_after: int, timeout: float = 10.0) -> None:
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def read_watch(url: str, lines: list, stop_after: int, timeout: float = 10.0, headers=None) -> None:
     """Collect watch events (bookmarks skipped) until `stop_after` arrived or the timeout ends."""
-    with httpx.stream("GET", url, timeout=timeout) as response:
+    with httpx.stream("GET", url, timeout=timeout, headers=headers) as response:
         for line in response.iter_lines():
             event = json.loads(line)
             if event["type"] == "BOOKMARK":
@@ -118,17 +122,17 @@ def test_patch_with_stale_resource_version_conflicts(api):
     assert api.patch(item_path("Job", "patched"), json=stale, headers=MERGE).status_code == 409
 
 
-def test_concurrent_updates_with_preconditions(api_server):
+def test_concurrent_updates_with_preconditions(api_server, admin_token):
     """8 writers each read the object once and write with its resource_version: exactly one wins,
     because they all read the same version and every write is conditional on it."""
-    with httpx.Client(base_url=api_server) as api:
+    with httpx.Client(base_url=api_server, headers=bearer(admin_token)) as api:
         job = make_job(api, "contended")
     barrier = threading.Barrier(8)
 
     def write(index: int) -> int:
         body = json.loads(json.dumps(job))
         body["spec"]["replicas"] = index + 2  # Never the current 1, which would be a no-op.
-        with httpx.Client(base_url=api_server, timeout=30) as client:
+        with httpx.Client(base_url=api_server, timeout=30, headers=bearer(admin_token)) as client:
             barrier.wait()
             return client.put(item_path("Job", "contended"), json=body).status_code
 
@@ -137,14 +141,14 @@ def test_concurrent_updates_with_preconditions(api_server):
     assert sorted(codes) == [200] + [409] * 7
 
 
-def test_concurrent_read_modify_write_loses_nothing(api_server):
+def test_concurrent_read_modify_write_loses_nothing(api_server, admin_token):
     """8 writers each add 5 labels with read-modify-write retried on 409: all 40 labels survive."""
-    with httpx.Client(base_url=api_server) as api:
+    with httpx.Client(base_url=api_server, headers=bearer(admin_token)) as api:
         make_job(api, "counter")
 
     def add_labels(writer: int) -> int:
         conflicts = 0
-        with httpx.Client(base_url=api_server, timeout=30) as client:
+        with httpx.Client(base_url=api_server, timeout=30, headers=bearer(admin_token)) as client:
             for step in range(5):
                 while True:
                     current = client.get(item_path("Job", "counter")).json()
@@ -158,7 +162,7 @@ def test_concurrent_read_modify_write_loses_nothing(api_server):
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(add_labels, range(8)))
-    with httpx.Client(base_url=api_server) as api:
+    with httpx.Client(base_url=api_server, headers=bearer(admin_token)) as api:
         labels = api.get(item_path("Job", "counter")).json()["metadata"]["labels"]
     assert len(labels) == 40
 
@@ -309,8 +313,8 @@ def test_deleting_namespace_deletes_its_objects(api):
     assert [j["metadata"]["name"] for j in api.get(collection_path("Job", "doomed2")).json()["items"]] == ["survivor"]
 
 
-def test_pagination_over_1000_objects(api_server):
-    with httpx.Client(base_url=api_server, timeout=60) as api:
+def test_pagination_over_1000_objects(api_server, admin_token):
+    with httpx.Client(base_url=api_server, timeout=60, headers=bearer(admin_token)) as api:
         api.post("/api/v1/namespaces", json={"kind": "Namespace", "metadata": {"name": "many"}})
 
         def create(index: int) -> int:
@@ -373,7 +377,8 @@ def test_watch_resumed_from_old_version_yields_each_event_once(api_server, api):
     expected = [("ADDED", "w1"), ("MODIFIED", "w1"), ("ADDED", "w2"), ("DELETED", "w1")]
 
     events: list = []
-    read_watch(f"{api_server}{collection_path('Job')}?watch=true&resource_version={start}&timeout_seconds=3", events, 10)
+    url = f"{api_server}{collection_path('Job')}?watch=true&resource_version={start}&timeout_seconds=3"
+    read_watch(url, events, 10, headers=api.headers)
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == expected
     revisions = [int(e["object"]["metadata"]["resource_version"]) for e in events]
     assert revisions == sorted(revisions)
@@ -382,7 +387,7 @@ def test_watch_resumed_from_old_version_yields_each_event_once(api_server, api):
     # Resuming after the second event yields exactly the remaining two.
     resumed: list = []
     url = f"{api_server}{collection_path('Job')}?watch=true&resourceVersion={revisions[1]}&timeoutSeconds=3"
-    read_watch(url, resumed, 10)
+    read_watch(url, resumed, 10, headers=api.headers)
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in resumed] == expected[2:]
 
 
@@ -392,7 +397,7 @@ def test_watch_sees_live_changes_and_bookmarks(api_server, api):
 
     def collect() -> None:
         url = f"{api_server}{collection_path('Job')}?watch=true&resource_version={start}&timeout_seconds=3"
-        with httpx.stream("GET", url, timeout=10) as response:
+        with httpx.stream("GET", url, timeout=10, headers=api.headers) as response:
             raw.extend(json.loads(line) for line in response.iter_lines())
 
     thread = threading.Thread(target=collect)
@@ -414,14 +419,14 @@ def test_watch_selector_reports_leaving_and_entering(api_server, api):
     api.patch(item_path("Job", "sel"), json={"metadata": {"labels": {"app": "web"}}}, headers=MERGE)
     events: list = []
     url = f"{api_server}{collection_path('Job')}?watch=true&resource_version={start}&labelSelector=app%3Dweb&timeout_seconds=2"
-    read_watch(url, events, 10)
+    read_watch(url, events, 10, headers=api.headers)
     assert [e["type"] for e in events] == ["DELETED", "ADDED"]
 
 
 def test_watch_without_version_starts_with_current_objects(api_server, api):
     make_job(api, "existing")
     events: list = []
-    read_watch(f"{api_server}{collection_path('Job')}?watch=true&timeout_seconds=1", events, 10)
+    read_watch(f"{api_server}{collection_path('Job')}?watch=true&timeout_seconds=1", events, 10, headers=api.headers)
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "existing")]
 
 
@@ -461,7 +466,7 @@ def test_open_watches_gauge_counts_streams(api_server, api):
 
     def hold() -> None:
         url = f"{api_server}{collection_path('Job')}?watch=true&timeout_seconds=2"
-        with httpx.stream("GET", url, timeout=10) as response:
+        with httpx.stream("GET", url, timeout=10, headers=api.headers) as response:
             opened.set()
             for _ in response.iter_lines():
                 pass
@@ -501,15 +506,19 @@ def _start_api_process(etcd_endpoint: str, root: str) -> tuple[subprocess.Popen,
     return process, f"http://127.0.0.1:{port}"
 
 
-def test_two_api_server_processes_share_state(etcd_server, etcd_root):
+def test_two_api_server_processes_share_state(etcd_server, etcd_root, admin_token):
     first, first_url = _start_api_process(etcd_server.endpoint, etcd_root)
     second, second_url = _start_api_process(etcd_server.endpoint, etcd_root)
+    headers = bearer(admin_token)
     try:
-        with httpx.Client(base_url=first_url, timeout=30) as one, httpx.Client(base_url=second_url, timeout=30) as two:
+        with (
+            httpx.Client(base_url=first_url, timeout=30, headers=headers) as one,
+            httpx.Client(base_url=second_url, timeout=30, headers=headers) as two,
+        ):
             start = two.get(collection_path("Job")).json()["metadata"]["resource_version"]
             events: list = []
             url = f"{second_url}{collection_path('Job')}?watch=true&resource_version={start}&timeout_seconds=5"
-            watcher = threading.Thread(target=read_watch, args=(url, events, 2))
+            watcher = threading.Thread(target=read_watch, args=(url, events, 2), kwargs={"headers": headers})
             watcher.start()
             created = make_job(one, "shared")
             assert two.get(item_path("Job", "shared")).json()["metadata"]["uid"] == created["metadata"]["uid"]

@@ -46,18 +46,18 @@ def runner() -> CliRunner:
 
 
 @pytest.fixture
-def cli(runner: CliRunner, api_server: str):
-    """Run `skyshift --server API ARGS...` and return the click Result."""
+def cli(runner: CliRunner, api_server: str, admin_token: str):
+    """Run `skyshift --server API --token ADMIN_TOKEN ARGS...` and return the click Result."""
 
     def invoke(*args: str, input: str | None = None):
-        return runner.invoke(app, ["--server", api_server, *args], input=input)
+        return runner.invoke(app, ["--server", api_server, "--token", admin_token, *args], input=input)
 
     return invoke
 
 
 @pytest.fixture
-def client(api_server: str):
-    with SkyShiftClient(api_server) as instance:
+def client(api_server: str, admin_token: str):
+    with SkyShiftClient(api_server, token=admin_token) as instance:
         yield instance
 
 

@@ -36,8 +36,8 @@ def job(name: str, **spec) -> dict:
 
 
 @pytest.fixture
-def client(api_server: str):
-    with SkyShiftClient(api_server) as instance:
+def client(api_server: str, admin_token: str):
+    with SkyShiftClient(api_server, token=admin_token) as instance:
         yield instance
 
 
@@ -255,8 +255,8 @@ async def test_client_watch_compacted_version_is_gone(client: SkyShiftClient, st
         next(iter(client.watch("jobs", resource_version="1")))
 
 
-async def test_async_client_crud_and_watch(api_server: str):
-    async with AsyncSkyShiftClient(api_server) as client:
+async def test_async_client_crud_and_watch(api_server: str, admin_token: str):
+    async with AsyncSkyShiftClient(api_server, token=admin_token) as client:
         start = (await client.list("jobs"))["metadata"]["resource_version"]
         created = await client.create(job("train"))
         patched = await client.patch("jobs", "train", {"spec": {"replicas": 3}})

@@ -19,9 +19,9 @@ async def wait_for_file(path: Path, timeout: float = 10.0) -> bool:
     return True
 
 
-async def test_controller_manager_ready_file_lifecycle(api_server: str, tmp_path: Path):
+async def test_controller_manager_ready_file_lifecycle(api_server: str, admin_token: str, tmp_path: Path):
     ready_file = tmp_path / "ready"
-    manager = ControllerManager(api_server, ready_file=ready_file, health_interval=0.1)
+    manager = ControllerManager(api_server, ready_file=ready_file, health_interval=0.1, token=admin_token)
     task = asyncio.create_task(manager.run())
 
     became_ready = await wait_for_file(ready_file)

@@ -15,6 +15,9 @@ from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from skyshift_core import __version__
+from skyshift_core.auth.middleware import AuthMiddleware
+from skyshift_core.auth.routes import router as auth_router
+from skyshift_core.auth.service import AuthService, AuthSettings, authorize
 from skyshift_core.api.jobs import router as jobs_router
 from skyshift_core.api.leases import router as lease_router
 from skyshift_core.api.metrics import ApiMetrics, MetricsMiddleware
@@ -25,6 +28,7 @@ from skyshift_core.objects import Namespace, kinds
 from skyshift_core.objects.meta import DEFAULT_NAMESPACE
 from skyshift_core.store import Store
 from skyshift_core.store.keys import ROOT
+from skyshift_core.store.tls import EtcdTls
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +41,23 @@ class ApiSettings:
     bookmark_interval: float = 10.0
     etcd_username: str | None = None
     etcd_password: str | None = None
+    # etcd client TLS (PEM files). A CA file turns TLS on, and a certificate with its key is for etcd's
+    # --client-cert-auth.
+    etcd_ca_file: str | None = None
+    etcd_cert_file: str | None = None
+    etcd_key_file: str | None = None
+    etcd_server_name: str | None = None
+    # HTTPS for the API itself (PEM files); `serve` passes them to uvicorn.
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    auth: AuthSettings = field(default_factory=AuthSettings)
+
+    def etcd_tls(self) -> EtcdTls | None:
+        if self.etcd_ca_file is None:
+            if self.etcd_cert_file or self.etcd_key_file:
+                raise ValueError("etcd client certificates need the etcd CA file too: set etcd_ca_file")
+            return None
+        return EtcdTls(self.etcd_ca_file, self.etcd_cert_file, self.etcd_key_file, self.etcd_server_name)
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
@@ -49,14 +70,18 @@ def create_app(settings: ApiSettings) -> FastAPI:
             root=settings.etcd_root,
             username=settings.etcd_username,
             password=settings.etcd_password,
+            tls=settings.etcd_tls(),
         )
         app.state.store = store
+        app.state.auth = AuthService(store, settings.auth)
         await _ensure_default_namespace(store)
+        await _ensure_builtin_roles(store)
         logger.info("API server ready, etcd at %s", ", ".join(settings.etcd_endpoints))
         try:
             yield
         finally:
             await store.close()
+            app.state.auth.close()
 
     app = FastAPI(
         title="SkyShift API",
@@ -65,6 +90,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.metrics = metrics
+    # Authentication runs inside the metrics middleware, so rejected requests are counted too.
+    app.add_middleware(AuthMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     @app.exception_handler(SkyShiftError)
@@ -98,8 +125,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
             return Response(f"etcd unreachable: {error.message}", status_code=503, media_type="text/plain")
         return Response("ok", media_type="text/plain")
 
-    @app.get("/metrics", tags=["health"], summary="Prometheus metrics")
-    async def metrics_endpoint() -> Response:
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics (needs the get verb on resource 'metrics')")
+    async def metrics_endpoint(request: Request) -> Response:
+        await authorize(request, "get", "metrics")
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/api/v1/plugins", tags=["plugins"], summary="Installed plugins and whether they loaded")
@@ -133,6 +161,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         app.include_router(build_router(model, get_store, get_metrics, settings.bookmark_interval))
     app.include_router(lease_router)
     app.include_router(jobs_router)
+    app.include_router(auth_router)
     return app
 
 
@@ -144,3 +173,12 @@ async def _ensure_default_namespace(store: Store) -> None:
     except UnavailableError as error:
         # Serve anyway: /readyz reports the outage and requests fail with 503 until etcd returns.
         logger.warning("Could not ensure the default namespace: %s", error.message)
+
+
+async def _ensure_builtin_roles(store: Store) -> None:
+    from skyshift_core.auth.bootstrap import ensure_builtin_roles
+
+    try:
+        await ensure_builtin_roles(store)
+    except UnavailableError as error:
+        logger.warning("Could not ensure the built-in Roles: %s", error.message)

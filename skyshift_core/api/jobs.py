@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from skyshift_core.api.resources import json_response, query, query_bool, query_int
+from skyshift_core.auth.service import authorize
 from skyshift_core.cluster_manager import ClusterManager, ClusterManagerError, ConfigError
 from skyshift_core.errors import BadRequestError, InvalidError, PluginError
 from skyshift_core.objects import Cluster, Job
@@ -26,6 +27,7 @@ router = APIRouter(tags=["jobs"])
 
 @router.get("/api/v1/namespaces/{namespace}/jobs/{name}/explain", summary="Why a Job went where it did, or why it waits")
 async def explain_job(request: Request, namespace: str, name: str) -> Response:
+    await authorize(request, "get", "jobs/explain", namespace, name)
     store: Store = request.app.state.store
     job = await store.get(Job, namespace, name)
     scheduled = next((c for c in job.status.conditions if c.type == "Scheduled"), None)
@@ -62,6 +64,7 @@ async def job_logs(request: Request, namespace: str, name: str) -> Response:
     Query parameters: `replica` (one replica's output), `follow` (keep streaming new lines),
     `tail` (only the last N lines of each replica).
     """
+    await authorize(request, "get", "jobs/logs", namespace, name)
     store: Store = request.app.state.store
     job = await store.get(Job, namespace, name)
     replica = query_int(request, "replica")

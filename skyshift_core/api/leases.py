@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from skyshift_core.auth.service import requires
 from skyshift_core.store import Fence, Store
 from skyshift_core.store.leases import FENCE_HEADER, MAX_TTL_SECONDS, MIN_TTL_SECONDS
 
@@ -48,7 +49,11 @@ def json_response(data: dict) -> Response:
     return Response(json.dumps(data, separators=(",", ":")), media_type="application/json")
 
 
-@router.get("/api/v1/leases/{name}", summary="Read a lease: its holder and remaining time to live")
+@router.get(
+    "/api/v1/leases/{name}",
+    summary="Read a lease: its holder and remaining time to live",
+    dependencies=[Depends(requires("get", "leases"))],
+)
 async def read_lease(request: Request, name: str) -> Response:
     return json_response((await _store(request).get_lease(name)).to_dict())
 
@@ -56,6 +61,7 @@ async def read_lease(request: Request, name: str) -> Response:
 @router.post(
     "/api/v1/leases/{name}/acquire",
     summary="Acquire a lease that nobody holds (409 Conflict when another holder has it)",
+    dependencies=[Depends(requires("create", "leases"))],
 )
 async def acquire_lease(request: Request, name: str, body: AcquireBody) -> Response:
     return json_response((await _store(request).acquire_lease(name, body.holder, body.ttl_seconds)).to_dict())
@@ -64,6 +70,7 @@ async def acquire_lease(request: Request, name: str, body: AcquireBody) -> Respo
 @router.post(
     "/api/v1/leases/{name}/renew",
     summary="Renew the caller's lease (409 LeaseLost when it expired or another holder has it)",
+    dependencies=[Depends(requires("update", "leases"))],
 )
 async def renew_lease(request: Request, name: str, body: HolderBody) -> Response:
     return json_response((await _store(request).renew_lease(name, body.holder)).to_dict())
@@ -72,6 +79,7 @@ async def renew_lease(request: Request, name: str, body: HolderBody) -> Response
 @router.post(
     "/api/v1/leases/{name}/release",
     summary="Release the caller's lease so another candidate can acquire it at once",
+    dependencies=[Depends(requires("delete", "leases"))],
 )
 async def release_lease(request: Request, name: str, body: HolderBody) -> Response:
     return json_response((await _store(request).release_lease(name, body.holder)).to_dict())

@@ -8,6 +8,7 @@ for cluster-scoped ones.
 from __future__ import annotations
 
 import json
+import dataclasses
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -16,8 +17,9 @@ from skyshift_core.api.admission import admit
 from skyshift_core.api.bodies import PATCH_TYPES, apply_patch, read_manifest
 from skyshift_core.api.leases import fence_from_request
 from skyshift_core.api.watch import watch_response
+from skyshift_core.auth.service import authorize, check_role_write, object_written
 from skyshift_core.errors import BadRequestError, ConflictError, InvalidError
-from skyshift_core.objects import parse_object, parse_selector
+from skyshift_core.objects import Role, parse_object, parse_selector
 from skyshift_core.objects.meta import DEFAULT_NAMESPACE, Object
 from skyshift_core.store import Store
 
@@ -97,7 +99,15 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
     def namespace_of(request: Request) -> str | None:
         return request.path_params.get("namespace") if model.namespaced else None
 
+    # Authorization of every route below, in one place: the verb on `<plural>` or `<plural>/<subresource>`
+    # in the path's namespace. It runs first, so a caller without the right learns nothing from validation.
+    async def check(request: Request, verb: str, subresource: str | None = None) -> None:
+        resource = f"{model.plural}/{subresource}" if subresource else model.plural
+        await authorize(request, verb, resource, namespace_of(request), request.path_params.get("name"))
+
     async def list_or_watch(request: Request, namespace: str | None) -> Response:
+        watching = (query(request, "watch") or "").lower() in ("1", "true", "yes")
+        await check(request, "watch" if watching else "list")
         store: Store = get_store(request)
         try:
             selector = parse_selector(query(request, "label_selector", "labelSelector"))
@@ -124,10 +134,15 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
         return Response(body, media_type="application/json")
 
     async def create(request: Request) -> Response:
+        await check(request, "create")
         namespace = namespace_of(request)
         data = await read_manifest(request)
         obj = parse_object(data, model)
+        # The audit log names the object, which for a create is known only from the body.
+        request.state.auth_attributes = dataclasses.replace(request.state.auth_attributes, name=obj.metadata.name)
         admit(obj)
+        if model is Role:
+            obj = await check_role_write(request, obj, None)
         if model.namespaced:
             if obj.metadata.namespace not in (None, namespace):
                 raise BadRequestError(
@@ -135,12 +150,15 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
                 )
             obj.metadata.namespace = namespace
         created = await get_store(request).create(obj, fence=fence_from_request(request))
+        object_written(request, model, created.metadata.name)
         return object_response(created, 201)
 
-    async def read(request: Request, name: str) -> Response:
+    async def read(request: Request, name: str, subresource: str | None = None) -> Response:
+        await check(request, "get", subresource)
         return object_response(await get_store(request).get(model, namespace_of(request), name))
 
     async def replace(request: Request, name: str, subresource: str | None = None) -> Response:
+        await check(request, "update", subresource)
         namespace = namespace_of(request)
         obj = parse_object(await read_manifest(request), model)
         if subresource is None:
@@ -153,11 +171,14 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
                     f"metadata.namespace {obj.metadata.namespace!r} does not match the namespace in the path, {namespace!r}"
                 )
             obj.metadata.namespace = namespace
-        return object_response(
-            await get_store(request).update(obj, subresource=subresource, fence=fence_from_request(request))
-        )
+        if model is Role and subresource is None:
+            obj = await check_role_write(request, obj, await get_store(request).get(Role, None, name))
+        updated = await get_store(request).update(obj, subresource=subresource, fence=fence_from_request(request))
+        object_written(request, model, name)
+        return object_response(updated)
 
     async def patch(request: Request, name: str, subresource: str | None = None) -> Response:
+        await check(request, "patch", subresource)
         store: Store = get_store(request)
         namespace = namespace_of(request)
         for attempt in range(_PATCH_ATTEMPTS):
@@ -182,16 +203,20 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
             obj = parse_object(patched, model)
             if subresource is None:
                 admit(obj)
+            if model is Role and subresource is None:
+                obj = await check_role_write(request, obj, current)
             try:
                 updated = await store.update(obj, subresource=subresource, fence=fence_from_request(request))
             except ConflictError:
                 if explicit or attempt == _PATCH_ATTEMPTS - 1:
                     raise
                 continue
+            object_written(request, model, name)
             return object_response(updated)
         raise AssertionError("unreachable")
 
     async def delete(request: Request, name: str) -> Response:
+        await check(request, "delete")
         resource_version = query(request, "resource_version", "resourceVersion")
         raw = await request.body()
         if raw.strip():
@@ -207,6 +232,7 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
         deleted = await get_store(request).delete(
             model, namespace_of(request), name, resource_version, fence=fence_from_request(request)
         )
+        object_written(request, model, name)
         return object_response(deleted)
 
     summary = kind
@@ -223,6 +249,9 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
 
         async def read_namespaced(request: Request, namespace: str, name: str) -> Response:
             return await read(request, name)
+
+        async def read_namespaced_status(request: Request, namespace: str, name: str) -> Response:
+            return await read(request, name, "status")
 
         async def replace_namespaced(request: Request, namespace: str, name: str) -> Response:
             return await replace(request, name)
@@ -246,13 +275,16 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
         router.add_api_route(item, replace_namespaced, methods=["PUT"], summary=f"Replace a {summary}", openapi_extra=_MANIFEST_BODY)
         router.add_api_route(item, patch_namespaced, methods=["PATCH"], summary=f"Patch a {summary}", openapi_extra=_PATCH_BODY)
         router.add_api_route(item, delete_namespaced, methods=["DELETE"], summary=f"Delete a {summary}")
-        router.add_api_route(item + "/status", read_namespaced, methods=["GET"], summary=f"Read a {summary}'s status")
+        router.add_api_route(item + "/status", read_namespaced_status, methods=["GET"], summary=f"Read a {summary}'s status")
         router.add_api_route(item + "/status", replace_namespaced_status, methods=["PUT"], summary=f"Replace a {summary}'s status", openapi_extra=_MANIFEST_BODY)
         router.add_api_route(item + "/status", patch_namespaced_status, methods=["PATCH"], summary=f"Patch a {summary}'s status", openapi_extra=_PATCH_BODY)
     else:
 
         async def list_cluster(request: Request) -> Response:
             return await list_or_watch(request, None)
+
+        async def read_status(request: Request, name: str) -> Response:
+            return await read(request, name, "status")
 
         async def replace_status(request: Request, name: str) -> Response:
             return await replace(request, name, "status")
@@ -266,7 +298,7 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
         router.add_api_route(item, replace, methods=["PUT"], summary=f"Replace a {summary}", openapi_extra=_MANIFEST_BODY)
         router.add_api_route(item, patch, methods=["PATCH"], summary=f"Patch a {summary}", openapi_extra=_PATCH_BODY)
         router.add_api_route(item, delete, methods=["DELETE"], summary=f"Delete a {summary}")
-        router.add_api_route(item + "/status", read, methods=["GET"], summary=f"Read a {summary}'s status")
+        router.add_api_route(item + "/status", read_status, methods=["GET"], summary=f"Read a {summary}'s status")
         router.add_api_route(item + "/status", replace_status, methods=["PUT"], summary=f"Replace a {summary}'s status", openapi_extra=_MANIFEST_BODY)
         router.add_api_route(item + "/status", patch_status, methods=["PATCH"], summary=f"Patch a {summary}'s status", openapi_extra=_PATCH_BODY)
     return router

@@ -11,6 +11,7 @@ import time
 import uvicorn
 
 from skyshift_core.api.app import ApiSettings, create_app
+from skyshift_core.auth.service import AuthSettings
 
 DEFAULT_PORT = 50051
 
@@ -29,8 +30,10 @@ def serve(
 
     With workers > 1, uvicorn forks that many processes sharing the port; each builds its app from
     the settings passed through the environment, which works because the API server is stateless.
+    With `settings.tls_cert_file` and `tls_key_file` it serves HTTPS only.
     """
     options = dict(host=host, port=port, log_level=log_level, access_log=False, timeout_graceful_shutdown=5)
+    options.update(_server_options(settings))
     if workers <= 1:
         uvicorn.run(create_app(settings), **options)
         return
@@ -40,18 +43,36 @@ def serve(
 
 def app_from_environment():
     """App factory for uvicorn worker processes (see `serve`)."""
-    return create_app(ApiSettings(**json.loads(os.environ[_SETTINGS_VARIABLE])))
+    data = json.loads(os.environ[_SETTINGS_VARIABLE])
+    data["auth"] = AuthSettings(**data.get("auth", {}))
+    return create_app(ApiSettings(**data))
+
+
+def _server_options(settings: ApiSettings) -> dict:
+    """uvicorn options that every API server gets: TLS files, and client addresses taken from the
+    connection only. uvicorn would otherwise trust X-Forwarded-For from 127.0.0.1, which would let a
+    local client choose the address that login rate limits and the audit log see."""
+    options: dict = {"proxy_headers": False}
+    if settings.tls_cert_file or settings.tls_key_file:
+        if not (settings.tls_cert_file and settings.tls_key_file):
+            raise ValueError("HTTPS needs both --tls-cert and --tls-key")
+        options.update(ssl_certfile=settings.tls_cert_file, ssl_keyfile=settings.tls_key_file)
+    return options
 
 
 class ServerThread:
     """An API server on a background thread of this process, for tests and benchmarks."""
 
     def __init__(self, settings: ApiSettings, port: int, host: str = "127.0.0.1"):
+        # loop="asyncio": with uvloop installed, uvicorn would otherwise set uvloop's event loop
+        # policy for the whole process, and asyncio subprocesses in the caller's loop then fail.
         config = uvicorn.Config(
-            create_app(settings), host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=1
-        )
+            create_app(settings), host=host, port=port, log_level="warning", access_log=False,
+            timeout_graceful_shutdown=1, loop="asyncio", **_server_options(settings),
+        )  # fmt: skip
         self.server = uvicorn.Server(config)
-        self.url = f"http://{host}:{port}"
+        scheme = "https" if settings.tls_cert_file else "http"
+        self.url = f"{scheme}://{host}:{port}"
         self._thread = threading.Thread(target=self.server.run, name=f"api-server-{port}", daemon=True)
 
     def start(self, timeout: float = 15.0) -> "ServerThread":

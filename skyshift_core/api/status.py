@@ -23,4 +23,6 @@ def status_body(code: int, reason: str, message: str, details: dict | None = Non
 
 def error_response(error: SkyShiftError) -> Response:
     body = status_body(error.status_code, error.reason, error.message, error.details)
-    return Response(json.dumps(body), status_code=error.status_code, media_type="application/json")
+    # Some errors carry response headers, such as Retry-After on 429.
+    headers = getattr(error, "headers", None)
+    return Response(json.dumps(body), status_code=error.status_code, media_type="application/json", headers=headers)

@@ -10,7 +10,7 @@ import typer
 import yaml
 from typer.core import TyperGroup
 
-from skyshift_core.cli.config import resolve_server
+from skyshift_core.cli.config import Connection, resolve_connection, resolve_server
 from skyshift_core.client import SkyShiftClient
 from skyshift_core.errors import SkyShiftError
 from skyshift_core.objects import Object
@@ -35,6 +35,8 @@ class CliState:
     """Options given before the command name, kept in the root click context."""
 
     server: str | None = None
+    token: str | None = None
+    ca_file: str | None = None
 
 
 ServerOption = Annotated[
@@ -43,6 +45,23 @@ ServerOption = Annotated[
         "--server",
         "-s",
         help="API server URL. Default: $SKYSHIFT_SERVER, then the client config, then http://127.0.0.1:50051.",
+        show_default=False,
+    ),
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        help="Bearer token to send. Default: $SKYSHIFT_TOKEN, then the current context's token for its server.",
+        show_default=False,
+    ),
+]
+CaFileOption = Annotated[
+    str | None,
+    typer.Option(
+        "--certificate-authority",
+        help="PEM file with the CA that signed an https API server's certificate. Default: "
+        "$SKYSHIFT_CA_FILE, then the current context's, then the system's trusted CAs.",
         show_default=False,
     ),
 ]
@@ -58,8 +77,17 @@ def server_for(ctx: click.Context, server: str | None) -> str:
     return resolve_server(server or global_server)
 
 
-def client_for(ctx: click.Context, server: str | None) -> SkyShiftClient:
-    return SkyShiftClient(server_for(ctx, server))
+def connection_for(ctx: click.Context, server: str | None) -> Connection:
+    """Return the server and credentials for a command, from its options, the global ones and the config."""
+    root = ctx.find_root().obj
+    state = root if isinstance(root, CliState) else CliState()
+    return resolve_connection(server or state.server, state.token, state.ca_file)
+
+
+def client_for(ctx: click.Context, server: str | None, timeout: float | None = None) -> SkyShiftClient:
+    connection = connection_for(ctx, server)
+    options = {"timeout": timeout} if timeout is not None else {}
+    return SkyShiftClient(connection.server, token=connection.token, ca_file=connection.ca_file, **options)
 
 
 def object_ref(model: type[Object], name: str) -> str:

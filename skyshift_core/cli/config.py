@@ -1,13 +1,17 @@
 """The client configuration (`~/.skyshift/config.yaml`, or `$SKYSHIFT_CONFIG`) and how the CLI finds its server.
 
-The file is shaped like a kubeconfig, so credentials can be added to a context later:
+The file is shaped like a kubeconfig; each context names a server and the credentials for it:
 
     current_context: local
     contexts:
       - name: local
-        server: http://127.0.0.1:50051
+        server: https://10.0.0.5:50051
+        user: admin
+        token: sks_admin.0123abcd...            # from skyshift login
+        certificate_authority: /path/to/ca.pem  # verifies an https server; optional
 
-`skyshift up` writes it; every other command reads it through `resolve_server`.
+It holds tokens, so it is always written with mode 0600. `skyshift up` and `skyshift login` write
+it; every other command reads it through `resolve_connection`.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from skyshift_core.errors import InvalidError
 
 CONFIG_ENV = "SKYSHIFT_CONFIG"
 SERVER_ENV = "SKYSHIFT_SERVER"
+TOKEN_ENV = "SKYSHIFT_TOKEN"
+CA_FILE_ENV = "SKYSHIFT_CA_FILE"
 DEFAULT_STATE_DIR = Path("~/.skyshift")
 CONFIG_FILE_NAME = "config.yaml"
 LOCAL_CONTEXT = "local"
@@ -39,13 +45,20 @@ def default_config_path() -> Path:
 
 @dataclass
 class Context:
-    """A named API server to talk to."""
+    """A named API server to talk to, and the credentials to send it."""
 
     name: str
     server: str
+    user: str | None = None
+    token: str | None = None
+    certificate_authority: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "server": self.server}
+        data: dict[str, Any] = {"name": self.name, "server": self.server}
+        for key in ("user", "token", "certificate_authority"):
+            if getattr(self, key) is not None:
+                data[key] = getattr(self, key)
+        return data
 
 
 @dataclass
@@ -87,17 +100,38 @@ class ClientConfig:
             f"but its contexts are: {names}; fix current_context or run skyshift up again"
         )
 
-    def set_context(self, name: str, server: str) -> None:
+    def get(self, name: str) -> Context:
+        for context in self.contexts:
+            if context.name == name:
+                return context
+        names = ", ".join(context.name for context in self.contexts) or "none"
+        raise InvalidError(f"no context named {name!r} in {self.path}; its contexts are: {names}")
+
+    def set_context(
+        self,
+        name: str,
+        server: str,
+        *,
+        user: str | None = None,
+        token: str | None = None,
+        certificate_authority: str | None = None,
+    ) -> None:
         """Add or replace the context `name` and make it current."""
         self.contexts = [context for context in self.contexts if context.name != name]
-        self.contexts.append(Context(name, server))
+        self.contexts.append(Context(name, server, user, token, certificate_authority))
         self.current_context = name
 
     def save(self) -> None:
+        """Write the file atomically with mode 0600, because it holds tokens."""
         data = {"current_context": self.current_context, "contexts": [context.to_dict() for context in self.contexts]}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_name(self.path.name + ".tmp")
-        temporary.write_text(yaml.safe_dump(data, sort_keys=False))
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fchmod(descriptor, 0o600)
+            os.write(descriptor, yaml.safe_dump(data, sort_keys=False).encode())
+        finally:
+            os.close(descriptor)
         os.replace(temporary, self.path)
 
 
@@ -106,7 +140,13 @@ def _parse_context(path: Path, item: Any) -> Context:
         raise InvalidError(
             f"the client config {path} has an invalid context {item!r}: expected name and server strings"
         )
-    return Context(item["name"], item["server"])
+    optional = {}
+    for key in ("user", "token", "certificate_authority"):
+        value = item.get(key)
+        if value is not None and not isinstance(value, str):
+            raise InvalidError(f"the client config {path} has a context {item['name']!r} whose {key} is not a string")
+        optional[key] = value
+    return Context(item["name"], item["server"], **optional)
 
 
 def resolve_server(explicit: str | None = None) -> str:
@@ -121,3 +161,30 @@ def resolve_server(explicit: str | None = None) -> str:
     if context is not None:
         return context.server
     return DEFAULT_SERVER
+
+
+@dataclass
+class Connection:
+    """The server that the CLI sends requests to, and the credentials it sends with them."""
+
+    server: str
+    token: str | None = None
+    ca_file: str | None = None
+
+
+def resolve_connection(
+    server: str | None = None, token: str | None = None, ca_file: str | None = None
+) -> Connection:
+    """Find the server as `resolve_server` does, then the credentials.
+
+    The token is `token` (--token), else $SKYSHIFT_TOKEN, else the current context's token. The CA
+    file is `ca_file`, else $SKYSHIFT_CA_FILE, else the context's. The context's credentials are
+    used only when the server is the context's own, so a token is never sent to a server it was
+    not issued for.
+    """
+    url = resolve_server(server)
+    context = ClientConfig.load().current()
+    own = context if context is not None and context.server.rstrip("/") == url.rstrip("/") else None
+    token = token or os.environ.get(TOKEN_ENV) or (own.token if own else None)
+    ca_file = ca_file or os.environ.get(CA_FILE_ENV) or (own.certificate_authority if own else None)
+    return Connection(url, token, ca_file)

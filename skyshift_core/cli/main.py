@@ -10,10 +10,17 @@ from typing import Annotated
 import typer
 
 from skyshift_core import __version__
-from skyshift_core.cli import controlplane, jobs, resources
-from skyshift_core.cli.common import CliState, ServerOption, SkyShiftGroup, server_for
+from skyshift_core.cli import auth, controlplane, jobs, resources
+from skyshift_core.cli.common import (
+    CaFileOption,
+    CliState,
+    ServerOption,
+    SkyShiftGroup,
+    TokenOption,
+    client_for,
+    connection_for,
+)
 from skyshift_core.cli.plugins_cmd import app as plugins_app
-from skyshift_core.client import SkyShiftClient
 from skyshift_core.errors import SkyShiftError
 
 logger = logging.getLogger(__name__)
@@ -33,13 +40,16 @@ app = typer.Typer(
 def root(
     ctx: typer.Context,
     server: ServerOption = None,
+    token: TokenOption = None,
+    ca_file: CaFileOption = None,
 ) -> None:
-    ctx.obj = CliState(server=server)
+    ctx.obj = CliState(server=server, token=token, ca_file=ca_file)
 
 
 resources.register(app)
 controlplane.register(app)
 jobs.register(app)
+auth.register_commands(app)
 app.add_typer(plugins_app, name="plugins", help="Inspect the plugins installed in this Python environment.")
 
 
@@ -53,9 +63,9 @@ def version(
     typer.echo(f"Client Version: {__version__}")
     if client_only:
         return
-    url = server_for(ctx, server)
+    url = connection_for(ctx, server).server
     try:
-        with SkyShiftClient(url, timeout=5.0) as client:
+        with client_for(ctx, server, timeout=5.0) as client:
             typer.echo(f"Server Version: {client.server_version()} ({url})")
     except SkyShiftError as error:
         typer.echo(f"Server Version: unknown ({error.message})", err=True)

@@ -130,11 +130,14 @@ class ControllerManager:
         health_interval: float = DEFAULT_HEALTH_INTERVAL,
         token: str | None = None,
         config: ControllerManagerConfig | None = None,
+        ca_file: str | None = None,
     ):
         self.server_url = server_url
         self.ready_file = ready_file
         self.health_interval = health_interval
         self.token = token
+        # CA bundle that verifies an https API server's certificate; None trusts the system's CAs.
+        self.ca_file = ca_file
         self.config = config or ControllerManagerConfig()
         self.profiles: dict[str, Profile] = {}
         self._stopping = asyncio.Event()
@@ -177,7 +180,7 @@ class ControllerManager:
         # Configuration errors stop the process before it does anything else.
         self.profiles = load_profiles(self.config)
         logger.info("Scheduler profiles: %s", ", ".join(sorted(self.profiles)))
-        client = AsyncSkyShiftClient(self.server_url, timeout=PROBE_TIMEOUT * 6, token=self.token)
+        client = AsyncSkyShiftClient(self.server_url, timeout=PROBE_TIMEOUT * 6, token=self.token, ca_file=self.ca_file)
         elector = LeaderElector(client, self.config.lease_name, self.config.identity, ttl=self.config.lease_ttl)
         try:
             logger.info("Controller manager starting; waiting for the API server at %s", self.server_url)
@@ -247,6 +250,7 @@ def run_controller_manager(
     config_path: Path | None = None,
     token: str | None = None,
     metrics_port: int | None = None,
+    ca_file: str | None = None,
 ) -> None:
     """Run a ControllerManager in the foreground until SIGTERM or SIGINT; exit 1 on a configuration error."""
     try:
@@ -254,7 +258,7 @@ def run_controller_manager(
     except ValueError as error:
         raise SystemExit(f"Error: {error}") from error
     manager = ControllerManager(
-        server_url, ready_file=ready_file, health_interval=health_interval, config=config, token=token
+        server_url, ready_file=ready_file, health_interval=health_interval, config=config, token=token, ca_file=ca_file
     )
     if metrics_port is not None:
         from prometheus_client import start_http_server

@@ -2,8 +2,10 @@
 manager as detached processes on this machine.
 
 Everything lives in one state directory: `state.json` (settings and the pid, argv and start time of each
-process), `logs/`, `etcd/` (etcd's data) and `config.yaml` (the client config). A recorded pid counts as
-ours only while /proc shows the same command line and start time, so a reused pid is never signalled.
+process), `logs/` (with the API server's `audit.log`), `etcd/` (etcd's data), `config.yaml` (the client
+config with the administrator's token), `admin.password` and `controller-manager.token`. The last three
+have mode 0600. A recorded pid counts as ours only while /proc shows the same command line and start
+time, so a reused pid is never signalled.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from pathlib import Path
 
 import httpx
 
-from skyshift_core.errors import ControlPlaneError
+from skyshift_core.auth.bootstrap import BootstrapResult, bootstrap, run_sync, write_private_file
+from skyshift_core.errors import ControlPlaneError, SkyShiftError
 from skyshift_core.local.etcd import EtcdProcess, find_etcd
 from skyshift_core.local.processes import free_port, is_alive, reap, stop_process
+from skyshift_core.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +49,9 @@ FAILED_START_STOP_TIMEOUT = 3.0
 STATE_FILE = "state.json"
 CONFIG_FILE = "config.yaml"
 READY_FILE = "controller-manager.ready"
+ADMIN_PASSWORD_FILE = "admin.password"
+CONTROLLER_MANAGER_TOKEN_FILE = "controller-manager.token"
+AUDIT_LOG_FILE = "audit.log"
 
 
 def read_cmdline(pid: int) -> list[str] | None:
@@ -208,6 +215,11 @@ class LocalControlPlane:
         self.logs_dir = self.state_dir / "logs"
         self.etcd_dir = self.state_dir / "etcd"
         self.ready_path = self.state_dir / READY_FILE
+        self.admin_password_path = self.state_dir / ADMIN_PASSWORD_FILE
+        self.controller_manager_token_path = self.state_dir / CONTROLLER_MANAGER_TOKEN_FILE
+        self.audit_log_path = self.logs_dir / AUDIT_LOG_FILE
+        # Set by `up`: the administrator's credentials and what bootstrapping created.
+        self.bootstrap_result: BootstrapResult | None = None
 
     def load_state(self) -> ControlPlaneState:
         return ControlPlaneState.load(self.state_path)
@@ -224,8 +236,14 @@ class LocalControlPlane:
         host: str | None = None,
         port: int | None = None,
         progress: Progress | None = None,
+        admin_token: str | None = None,
     ) -> ControlPlaneState:
         """Start whatever is not running, wait until everything is ready, and return the state.
+
+        Once the API server is ready, authentication is bootstrapped (`skyshift_core.auth.bootstrap`):
+        the controller manager's token goes to `controller-manager.token`, a new administrator's
+        password to `admin.password`, and `bootstrap_result` holds the administrator's token, which
+        is `admin_token` again while that one is valid.
 
         Options left out keep the values of components that still run, else take the defaults.
         ControlPlaneError is raised when a running component uses other settings than requested, or
@@ -255,6 +273,8 @@ class LocalControlPlane:
                     state.processes.pop(ETCD, None)
                     progress.finished(ETCD, f"external ({', '.join(state.external_etcd)})")
                     continue
+                if component == CONTROLLER_MANAGER:
+                    self.bootstrap_result = self._bootstrap(state, admin_token)
                 record = state.processes.get(component)
                 if component in running and record is not None:
                     if component == API_SERVER:
@@ -336,11 +356,15 @@ class LocalControlPlane:
         if component == API_SERVER:
             argv = command + [
                 "api-server", "--etcd", ",".join(state.etcd_endpoints), "--host", state.host, "--port", str(state.port),
+                "--audit-log", str(self.audit_log_path),
             ]  # fmt: skip
             endpoint = state.server_url
         else:
             self.ready_path.unlink(missing_ok=True)
-            argv = command + ["controller-manager", "--server", state.server_url, "--ready-file", str(self.ready_path)]
+            argv = command + [
+                "controller-manager", "--server", state.server_url, "--ready-file", str(self.ready_path),
+                "--token-file", str(self.controller_manager_token_path),
+            ]  # fmt: skip
             endpoint = state.server_url
         with open(log, "ab") as output:
             process = subprocess.Popen(
@@ -348,6 +372,31 @@ class LocalControlPlane:
                 cwd=self.state_dir, start_new_session=True,
             )  # fmt: skip
         return ProcessRecord.of(process.pid, argv, log, endpoint)
+
+    def _bootstrap(self, state: ControlPlaneState, admin_token: str | None) -> BootstrapResult:
+        """Create the built-in Roles, the administrator and the controller manager's identity unless
+        they exist, and write the credentials that the state directory keeps."""
+        try:
+            cm_token = self.controller_manager_token_path.read_text().strip() or None
+        except FileNotFoundError:
+            cm_token = None
+
+        async def run() -> BootstrapResult:
+            store = Store(state.etcd_endpoints, root=DEFAULT_ETCD_PREFIX)
+            try:
+                return await bootstrap(store, admin_token=admin_token, controller_manager_token=cm_token)
+            finally:
+                await store.close()
+
+        try:
+            result = run_sync(run)
+        except SkyShiftError as error:
+            raise ControlPlaneError(f"bootstrapping users and Roles in etcd failed: {error.message}") from error
+        if result.controller_manager_token != cm_token:
+            write_private_file(self.controller_manager_token_path, result.controller_manager_token + "\n")
+        if result.admin_password is not None:
+            write_private_file(self.admin_password_path, result.admin_password + "\n")
+        return result
 
     def _wait_until_ready(self, component: str, state: ControlPlaneState, record: ProcessRecord) -> None:
         if component == API_SERVER:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import Enum
 from typing import ClassVar, Literal
@@ -108,10 +109,15 @@ class FilterPolicy(Object):
 
 
 VERBS = ("get", "list", "watch", "create", "update", "patch", "delete")
+# `*`, a plural (`jobs`), or a plural or `*` followed by `/` and a subresource or `*` (`jobs/status`, `*/logs`).
+_RESOURCE_PATTERN = re.compile(r"^(\*|[a-z0-9][a-z0-9-]*)(/(\*|[a-z0-9][a-z0-9-]*))?$")
 
 
 class PolicyRule(SkyModel):
-    """Verbs allowed on resources (plural kinds or `kind/subresource`) in namespaces; `*` matches all."""
+    """Verbs allowed on resources (plural kinds or `kind/subresource`) in namespaces; `*` matches all.
+
+    Matching is described in `skyshift_core.auth.rbac`.
+    """
 
     verbs: list[str]
     resources: list[str]
@@ -125,11 +131,37 @@ class PolicyRule(SkyModel):
                 raise ValueError(f"invalid verb {verb!r}: expected one of {', '.join(VERBS)} or '*'")
         return verbs
 
+    @field_validator("resources")
+    @classmethod
+    def _check_resources(cls, resources: list[str]) -> list[str]:
+        for resource in resources:
+            if not _RESOURCE_PATTERN.match(resource):
+                raise ValueError(
+                    f"invalid resource {resource!r}: expected '*', a plural such as 'jobs', "
+                    "or a subresource such as 'jobs/status', 'jobs/*' or '*/logs'"
+                )
+        return resources
+
+    @field_validator("namespaces")
+    @classmethod
+    def _check_namespaces(cls, namespaces: list[str]) -> list[str]:
+        for namespace in namespaces:
+            if namespace != "*":
+                validate_name(namespace, "namespace")
+        return namespaces
+
 
 class RoleSpec(SkyModel):
     rules: list[PolicyRule] = Field(default_factory=list)
-    # Names of the Users this Role is bound to.
+    # Names of the Users this Role is bound to: the role binding. Deleting a User removes its name here.
     users: list[str] = Field(default_factory=list)
+
+    @field_validator("users")
+    @classmethod
+    def _check_users(cls, users: list[str]) -> list[str]:
+        for user in users:
+            validate_name(user, "user name")
+        return users
 
 
 class Role(Object):

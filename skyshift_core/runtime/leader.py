@@ -105,7 +105,9 @@ class LeaderElector:
     def fenced_client(self) -> AsyncSkyShiftClient:
         """Build a client to the same server that sends `fence_header()` with every request. The caller closes it."""
         headers = {**self.client.headers, **self.fence_header()}
-        return AsyncSkyShiftClient(self.client.server_url, self.client.timeout, headers=headers)
+        return AsyncSkyShiftClient(
+            self.client.server_url, self.client.timeout, headers=headers, ca_file=self.client.ca_file
+        )
 
     # ---- lease calls ---------------------------------------------------------------------
 

@@ -14,7 +14,6 @@ import binascii
 import json
 import logging
 import random
-import uuid
 from dataclasses import dataclass
 from typing import AsyncIterator, Awaitable, Callable, TypeVar
 
@@ -33,11 +32,13 @@ from skyshift_core.errors import (
     UnavailableError,
 )
 from skyshift_core.objects import kinds
-from skyshift_core.objects.meta import DEFAULT_NAMESPACE, Object, utc_now
-from skyshift_core.objects.misc import Namespace
+from skyshift_core.objects.meta import DEFAULT_NAMESPACE, Object
+from skyshift_core.objects.misc import Namespace, User
 from skyshift_core.objects.selectors import Requirement, selector_matches
 from skyshift_core.store.keys import ROOT, list_prefix, object_key, prefix_range_end
 from skyshift_core.store.leases import Fence, LeaseStoreMixin
+from skyshift_core.store.auth_records import SecretStoreMixin
+from skyshift_core.store.tls import EtcdTls, TlsClient
 
 logger = logging.getLogger(__name__)
 
@@ -79,13 +80,14 @@ def parse_endpoint(endpoint: str) -> tuple[str, int]:
     return host, int(port)
 
 
-class Store(LeaseStoreMixin):
+class Store(LeaseStoreMixin, SecretStoreMixin):
     """Async access to SkyShift's objects (and leader-election leases) in etcd.
 
     `endpoints` may name several members of one etcd cluster; a request that cannot reach one
     member is retried on the next until `deadline` seconds have passed. Every write accepts a
     `fence`: the write then also requires, in its own transaction, that the fence's holder still
-    holds the lease, and fails with LeaseLostError otherwise.
+    holds the lease, and fails with LeaseLostError otherwise. With `tls`, every connection to etcd
+    uses TLS with that CA and, when given, that client certificate.
     """
 
     def __init__(
@@ -96,6 +98,7 @@ class Store(LeaseStoreMixin):
         deadline: float = 15.0,
         username: str | None = None,
         password: str | None = None,
+        tls: EtcdTls | None = None,
     ):
         if isinstance(endpoints, str):
             endpoints = [part for part in endpoints.split(",") if part.strip()]
@@ -106,6 +109,7 @@ class Store(LeaseStoreMixin):
         self.deadline = deadline
         self._username = username
         self._password = password
+        self._tls = tls
         self._endpoint_index = 0
         self._client: aetcd.Client | None = None
         self._client_lock = asyncio.Lock()
@@ -118,7 +122,7 @@ class Store(LeaseStoreMixin):
         async with self._client_lock:
             if self._client is None:
                 host, port = self.endpoints[self._endpoint_index % len(self.endpoints)]
-                client = aetcd.Client(
+                settings = dict(
                     host=host,
                     port=port,
                     username=self._username,
@@ -126,9 +130,29 @@ class Store(LeaseStoreMixin):
                     timeout=_ATTEMPT_TIMEOUT,
                     options=_CHANNEL_OPTIONS,
                 )
-                await client.connect()
+                client = TlsClient(tls=self._tls, **settings) if self._tls else aetcd.Client(**settings)
+                try:
+                    await client.connect()
+                except (aetcd.exceptions.InvalidArgumentError, aetcd.exceptions.UnauthenticatedError) as error:
+                    await self._close_quietly(client)
+                    raise SkyShiftError(
+                        f"etcd at {host}:{port} rejected the login of user {self._username!r}: {error}; "
+                        "check the etcd user name and password"
+                    ) from error
+                except (aetcd.exceptions.ConnectionFailedError, aetcd.exceptions.ConnectionTimeoutError):
+                    # Logging in is the first request, so an unreachable member fails here: try the next one.
+                    await self._close_quietly(client)
+                    self._endpoint_index += 1
+                    raise
                 self._client = client
             return self._client
+
+    @staticmethod
+    async def _close_quietly(client: aetcd.Client) -> None:
+        try:
+            await client.close()
+        except Exception:  # The channel never worked; closing it is best effort.
+            logger.debug("Closing an etcd client that failed to connect raised", exc_info=True)
 
     async def _rotate(self, failed: aetcd.Client) -> None:
         """Drop a client that failed and move to the next endpoint."""
@@ -152,13 +176,21 @@ class Store(LeaseStoreMixin):
         loop = asyncio.get_running_loop()
         give_up_at = loop.time() + self.deadline
         delay = 0.05
+        logged_in_again = False
         while True:
-            client = await self._connected_client()
+            client = None
             try:
+                client = await self._connected_client()
                 return await operation(client)
             except grpc.aio.AioRpcError as error:
                 if error.code() == grpc.StatusCode.OUT_OF_RANGE:
                     raise GoneError(f"the requested resource_version is too old: {error.details()}") from error
+                if error.code() == grpc.StatusCode.UNAUTHENTICATED and self._username and not logged_in_again:
+                    # etcd's auth tokens expire (--auth-token-ttl, 300 s by default): connect and log in again.
+                    logger.info("etcd rejected the auth token (%s); logging in again", error.details())
+                    logged_in_again = True
+                    await self._rotate(client)
+                    continue
                 if error.code() not in _TRANSIENT:
                     raise SkyShiftError(f"etcd request failed: {error.code().name}: {error.details()}") from error
                 failure: Exception = error
@@ -170,7 +202,8 @@ class Store(LeaseStoreMixin):
                     f"etcd at {endpoints} did not answer within {self.deadline:g} s: {failure}"
                 ) from failure
             logger.warning("etcd request failed, retrying in %.2f s: %s", delay, failure)
-            await self._rotate(client)
+            if client is not None:
+                await self._rotate(client)
             await asyncio.sleep(delay * (1 + random.random() / 2))
             delay = min(delay * 2, 1.0)
 
@@ -258,17 +291,8 @@ class Store(LeaseStoreMixin):
         namespace = (obj.metadata.namespace or DEFAULT_NAMESPACE) if model.namespaced else None
         if model.namespaced and model is not Namespace and namespace != DEFAULT_NAMESPACE:
             await self._require_namespace(namespace)
-        metadata = obj.metadata.model_copy(
-            update={
-                "namespace": namespace,
-                "uid": str(uuid.uuid4()),
-                "generation": 1,
-                "creation_timestamp": utc_now(),
-                "resource_version": None,
-                "deletion_timestamp": None,
-            }
-        )
-        obj = obj.model_copy(update={"metadata": metadata})
+        obj = self.prepare_new(obj)
+        metadata = obj.metadata
         key = self._key(model, namespace, obj.metadata.name)
         value = self._encode(obj)
         fenced = await self.fence_compare(fence)
@@ -376,6 +400,11 @@ class Store(LeaseStoreMixin):
                 raise ConflictError(self._conflict_message(model, namespace, name, precondition, kv.mod_revision))
             compare = [rpc.Compare(key=kv.key, target=rpc.Compare.MOD, result=rpc.Compare.EQUAL, mod_revision=kv.mod_revision), *fenced]
             operations = [rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=kv.key))]
+            if model is User:
+                # The user's password hash and tokens, and their Role bindings, go in the same transaction.
+                cleanup_compares, cleanup_operations = await self.user_cleanup(name)
+                compare.extend(cleanup_compares)
+                operations.extend(cleanup_operations)
             if model is Namespace:
                 # The namespace and everything in it go in one transaction.
                 for kind in kinds().values():

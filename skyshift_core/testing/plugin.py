@@ -1,4 +1,5 @@
-"""pytest fixtures for SkyShift and plugin authors: a real etcd and a store on it.
+"""pytest fixtures for SkyShift and plugin authors: a real etcd, a store on it, and an API server with
+an administrator's token.
 
 Installed with the core as the `skyshift` pytest plugin, so any test suite in an environment with
 SkyShift installed can request these fixtures. etcd runs as a child process on free loopback ports
@@ -56,13 +57,45 @@ async def store(etcd_server: EtcdProcess, etcd_root: str) -> AsyncIterator["Stor
 
 
 @pytest.fixture
-def api_server(etcd_server: EtcdProcess, etcd_root: str):
-    """An API server on a free loopback port over the test's own etcd prefix; yields its URL."""
+def admin_token(etcd_server: EtcdProcess, etcd_root: str) -> str:
+    """A token of user `admin`, bound to the built-in `admin` Role, in the test's etcd prefix."""
+    from skyshift_core.auth.bootstrap import bootstrap_admin_token, run_sync
+    from skyshift_core.store import Store
+
+    async def bootstrap() -> str:
+        store = Store([etcd_server.endpoint], root=etcd_root)
+        try:
+            return await bootstrap_admin_token(store)
+        finally:
+            await store.close()
+
+    return run_sync(bootstrap)
+
+
+@pytest.fixture
+def audit_log_path(tmp_path: Path) -> Path:
+    """Where the `api_server` fixture's server writes its audit log (JSON lines)."""
+    return tmp_path / "audit.log"
+
+
+@pytest.fixture
+def api_server(etcd_server: EtcdProcess, etcd_root: str, audit_log_path: Path):
+    """An API server on a free loopback port over the test's own etcd prefix; yields its URL.
+
+    Every request except /healthz and /readyz needs a token: use `api` (sends `admin_token`),
+    `admin_token` with your own client, or `anonymous_api` to check what happens without one.
+    """
     from skyshift_core.api.app import ApiSettings
     from skyshift_core.api.server import ServerThread
+    from skyshift_core.auth.service import AuthSettings
     from skyshift_core.local.processes import free_port
 
-    settings = ApiSettings(etcd_endpoints=[etcd_server.endpoint], etcd_root=etcd_root, bookmark_interval=1.0)
+    settings = ApiSettings(
+        etcd_endpoints=[etcd_server.endpoint],
+        etcd_root=etcd_root,
+        bookmark_interval=1.0,
+        auth=AuthSettings(audit_log=str(audit_log_path)),
+    )
     server = ServerThread(settings, free_port()).start()
     try:
         yield server.url
@@ -71,8 +104,18 @@ def api_server(etcd_server: EtcdProcess, etcd_root: str):
 
 
 @pytest.fixture
-def api(api_server: str):
-    """An httpx client for the test's API server."""
+def api(api_server: str, admin_token: str):
+    """An httpx client for the test's API server that authenticates as `admin`."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    with httpx.Client(base_url=api_server, timeout=30, headers=headers) as client:
+        yield client
+
+
+@pytest.fixture
+def anonymous_api(api_server: str):
+    """An httpx client for the test's API server that sends no credentials."""
     import httpx
 
     with httpx.Client(base_url=api_server, timeout=30) as client:
@@ -80,17 +123,33 @@ def api(api_server: str):
 
 
 @pytest.fixture
-async def async_client(api_server: str):
-    """An AsyncSkyShiftClient for the test's API server."""
+def controller_manager_token(etcd_server: EtcdProcess, etcd_root: str) -> str:
+    """A service token of the controller manager's identity, which holds only the rights it needs."""
+    from skyshift_core.auth.bootstrap import bootstrap_controller_manager_token, run_sync
+    from skyshift_core.store import Store
+
+    async def bootstrap() -> str:
+        store = Store([etcd_server.endpoint], root=etcd_root)
+        try:
+            return await bootstrap_controller_manager_token(store)
+        finally:
+            await store.close()
+
+    return run_sync(bootstrap)
+
+
+@pytest.fixture
+async def async_client(api_server: str, admin_token: str):
+    """An AsyncSkyShiftClient for the test's API server that authenticates as `admin`."""
     from skyshift_core.client import AsyncSkyShiftClient
 
-    async with AsyncSkyShiftClient(api_server, timeout=30) as instance:
+    async with AsyncSkyShiftClient(api_server, timeout=30, token=admin_token) as instance:
         yield instance
 
 
 @pytest.fixture
-async def control_plane(api_server: str):
-    """Start controller managers against the test's API server.
+async def control_plane(api_server: str, controller_manager_token: str):
+    """Start controller managers against the test's API server, as the controller manager's identity.
 
     Yields a function: `control_plane(**settings)` starts one more controller manager in this event
     loop (settings as in ControllerManagerConfig; short lease, poll and grace times by default) and
@@ -105,7 +164,9 @@ async def control_plane(api_server: str):
 
     def start(**settings):
         defaults = dict(lease_ttl=3, poll_interval=0.2, grace_period=2.0)
-        manager = ControllerManager(api_server, config=ControllerManagerConfig(**{**defaults, **settings}))
+        manager = ControllerManager(
+            api_server, config=ControllerManagerConfig(**{**defaults, **settings}), token=controller_manager_token
+        )
         managers.append((manager, asyncio.get_running_loop().create_task(manager.run())))
         return manager
 

@@ -119,7 +119,7 @@ async def test_deleting_job_deletes_backend_work(client, control_plane):
     await wait_for(backend_empty)
 
 
-async def test_explain_and_logs_through_cli(client, control_plane, api_server):
+async def test_explain_and_logs_through_cli(client, control_plane, api_server, admin_token):
     from typer.testing import CliRunner
 
     from skyshift_core.cli.main import app
@@ -134,22 +134,23 @@ async def test_explain_and_logs_through_cli(client, control_plane, api_server):
     await wait_for(lambda: _phase(client, "Succeeded"))
 
     runner = CliRunner()
-    explained = runner.invoke(app, ["--server", api_server, "explain", "job", "hello"])
+    server = ["--server", api_server, "--token", admin_token]
+    explained = runner.invoke(app, [*server, "explain", "job", "hello"])
     assert explained.exit_code == 0, explained.output
     assert "Placement:  site-a=2" in explained.output
     assert "insufficient cpus (resources-fit): site-b" in explained.output
 
-    logs = runner.invoke(app, ["--server", api_server, "logs", "hello"])
+    logs = runner.invoke(app, [*server, "logs", "hello"])
     assert logs.exit_code == 0, logs.output
     assert "[replica 0 on site-a]" in logs.output
     assert "[replica 1 on site-a]" in logs.output
 
-    one = runner.invoke(app, ["--server", api_server, "logs", "hello", "--replica", "1", "--tail", "1"])
+    one = runner.invoke(app, [*server, "logs", "hello", "--replica", "1", "--tail", "1"])
     assert one.exit_code == 0, one.output
     assert len(one.output.strip().splitlines()) == 1
     assert "[replica" not in one.output
 
-    bad = runner.invoke(app, ["--server", api_server, "logs", "hello", "--replica", "7"])
+    bad = runner.invoke(app, [*server, "logs", "hello", "--replica", "7"])
     assert bad.exit_code == 1
     assert "invalid replica 7: Job 'hello' has replicas 0 to 1" in bad.output
 

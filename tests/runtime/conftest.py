@@ -57,8 +57,8 @@ async def unstarted_api(api_settings):
 
 
 @pytest.fixture
-async def client(restartable_api):
-    async with AsyncSkyShiftClient(restartable_api.url, timeout=10) as instance:
+async def client(restartable_api, admin_token):
+    async with AsyncSkyShiftClient(restartable_api.url, timeout=10, token=admin_token) as instance:
         yield instance
 
 

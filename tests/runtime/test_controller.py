@@ -44,10 +44,10 @@ async def stop(task: asyncio.Task) -> None:
         await task
 
 
-async def test_workers_wait_for_all_informers(client, unstarted_api, job, wait_until):
+async def test_workers_wait_for_all_informers(client, unstarted_api, admin_token, job, wait_until):
     await client.create(job("j1"))
     jobs = Informer(client, "jobs", resync_period=None)
-    async with AsyncSkyShiftClient(unstarted_api.url, timeout=5) as late_client:
+    async with AsyncSkyShiftClient(unstarted_api.url, timeout=5, token=admin_token) as late_client:
         # This informer's API server is not running yet, so it cannot sync.
         clusters = Informer(late_client, "clusters", resync_period=None)
         calls: list[tuple[Request, bool]] = []

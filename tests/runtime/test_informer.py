@@ -123,8 +123,8 @@ async def test_resync_redelivers_cached_objects(client, job, wait_until):
         await informer.stop()
 
 
-async def test_resume_after_api_restart(restartable_api, store, job, wait_until):
-    async with AsyncSkyShiftClient(restartable_api.url, timeout=5) as client:
+async def test_resume_after_api_restart(restartable_api, admin_token, store, job, wait_until):
+    async with AsyncSkyShiftClient(restartable_api.url, timeout=5, token=admin_token) as client:
         await client.create(job("kept"))
         await client.create(job("removed"))
         informer = Informer(client, "jobs", resync_period=None)
@@ -159,8 +159,8 @@ async def test_resume_after_api_restart(restartable_api, store, job, wait_until)
             await informer.stop()
 
 
-async def test_relist_after_gone_emits_deletes(restartable_api, store, job, wait_until):
-    async with AsyncSkyShiftClient(restartable_api.url, timeout=5) as client:
+async def test_relist_after_gone_emits_deletes(restartable_api, admin_token, store, job, wait_until):
+    async with AsyncSkyShiftClient(restartable_api.url, timeout=5, token=admin_token) as client:
         for name in ("stays", "changes", "vanishes"):
             await client.create(job(name))
         informer = Informer(client, "jobs", resync_period=None)

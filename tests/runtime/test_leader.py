@@ -66,7 +66,7 @@ async def test_one_leads_other_takes_over_after_kill(client, wait_until):
         await second.kill()
 
 
-async def test_deposed_leader_fenced_write_rejected(client, api, job, wait_until):
+async def test_deposed_leader_fenced_write_rejected(client, api, admin_token, job, wait_until):
     first = Candidate(client, "first", ttl=2, release_on_cancel=False).start()
     await wait_until(lambda: first.started_at is not None, message="first leads")
     first_fence = first.elector.fence_header()
@@ -77,7 +77,7 @@ async def test_deposed_leader_fenced_write_rejected(client, api, job, wait_until
     try:
         await wait_until(lambda: second.started_at is not None, timeout=10, message="second takes over")
 
-        async with AsyncSkyShiftClient(client.server_url, headers=first_fence) as deposed:
+        async with AsyncSkyShiftClient(client.server_url, token=admin_token, headers=first_fence) as deposed:
             with pytest.raises(LeaseLostError) as caught:
                 await deposed.create(job("by-deposed"))
             with pytest.raises(LeaseLostError):
@@ -116,11 +116,11 @@ async def test_release_hands_over_at_once(client, api, wait_until):
         await second.kill()
 
 
-async def test_leader_stops_before_other_acquires(restartable_api, unstarted_api, wait_until):
+async def test_leader_stops_before_other_acquires(restartable_api, unstarted_api, admin_token, wait_until):
     await asyncio.to_thread(unstarted_api.start)
     async with (
-        AsyncSkyShiftClient(restartable_api.url, timeout=5) as first_client,
-        AsyncSkyShiftClient(unstarted_api.url, timeout=5) as second_client,
+        AsyncSkyShiftClient(restartable_api.url, timeout=5, token=admin_token) as first_client,
+        AsyncSkyShiftClient(unstarted_api.url, timeout=5, token=admin_token) as second_client,
     ):
         first = Candidate(first_client, "first", ttl=3).start()
         await wait_until(lambda: first.started_at is not None, message="first leads")

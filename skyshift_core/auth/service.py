@@ -1,0 +1,154 @@
+"""The API server's authentication and authorization state, and the checks its routes call.
+
+`create_app` puts one `AuthService` on `app.state.auth`. Every route handler calls `authorize`
+before it reads its body, so a denied request gets 403 rather than a validation error, and
+`skyshift_core.auth.middleware` has already rejected requests without a valid token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from skyshift_core.auth.audit import AuditLog
+from skyshift_core.auth.rbac import Attributes, Authorizer
+from skyshift_core.auth.ratelimit import LoginLimiter
+from skyshift_core.auth.tokens import Identity, TokenAuthenticator
+from skyshift_core.errors import ForbiddenError, UnauthorizedError
+from skyshift_core.objects import Object, Role, User
+from skyshift_core.store import Store
+
+DAY_SECONDS = 24 * 3600
+
+
+@dataclass
+class AuthSettings:
+    """Security settings of one API server; `ApiSettings` carries them."""
+
+    # Lifetime of a token from `login` when the request names none, and the longest one it may name.
+    token_lifetime_seconds: int = DAY_SECONDS
+    max_token_lifetime_seconds: int = 30 * DAY_SECONDS
+    invite_lifetime_seconds: int = 7 * DAY_SECONDS
+    max_invite_lifetime_seconds: int = 30 * DAY_SECONDS
+    # Seconds a validated token or the Role list is reused before etcd is read again.
+    cache_seconds: float = 2.0
+    login_failures_per_user: int = 5
+    login_failures_per_address: int = 20
+    login_failure_window_seconds: float = 300.0
+    audit_log: str | None = None
+
+
+class AuthService:
+    def __init__(self, store: Store, settings: AuthSettings):
+        self.store = store
+        self.settings = settings
+        self.tokens = TokenAuthenticator(store, settings.cache_seconds)
+        self.authorizer = Authorizer(store, settings.cache_seconds)
+        self.limiter = LoginLimiter(
+            settings.login_failures_per_user,
+            settings.login_failures_per_address,
+            settings.login_failure_window_seconds,
+        )
+        self.audit = AuditLog(settings.audit_log)
+
+    async def authenticate(self, authorization: str | None) -> Identity:
+        """Return the identity an `Authorization: Bearer <token>` header proves; UnauthorizedError otherwise."""
+        if not authorization:
+            raise UnauthorizedError(
+                "authentication required: send Authorization: Bearer <token>; get a token with: skyshift login"
+            )
+        scheme, _, token = authorization.strip().partition(" ")
+        if scheme.lower() == "bearer" and not token.strip():
+            raise UnauthorizedError(
+                "the Authorization header has no token after 'Bearer'; get one with: skyshift login"
+            )
+        if scheme.lower() != "bearer":
+            raise UnauthorizedError(
+                f"unsupported Authorization scheme {scheme!r}: expected 'Bearer <token>'; "
+                "get a token with: skyshift login"
+            )
+        return await self.tokens.authenticate(token.strip())
+
+    def close(self) -> None:
+        self.audit.close()
+
+
+def auth_of(request: Request) -> AuthService:
+    return request.app.state.auth
+
+
+def identity_of(request: Request) -> Identity:
+    identity = getattr(request.state, "identity", None)
+    if identity is None:
+        raise UnauthorizedError("authentication required: send Authorization: Bearer <token>")
+    return identity
+
+
+async def authorize(
+    request: Request, verb: str, resource: str, namespace: str | None = None, name: str | None = None
+) -> Identity:
+    """Raise ForbiddenError unless the caller may do `verb` on `resource` in `namespace`; return the caller.
+
+    The attributes are kept on the request for the audit log.
+    """
+    identity = identity_of(request)
+    attributes = Attributes(verb, resource, namespace, name)
+    request.state.auth_attributes = attributes
+    try:
+        await auth_of(request).authorizer.check(identity.user, attributes)
+    except ForbiddenError as error:
+        request.state.auth_error = error.message
+        raise
+    return identity
+
+
+def requires(verb: str, resource: str, name_parameter: str = "name"):
+    """Return a FastAPI dependency that authorizes `verb` on `resource`, with the namespace and name
+    from the path. Dependencies run before FastAPI validates a request body, so a caller without the
+    right gets 403 rather than a validation error."""
+
+    async def dependency(request: Request) -> None:
+        params = request.path_params
+        await authorize(request, verb, resource, params.get("namespace"), params.get(name_parameter))
+
+    return dependency
+
+
+async def check_grant(request: Request, rules: list, what: str) -> None:
+    """Raise ForbiddenError unless the caller holds every permission in `rules` (see `rbac.uncovered`)."""
+    identity = identity_of(request)
+    try:
+        await auth_of(request).authorizer.check_grant(identity.user, rules, what)
+    except ForbiddenError as error:
+        request.state.auth_error = error.message
+        raise
+
+
+async def check_role_write(request: Request, role: Role, current: Role | None) -> Role:
+    """Reject a Role create or update that would hand out permissions the caller does not hold.
+
+    Writing rules, or adding users to the binding, requires holding every permission in the new
+    rules. A write that only removes users or changes labels needs no such check. Such a write is
+    pinned to the version it was compared with (through its resource_version), so it cannot
+    overwrite a concurrent change to the rules with rules the caller may not grant.
+    """
+    granting = (
+        current is None or role.spec.rules != current.spec.rules or bool(set(role.spec.users) - set(current.spec.users))
+    )
+    if granting:
+        await check_grant(request, role.spec.rules, f"write Role '{role.metadata.name}'")
+        return role
+    if role.metadata.resource_version is None:
+        role = role.model_copy(deep=True)
+        role.metadata.resource_version = current.metadata.resource_version
+    return role
+
+
+def object_written(request: Request, model: type[Object], name: str) -> None:
+    """Apply a successful write to this server's caches: Roles and Users change who may do what."""
+    auth = auth_of(request)
+    if model is Role or model is User:
+        auth.authorizer.invalidate()
+    if model is User and request.method == "DELETE":
+        auth.tokens.forget_user(name)

@@ -1,0 +1,413 @@
+"""Authentication commands: login, logout, whoami, register, and the config, invite, user, role and
+token command groups."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+
+from skyshift_core.cli.common import ServerOption, client_for, connection_for, to_yaml
+from skyshift_core.cli.config import ClientConfig, default_config_path
+from skyshift_core.cli.tables import format_table
+from skyshift_core.client import SkyShiftClient
+from skyshift_core.errors import ForbiddenError, InvalidError
+
+config_app = typer.Typer(help="Show and switch the contexts of the client config.", no_args_is_help=True)
+invite_app = typer.Typer(help="Create, list and revoke invites that register new users.", no_args_is_help=True)
+user_app = typer.Typer(help="List and delete users and set their passwords.", no_args_is_help=True)
+role_app = typer.Typer(help="Bind users to Roles and unbind them.", no_args_is_help=True)
+token_app = typer.Typer(help="Create, list and revoke service tokens.", no_args_is_help=True)
+
+_DURATION = re.compile(r"^(\d+)([smhd]?)$")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+PasswordStdinOption = Annotated[
+    bool, typer.Option("--password-stdin", help="Read the password from the first line of standard input.")
+]
+OutputOption = Annotated[str | None, typer.Option("--output", "-o", help="Output format: yaml or json. Default: text.")]
+
+
+def parse_duration(text: str | None) -> int | None:
+    """Parse `90`, `90s`, `30m`, `12h` or `7d` into seconds; None stays None."""
+    if text is None:
+        return None
+    match = _DURATION.match(text.strip())
+    if not match or int(match.group(1)) == 0:
+        raise InvalidError(f"invalid duration {text!r}: expected a positive number with s, m, h or d, for example 12h")
+    return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def _read_password(from_stdin: bool, prompt: str, confirm: bool = False) -> str:
+    if from_stdin:
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            raise InvalidError("--password-stdin was given, but standard input has no password on its first line")
+        return line
+    return typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
+
+
+def _print(data: Any, output: str | None) -> bool:
+    """Print `data` as YAML or JSON when `output` requests it; return False for the text format."""
+    if output is None:
+        return False
+    if output == "yaml":
+        typer.echo(to_yaml(data).rstrip("\n"))
+    elif output == "json":
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        raise InvalidError(f"invalid output format {output!r}: expected yaml or json")
+    return True
+
+
+def _when(text: str | None) -> str:
+    if not text:
+        return "never"
+    return datetime.fromisoformat(text).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _save_credentials(ctx: typer.Context, server: str | None, context_name: str | None, user: str, token: str) -> str:
+    """Store a new token in the client config as the current context; return the context's name."""
+    connection = connection_for(ctx, server)
+    config = ClientConfig.load()
+    current = config.current()
+    name = context_name or (current.name if current is not None and current.server == connection.server else None)
+    name = name or "default"
+    config.set_context(name, connection.server, user=user, token=token, certificate_authority=connection.ca_file)
+    config.save()
+    return name
+
+
+# ---- login, logout, whoami, register ------------------------------------------------------------
+
+
+def login(
+    ctx: typer.Context,
+    username: Annotated[str, typer.Option("--username", "-u", prompt=True, help="User name.")],
+    password_stdin: PasswordStdinOption = False,
+    lifetime: Annotated[
+        str | None,
+        typer.Option("--lifetime", help="How long the token stays valid, such as 12h or 7d. Default: the server's."),
+    ] = None,
+    context: Annotated[
+        str | None,
+        typer.Option("--context", help="Context to store the token in. Default: the current one, else 'default'."),
+    ] = None,
+    server: ServerOption = None,
+) -> None:
+    """Log in with a user name and password and store the token in the client config."""
+    password = _read_password(password_stdin, "Password")
+    connection = connection_for(ctx, server)
+    body: dict[str, Any] = {"username": username, "password": password}
+    if lifetime is not None:
+        body["lifetime_seconds"] = parse_duration(lifetime)
+    with SkyShiftClient(connection.server, ca_file=connection.ca_file) as client:
+        result = client.call("POST", "/api/v1/login", body)
+    name = _save_credentials(ctx, server, context, username, result["token"])
+    typer.echo(
+        f"Logged in to {connection.server} as {username}; the token expires {_when(result['expires_at'])} "
+        f"and is stored in context '{name}' of {default_config_path()}"
+    )
+
+
+def logout(ctx: typer.Context, server: ServerOption = None) -> None:
+    """Revoke the current token on the server and remove it from the client config."""
+    with client_for(ctx, server) as client:
+        result = client.call("POST", "/api/v1/logout")
+    config = ClientConfig.load()
+    current = config.current()
+    if current is not None and current.token is not None:
+        current.token = None
+        config.save()
+    typer.echo(result.get("message", "Logged out"))
+
+
+def whoami(ctx: typer.Context, output: OutputOption = None, server: ServerOption = None) -> None:
+    """Show who the current token belongs to, the user's Roles and when the token expires."""
+    with client_for(ctx, server) as client:
+        result = client.call("GET", "/api/v1/whoami")
+    if _print(result, output):
+        return
+    typer.echo(f"User:    {result['user']}")
+    typer.echo(f"Roles:   {', '.join(result['roles']) or '<none>'}")
+    token = result["token"]
+    typer.echo(f"Token:   {token['id']} ({token['type']}, expires {_when(token['expires_at'])})")
+
+
+def register(
+    ctx: typer.Context,
+    invite: Annotated[str, typer.Option("--invite", help="The invite code, as skyshift invite create printed it.")],
+    username: Annotated[str, typer.Option("--username", "-u", prompt=True, help="The new user's name.")],
+    password_stdin: PasswordStdinOption = False,
+    email: Annotated[str | None, typer.Option("--email", help="The new user's email address.")] = None,
+    context: Annotated[
+        str | None,
+        typer.Option("--context", help="Context to store the token in. Default: the current one, else 'default'."),
+    ] = None,
+    server: ServerOption = None,
+) -> None:
+    """Create your user with an invite, then store its first token in the client config."""
+    password = _read_password(password_stdin, "Password", confirm=True)
+    connection = connection_for(ctx, server)
+    body = {"invite": invite, "username": username, "password": password, "email": email}
+    with SkyShiftClient(connection.server, ca_file=connection.ca_file) as client:
+        result = client.call("POST", "/api/v1/register", body)
+    name = _save_credentials(ctx, server, context, username, result["token"])
+    typer.echo(f"User {username} registered and logged in to {connection.server} (context '{name}')")
+
+
+# ---- config ---------------------------------------------------------------------------------------
+
+
+@config_app.command("get-contexts")
+def get_contexts() -> None:
+    """List the contexts of the client config; `*` marks the current one."""
+    config = ClientConfig.load()
+    rows = [
+        ["*" if context.name == config.current_context else "", context.name, context.server, context.user or "<none>"]
+        for context in config.contexts
+    ]
+    typer.echo(format_table(["CURRENT", "NAME", "SERVER", "USER"], rows))
+
+
+@config_app.command("use-context")
+def use_context(name: Annotated[str, typer.Argument(help="Context to make current.")]) -> None:
+    """Make another context of the client config current."""
+    config = ClientConfig.load()
+    config.get(name)
+    config.current_context = name
+    config.save()
+    typer.echo(f"Switched to context {name!r}")
+
+
+# ---- invites --------------------------------------------------------------------------------------
+
+
+@invite_app.command("create")
+def invite_create(
+    ctx: typer.Context,
+    roles: Annotated[list[str], typer.Option("--role", "-r", help="Role the new user gets; repeat for several.")],
+    lifetime: Annotated[
+        str | None,
+        typer.Option("--lifetime", help="How long the invite stays valid, such as 2d. Default: the server's (7d)."),
+    ] = None,
+    description: Annotated[str, typer.Option("--description", help="A note on whom the invite is for.")] = "",
+    output: OutputOption = None,
+    server: ServerOption = None,
+) -> None:
+    """Create a single-use invite; the code is shown only now."""
+    body: dict[str, Any] = {"roles": roles, "description": description}
+    if lifetime is not None:
+        body["lifetime_seconds"] = parse_duration(lifetime)
+    with client_for(ctx, server) as client:
+        result = client.call("POST", "/api/v1/invites", body)
+        server_url = client.server_url
+    if _print(result, output):
+        return
+    typer.echo(
+        f"Invite {result['id']} for Roles {', '.join(result['roles'])}, valid until {_when(result['expires_at'])}:"
+    )
+    typer.echo(result["invite"])
+    typer.echo(
+        f"The new user runs: skyshift --server {server_url} register --invite {result['invite']} --username NAME"
+    )
+
+
+@invite_app.command("list")
+def invite_list(ctx: typer.Context, output: OutputOption = None, server: ServerOption = None) -> None:
+    """List invites: their Roles, state, creator and expiry (never their codes)."""
+    with client_for(ctx, server) as client:
+        result = client.call("GET", "/api/v1/invites")
+    if _print(result, output):
+        return
+    rows = [
+        [
+            item["id"],
+            ",".join(item["roles"]),
+            item["state"],
+            item["created_by"],
+            _when(item["expires_at"]),
+            item["used_by"] or "<none>",
+        ]
+        for item in result["items"]
+    ]
+    typer.echo(format_table(["ID", "ROLES", "STATE", "CREATED-BY", "EXPIRES", "USED-BY"], rows))
+
+
+@invite_app.command("revoke")
+def invite_revoke(
+    ctx: typer.Context,
+    invite_id: Annotated[str, typer.Argument(help="Invite id, from skyshift invite list.")],
+    server: ServerOption = None,
+) -> None:
+    """Revoke an invite so nobody can register with it."""
+    with client_for(ctx, server) as client:
+        client.call("DELETE", f"/api/v1/invites/{invite_id}")
+    typer.echo(f"invite {invite_id} revoked")
+
+
+# ---- users ----------------------------------------------------------------------------------------
+
+
+@user_app.command("list")
+def user_list(ctx: typer.Context, server: ServerOption = None) -> None:
+    """List users and the Roles bound to each (the Roles column needs the right to list Roles)."""
+    with client_for(ctx, server) as client:
+        users = client.list_all("users")["items"]
+        try:
+            roles = client.list_all("roles")["items"]
+        except ForbiddenError:
+            roles = None  # Only the ROLES column needs this right.
+    rows = []
+    for user in users:
+        name = user["metadata"]["name"]
+        bound = [role["metadata"]["name"] for role in roles or [] if name in role["spec"].get("users", [])]
+        row = [name, user["spec"].get("email") or "<none>"]
+        if roles is not None:
+            row.append(",".join(bound) or "<none>")
+        rows.append(row)
+    headers = ["NAME", "EMAIL"] + (["ROLES"] if roles is not None else [])
+    typer.echo(format_table(headers, rows))
+
+
+@user_app.command("delete")
+def user_delete(
+    ctx: typer.Context, name: Annotated[str, typer.Argument(help="User to delete.")], server: ServerOption = None
+) -> None:
+    """Delete a user, with its password, its tokens and its Role bindings."""
+    with client_for(ctx, server) as client:
+        client.delete("users", name)
+    typer.echo(f"user.skyshift/{name} deleted")
+
+
+@user_app.command("set-password")
+def user_set_password(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="User whose password to set.")],
+    password_stdin: PasswordStdinOption = False,
+    server: ServerOption = None,
+) -> None:
+    """Set a user's password. Changing your own password requires the current one too (with
+    --password-stdin, two lines: current, then new)."""
+    with client_for(ctx, server) as client:
+        me = client.call("GET", "/api/v1/whoami")["user"]
+        body: dict[str, Any] = {}
+        if me == name:
+            body["current_password"] = _read_password(password_stdin, "Current password")
+        body["password"] = _read_password(password_stdin, "New password", confirm=True)
+        result = client.call("PUT", f"/api/v1/users/{name}/password", body)
+    typer.echo(result.get("message", f"password of user '{name}' set"))
+
+
+# ---- roles ----------------------------------------------------------------------------------------
+
+
+def _change_binding(ctx: typer.Context, server: str | None, role_name: str, user: str, bind: bool) -> bool:
+    """Add or remove `user` in the Role's binding; return False when there was nothing to change."""
+    with client_for(ctx, server) as client:
+        role = client.get("roles", role_name)
+        users: list[str] = list(role["spec"].get("users") or [])
+        if (user in users) == bind:
+            return False
+        role["spec"]["users"] = [*users, user] if bind else [name for name in users if name != user]
+        # The resource_version in `role` makes the update fail rather than overwrite a concurrent change.
+        client.update(role)
+    return True
+
+
+@role_app.command("bind")
+def role_bind(
+    ctx: typer.Context,
+    role: Annotated[str, typer.Argument(help="Role to bind.")],
+    user: Annotated[str, typer.Argument(help="User who gets the Role.")],
+    server: ServerOption = None,
+) -> None:
+    """Give a user a Role. You must hold every permission of that Role yourself."""
+    changed = _change_binding(ctx, server, role, user, bind=True)
+    typer.echo(f"role.skyshift/{role} {'bound to' if changed else 'was already bound to'} user {user}")
+
+
+@role_app.command("unbind")
+def role_unbind(
+    ctx: typer.Context,
+    role: Annotated[str, typer.Argument(help="Role to unbind.")],
+    user: Annotated[str, typer.Argument(help="User who loses the Role.")],
+    server: ServerOption = None,
+) -> None:
+    """Take a Role away from a user."""
+    changed = _change_binding(ctx, server, role, user, bind=False)
+    typer.echo(f"role.skyshift/{role} {'unbound from' if changed else 'was not bound to'} user {user}")
+
+
+# ---- tokens ---------------------------------------------------------------------------------------
+
+UserOption = Annotated[str | None, typer.Option("--user", help="Whose tokens. Default: yours.")]
+
+
+def _token_user(client: SkyShiftClient, user: str | None) -> str:
+    return user or client.call("GET", "/api/v1/whoami")["user"]
+
+
+@token_app.command("create")
+def token_create(
+    ctx: typer.Context,
+    user: UserOption = None,
+    description: Annotated[str, typer.Option("--description", help="What the token is for.")] = "",
+    lifetime: Annotated[
+        str | None, typer.Option("--lifetime", help="How long it stays valid, such as 90d. Default: until revoked.")
+    ] = None,
+    server: ServerOption = None,
+) -> None:
+    """Create a service token for automation; it is printed only now."""
+    body: dict[str, Any] = {"description": description, "lifetime_seconds": parse_duration(lifetime)}
+    with client_for(ctx, server) as client:
+        result = client.call("POST", f"/api/v1/users/{_token_user(client, user)}/tokens", body)
+    typer.echo(result["token"])
+
+
+@token_app.command("list")
+def token_list(ctx: typer.Context, user: UserOption = None, server: ServerOption = None) -> None:
+    """List a user's tokens (ids, kinds and expiry; never the tokens)."""
+    with client_for(ctx, server) as client:
+        result = client.call("GET", f"/api/v1/users/{_token_user(client, user)}/tokens")
+    rows = [
+        [
+            item["id"],
+            item["type"],
+            _when(item["created_at"]),
+            _when(item["expires_at"]),
+            item["description"] or "<none>",
+        ]
+        for item in result["items"]
+    ]
+    typer.echo(format_table(["ID", "TYPE", "CREATED", "EXPIRES", "DESCRIPTION"], rows))
+
+
+@token_app.command("revoke")
+def token_revoke(
+    ctx: typer.Context,
+    token_id: Annotated[str, typer.Argument(help="Token id, from skyshift token list.")],
+    user: UserOption = None,
+    server: ServerOption = None,
+) -> None:
+    """Revoke a token; requests with it fail from then on."""
+    with client_for(ctx, server) as client:
+        owner = _token_user(client, user)
+        client.call("DELETE", f"/api/v1/users/{owner}/tokens/{token_id}")
+    typer.echo(f"token {token_id} of user {owner} revoked")
+
+
+def register_commands(app: typer.Typer) -> None:
+    app.command("login")(login)
+    app.command("logout")(logout)
+    app.command("whoami")(whoami)
+    app.command("register")(register)
+    app.add_typer(config_app, name="config")
+    app.add_typer(invite_app, name="invite")
+    app.add_typer(user_app, name="user")
+    app.add_typer(role_app, name="role")
+    app.add_typer(token_app, name="token")

@@ -1,0 +1,78 @@
+"""The audit log: who did what, when, and the outcome, for mutating and denied requests."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from auth_helpers import create_user
+
+
+def entries(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_mutating_request_recorded(api, audit_log_path):
+    api.post("/api/v1/namespaces/default/jobs", json={"kind": "Job", "metadata": {"name": "audited"}})
+
+    (entry,) = [item for item in entries(audit_log_path) if item["path"] == "/api/v1/namespaces/default/jobs"]
+
+    assert entry["user"] == "admin"
+    assert entry["method"] == "POST"
+    assert (entry["verb"], entry["resource"], entry["namespace"], entry["name"]) == (
+        "create",
+        "jobs",
+        "default",
+        "audited",
+    )
+    assert (entry["code"], entry["outcome"]) == (201, "allowed")
+    assert entry["source"] == "127.0.0.1"
+    assert datetime.fromisoformat(entry["time"]).tzinfo is not None
+
+
+def test_reads_not_recorded(api, audit_log_path):
+    api.get("/api/v1/namespaces/default/jobs")
+
+    assert not [item for item in entries(audit_log_path) if item["method"] == "GET"]
+
+
+def test_denied_read_recorded(api, client_as, audit_log_path):
+    client_as(create_user(api, "nora")).get("/api/v1/clusters")
+
+    (entry,) = [item for item in entries(audit_log_path) if item["path"] == "/api/v1/clusters"]
+
+    assert (entry["user"], entry["verb"], entry["resource"]) == ("nora", "list", "clusters")
+    assert (entry["code"], entry["outcome"]) == (403, "denied")
+    assert "may not list clusters" in entry["reason"]
+
+
+def test_unauthenticated_request_recorded(anonymous_api, audit_log_path):
+    anonymous_api.delete("/api/v1/clusters/c1")
+
+    (entry,) = [item for item in entries(audit_log_path) if item["path"] == "/api/v1/clusters/c1"]
+
+    assert entry["user"] is None
+    assert (entry["code"], entry["outcome"]) == (401, "unauthenticated")
+
+
+def test_failed_login_recorded_without_password(anonymous_api, audit_log_path):
+    anonymous_api.post("/api/v1/login", json={"username": "admin", "password": "s3cret guess"})
+
+    (entry,) = [item for item in entries(audit_log_path) if item["path"] == "/api/v1/login"]
+
+    assert (entry["user"], entry["outcome"]) == ("admin", "unauthenticated")
+    assert "s3cret guess" not in audit_log_path.read_text()
+
+
+def test_failed_write_recorded(api, audit_log_path):
+    api.delete("/api/v1/namespaces/default/jobs/missing")
+
+    (entry,) = [item for item in entries(audit_log_path) if item["path"].endswith("/jobs/missing")]
+
+    assert (entry["verb"], entry["code"], entry["outcome"]) == ("delete", 404, "failed")
+
+
+def test_audit_log_mode_0600(api, audit_log_path):
+    api.post("/api/v1/namespaces", json={"kind": "Namespace", "metadata": {"name": "audited"}})
+
+    assert audit_log_path.stat().st_mode & 0o777 == 0o600

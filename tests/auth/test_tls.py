@@ -1,0 +1,297 @@
+"""TLS for the API server and for etcd client connections, with a throwaway CA made by `cryptography`.
+
+etcd runs here with client TLS (its own certificate, and client certificates required) and, in a
+second setup, with TLS and etcd's user/password authentication, all on loopback ports.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from skyshift_core.api.app import ApiSettings
+from skyshift_core.api.server import ServerThread
+from skyshift_core.auth.bootstrap import bootstrap_admin_token
+from skyshift_core.client import AsyncSkyShiftClient, SkyShiftClient
+from skyshift_core.errors import ServerUnreachableError, SkyShiftError, UnavailableError
+from skyshift_core.local.processes import free_port, reap, stop_process, wait_for_port
+from skyshift_core.objects import Namespace
+from skyshift_core.store import Store
+from skyshift_core.store.tls import EtcdTls
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("etcd") is None, reason="etcd is not installed: apt-get install -y etcd-server"
+)
+
+
+@dataclass
+class Pki:
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    other_ca: Path
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _write_key(path: Path, key) -> Path:
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return path
+
+
+def _write_cert(path: Path, cert: x509.Certificate) -> Path:
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def _ca(name: str):
+    key = _key()
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )  # fmt: skip
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def _leaf(ca_key, ca_cert, common_name: str, usage) -> tuple:
+    key = _key()
+    now = datetime.datetime.now(datetime.timezone.utc)
+    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return key, cert
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> Pki:
+    directory = tmp_path_factory.mktemp("pki")
+    ca_key, ca_cert = _ca("skyshift test CA")
+    server_key, server_cert = _leaf(ca_key, ca_cert, "127.0.0.1", ExtendedKeyUsageOID.SERVER_AUTH)
+    client_key, client_cert = _leaf(ca_key, ca_cert, "skyshift-api", ExtendedKeyUsageOID.CLIENT_AUTH)
+    _, other_cert = _ca("unrelated CA")
+    return Pki(
+        ca=_write_cert(directory / "ca.pem", ca_cert),
+        server_cert=_write_cert(directory / "server.pem", server_cert),
+        server_key=_write_key(directory / "server-key.pem", server_key),
+        client_cert=_write_cert(directory / "client.pem", client_cert),
+        client_key=_write_key(directory / "client-key.pem", client_key),
+        other_ca=_write_cert(directory / "other-ca.pem", other_cert),
+    )
+
+
+class TlsEtcd:
+    """One etcd member on loopback that serves clients over TLS only."""
+
+    def __init__(self, pki: Pki, data_dir: Path, client_cert_auth: bool):
+        self.port, peer = free_port(), free_port()
+        self.endpoint = f"127.0.0.1:{self.port}"
+        self.pki = pki
+        command = [
+            "etcd", "--name", "tls", "--data-dir", str(data_dir),
+            "--listen-client-urls", f"https://127.0.0.1:{self.port}",
+            "--advertise-client-urls", f"https://127.0.0.1:{self.port}",
+            "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+            "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+            "--initial-cluster", f"tls=http://127.0.0.1:{peer}",
+            "--cert-file", str(pki.server_cert), "--key-file", str(pki.server_key), "--log-level", "warn",
+        ]  # fmt: skip
+        if client_cert_auth:
+            # etcd 3.4 requires client certificates whenever --trusted-ca-file is set.
+            command += ["--client-cert-auth", "--trusted-ca-file", str(pki.ca)]
+        self.log = data_dir.parent / "etcd.log"
+        with open(self.log, "wb") as output:
+            self.process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        assert wait_for_port("127.0.0.1", self.port, 20, pid=self.process.pid), self.log.read_text()
+
+    def etcdctl(self, *args: str) -> None:
+        command = [
+            "etcdctl", "--endpoints", f"https://{self.endpoint}", "--cacert", str(self.pki.ca),
+            "--cert", str(self.pki.client_cert), "--key", str(self.pki.client_key), *args,
+        ]  # fmt: skip
+        subprocess.run(
+            command, check=True, capture_output=True, timeout=30, env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"}
+        )
+
+    def stop(self) -> None:
+        stop_process(self.process.pid)
+        reap(self.process.pid)
+
+
+@pytest.fixture
+def mtls_etcd(pki, tmp_path):
+    etcd = TlsEtcd(pki, tmp_path / "data", client_cert_auth=True)
+    yield etcd
+    etcd.stop()
+
+
+@pytest.fixture
+def password_etcd(pki, tmp_path):
+    """etcd over TLS with authentication on: user root, password 'etcd root password'."""
+    etcd = TlsEtcd(pki, tmp_path / "data", client_cert_auth=False)
+    etcd.etcdctl("user", "add", "root:etcd root password")
+    etcd.etcdctl("auth", "enable")
+    yield etcd
+    etcd.stop()
+
+
+async def test_store_over_mutual_tls(mtls_etcd, pki):
+    store = Store(
+        [mtls_etcd.endpoint], root="/tls", tls=EtcdTls(str(pki.ca), str(pki.client_cert), str(pki.client_key))
+    )
+    try:
+        created = await store.create(Namespace(metadata={"name": "over-tls"}))
+        fetched = await store.get(Namespace, None, "over-tls")
+    finally:
+        await store.close()
+
+    assert fetched.metadata.uid == created.metadata.uid
+
+
+async def test_store_without_client_certificate_fails(mtls_etcd, pki):
+    store = Store([mtls_etcd.endpoint], root="/tls", deadline=2, tls=EtcdTls(str(pki.ca)))
+    try:
+        with pytest.raises(SkyShiftError):
+            await store.ping()
+    finally:
+        await store.close()
+
+
+async def test_store_with_untrusted_server_fails(mtls_etcd, pki):
+    tls = EtcdTls(str(pki.other_ca), str(pki.client_cert), str(pki.client_key))
+    store = Store([mtls_etcd.endpoint], root="/tls", deadline=2, tls=tls)
+    try:
+        with pytest.raises(UnavailableError):
+            await store.ping()
+    finally:
+        await store.close()
+
+
+async def test_store_with_etcd_user_and_password(password_etcd, pki):
+    tls = EtcdTls(str(pki.ca))
+    store = Store([password_etcd.endpoint], root="/auth", tls=tls, username="root", password="etcd root password")
+    wrong = Store([password_etcd.endpoint], root="/auth", deadline=2, tls=tls, username="root", password="wrong")
+    try:
+        await store.create(Namespace(metadata={"name": "with-password"}))
+        assert (await store.get(Namespace, None, "with-password")).metadata.name == "with-password"
+        with pytest.raises(SkyShiftError):
+            await wrong.ping()
+    finally:
+        await store.close()
+        await wrong.close()
+
+
+def test_etcd_tls_needs_certificate_and_key_together(pki):
+    with pytest.raises(SkyShiftError) as raised:
+        EtcdTls(str(pki.ca), cert_file=str(pki.client_cert))
+    assert "both a certificate and its key" in raised.value.message
+
+
+@pytest.fixture
+async def https_api(mtls_etcd, pki):
+    """An API server serving HTTPS, over etcd with mutual TLS; yields (url, admin token)."""
+    settings = ApiSettings(
+        etcd_endpoints=[mtls_etcd.endpoint],
+        etcd_root="/https",
+        etcd_ca_file=str(pki.ca),
+        etcd_cert_file=str(pki.client_cert),
+        etcd_key_file=str(pki.client_key),
+        tls_cert_file=str(pki.server_cert),
+        tls_key_file=str(pki.server_key),
+    )
+    store = Store(settings.etcd_endpoints, root=settings.etcd_root, tls=settings.etcd_tls())
+    try:
+        token = await bootstrap_admin_token(store)
+    finally:
+        await store.close()
+    server = ServerThread(settings, free_port()).start()
+    try:
+        yield server.url, token
+    finally:
+        server.stop()
+
+
+def test_https_api_with_ca_file(https_api, pki):
+    url, token = https_api
+
+    with SkyShiftClient(url, token=token, ca_file=str(pki.ca)) as client:
+        created = client.create({"kind": "Job", "metadata": {"name": "secure"}, "spec": {"run": "true"}})
+        listed = client.list("jobs")["items"]
+
+    assert url.startswith("https://")
+    assert [item["metadata"]["name"] for item in listed] == [created["metadata"]["name"]]
+
+
+async def test_https_api_async_client(https_api, pki):
+    url, token = https_api
+
+    async with AsyncSkyShiftClient(url, token=token, ca_file=str(pki.ca)) as client:
+        created = await client.create({"kind": "Job", "metadata": {"name": "async-secure"}, "spec": {"run": "true"}})
+        fetched = await client.get("jobs", "async-secure")
+
+    assert fetched["metadata"]["uid"] == created["metadata"]["uid"]
+
+
+def test_https_api_rejects_untrusted_client(https_api, pki):
+    url, token = https_api
+
+    with SkyShiftClient(url, token=token, ca_file=str(pki.other_ca), timeout=5) as client:
+        with pytest.raises((ServerUnreachableError, UnavailableError)) as raised:
+            client.list("jobs")
+    assert "CERTIFICATE_VERIFY_FAILED" in raised.value.message
+
+
+def test_https_api_refuses_plain_http(https_api):
+    url, _ = https_api
+
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(url.replace("https://", "http://") + "/healthz", timeout=5)
