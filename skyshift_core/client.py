@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Self
@@ -22,6 +23,7 @@ from skyshift_core.errors import (
     AlreadyExistsError,
     BadRequestError,
     ConflictError,
+    ForbiddenError,
     GoneError,
     InvalidError,
     LeaseLostError,
@@ -29,6 +31,8 @@ from skyshift_core.errors import (
     PluginError,
     ServerUnreachableError,
     SkyShiftError,
+    TooManyRequestsError,
+    UnauthorizedError,
     UnavailableError,
 )
 from skyshift_core.objects import Object, resolve_kind
@@ -44,6 +48,9 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_WATCH_IDLE_TIMEOUT = 60.0
 # Page size of `list_all`; 500 is kubectl's default chunk size.
 DEFAULT_PAGE_SIZE = 500
+# Idle seconds before the async client drops a kept-alive connection. uvicorn closes idle
+# connections after 5 s, and reusing one it has closed fails with "connection reset".
+KEEPALIVE_SECONDS = 3.0
 
 PatchType = Literal["merge", "json"]
 PATCH_CONTENT_TYPES: dict[str, str] = {
@@ -64,16 +71,22 @@ _ERRORS_BY_REASON: dict[str, type[SkyShiftError]] = {
         UnavailableError,
         PluginError,
         LeaseLostError,
+        UnauthorizedError,
+        ForbiddenError,
+        TooManyRequestsError,
     )
 }
 _ERRORS_BY_REASON["Gone"] = GoneError
 # HTTP status -> exception class, for responses without a known Status reason.
 _ERRORS_BY_CODE: dict[int, type[SkyShiftError]] = {
     400: BadRequestError,
+    401: UnauthorizedError,
+    403: ForbiddenError,
     404: NotFoundError,
     409: ConflictError,
     410: GoneError,
     422: InvalidError,
+    429: TooManyRequestsError,
     503: UnavailableError,
 }
 
@@ -187,6 +200,7 @@ class _ClientBase:
         timeout: float = DEFAULT_TIMEOUT,
         token: str | None = None,
         headers: Mapping[str, str] | None = None,
+        ca_file: str | None = None,
     ):
         server_url = server_url.strip().rstrip("/")
         if not server_url.startswith(("http://", "https://")):
@@ -200,6 +214,22 @@ class _ClientBase:
             self.headers["Authorization"] = f"Bearer {token}"
         # Extra headers sent with every request, such as a leader's X-SkyShift-Fence.
         self.headers.update(headers or {})
+        # PEM bundle of the CAs that may sign an https server's certificate; None trusts the system's.
+        self.ca_file = ca_file
+        self._ssl_context: ssl.SSLContext | None = None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """Return the TLS context that trusts `ca_file`, or None to use the system's trusted CAs."""
+        if self.ca_file is None or self._ssl_context is not None:
+            return self._ssl_context
+        try:
+            self._ssl_context = ssl.create_default_context(cafile=self.ca_file)
+        except (OSError, ssl.SSLError) as error:
+            raise InvalidError(
+                f"cannot load the CA file {self.ca_file!r}: {error}; "
+                "pass a PEM file with the CA that signed the API server's certificate"
+            ) from error
+        return self._ssl_context
 
     # ---- paths ----------------------------------------------------------------------------
 
@@ -377,9 +407,12 @@ class SkyShiftClient(_ClientBase):
         timeout: float = DEFAULT_TIMEOUT,
         token: str | None = None,
         headers: Mapping[str, str] | None = None,
+        ca_file: str | None = None,
     ):
-        super().__init__(server_url, timeout, token, headers)
-        self._http = httpx.Client(base_url=self.server_url, timeout=timeout, headers=self.headers)
+        super().__init__(server_url, timeout, token, headers, ca_file)
+        self._http = httpx.Client(
+            base_url=self.server_url, timeout=timeout, headers=self.headers, verify=self.ssl_context() or True
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -521,6 +554,17 @@ class SkyShiftClient(_ClientBase):
             raise self._watch_error(request, error, idle_timeout) from error
 
 
+    def call(self, method: str, path: str, body: Any = None, params: Mapping[str, str] | None = None) -> Any:
+        """Send one request to an API path (such as `/api/v1/whoami`), with a JSON body when given.
+
+        Returns the decoded JSON response; raises the mapped exception for an error status."""
+        if body is None:
+            request = ApiRequest(method, path)
+        else:
+            request = self._json_request(method, path, body)
+        request.params = dict(params or {})
+        return self._send(request)
+
     def explain_job(self, name: str, namespace: str | None = None) -> dict[str, Any]:
         """The Job's last scheduling cycle: verdicts per cluster, scores and the division."""
         path = self.item_path(resolve_model("Job"), namespace or "default", name, "explain")
@@ -568,8 +612,9 @@ class AsyncSkyShiftClient(_ClientBase):
         timeout: float = DEFAULT_TIMEOUT,
         token: str | None = None,
         headers: Mapping[str, str] | None = None,
+        ca_file: str | None = None,
     ):
-        super().__init__(server_url, timeout, token, headers)
+        super().__init__(server_url, timeout, token, headers, ca_file)
         self._http: aiohttp.ClientSession | None = None
 
     def _session(self) -> aiohttp.ClientSession:
@@ -578,7 +623,9 @@ class AsyncSkyShiftClient(_ClientBase):
             self._http = aiohttp.ClientSession(
                 headers=self.headers,
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
-                connector=aiohttp.TCPConnector(limit=100),
+                connector=aiohttp.TCPConnector(
+                    limit=100, ssl=self.ssl_context() or True, keepalive_timeout=KEEPALIVE_SECONDS
+                ),
             )
         return self._http
 

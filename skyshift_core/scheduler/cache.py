@@ -23,6 +23,8 @@ from skyshift_core.scheduler.framework import ClusterInfo, NodeInfo, replica_req
 
 # Task states in which the cluster's capacity report already includes (or no longer needs) the replica.
 _STARTED = {"Running", "Succeeded", "Failed"}
+# Stamp of a started replica that a capacity report already covers; below every real time.
+_SETTLED = float("-inf")
 
 JobKey = tuple[str, str]  # (namespace, name)
 
@@ -68,7 +70,8 @@ class SchedulerCache:
         self._assumed: dict[JobKey, tuple[dict[str, int], int]] = {}
         self._jobs: dict[JobKey, Job] = {}
         # job key -> cluster -> wall-clock times at which started replicas were first seen; each
-        # keeps its reservation until a capacity report observed after that time arrives.
+        # keeps its reservation until a capacity report observed after that time arrives, and is
+        # then marked _SETTLED (not dropped, so a later update of the Job does not stamp it again).
         self._settling: dict[JobKey, dict[str, list[float]]] = {}
 
     # ---- clusters -----------------------------------------------------------------------
@@ -152,7 +155,10 @@ class SchedulerCache:
             stamps = settling.get(cluster, [])
             count = started.get(cluster, 0)
             stamps = stamps[:count] + [now] * max(0, count - len(stamps))
-            settling[cluster] = stamps
+            if stamps:
+                settling[cluster] = stamps
+            else:
+                settling.pop(cluster, None)
         if job.status.phase in (JobPhase.SUCCEEDED, JobPhase.FAILED):
             settling.clear()
 
@@ -164,13 +170,13 @@ class SchedulerCache:
         assumed = self._assumed.get(key)
         wanted = dict(assumed[0]) if assumed is not None else pending_replicas(job)
         settling = self._settling.get(key, {})
-        for cluster in list(settling):
+        for cluster, stamps in settling.items():
             observed = self._observed(cluster)
-            settling[cluster] = [stamp for stamp in settling[cluster] if observed is None or stamp >= observed]
-            if settling[cluster]:
-                wanted[cluster] = wanted.get(cluster, 0) + len(settling[cluster])
-            else:
-                del settling[cluster]
+            if observed is not None:
+                stamps[:] = [_SETTLED if stamp < observed else stamp for stamp in stamps]
+            unsettled = sum(1 for stamp in stamps if stamp != _SETTLED)
+            if unsettled:
+                wanted[cluster] = wanted.get(cluster, 0) + unsettled
         return wanted
 
     def _observed(self, cluster: str) -> float | None:
