@@ -56,7 +56,8 @@ def explain(
 
 def render_explanation(record: dict) -> str:
     job = record["job"]
-    lines = [f"Job:        {job['namespace']}/{job['name']} ({job['replicas']} replicas, profile {job['scheduler_name']})"]
+    noun = "replica" if job["replicas"] == 1 else "replicas"
+    lines = [f"Job:        {job['namespace']}/{job['name']} ({job['replicas']} {noun}, profile {job['scheduler_name']})"]
     lines.append(f"Phase:      {record['phase']}")
     placement = record.get("placement") or {}
     lines.append("Placement:  " + (", ".join(f"{name}={count}" for name, count in sorted(placement.items())) or "<none>"))
