@@ -62,6 +62,9 @@ class Skylet:
         self._ready = False
         # (work key, warning) pairs already recorded as Events by this skylet.
         self._warned: set[tuple[str, str]] = set()
+        # (namespace, name) -> resource_version of this skylet's last task write to that Job, kept
+        # until the Job informer shows the write; see _task_writes_seen.
+        self._unseen_task_writes: dict[tuple[str, str], int] = {}
 
     def wake(self) -> None:
         """Run the next cycle now; informer handlers call this when a Job on this cluster changes."""
@@ -101,6 +104,8 @@ class Skylet:
         """One pass of the three controllers."""
         health = await self.manager.health()
         nodes = await self.manager.nodes() if health.ready else {}
+        if self._task_writes_seen():
+            self._last_report = None  # Report now, not at the periodic refresh.
         await self._report_cluster(health.ready, health.reason, health.message, nodes)
         self._ready = health.ready
         if not health.ready or not self.jobs.has_synced:
@@ -138,6 +143,25 @@ class Skylet:
         cluster.metadata.resource_version = None
         await self.client.update_status(cluster)
         self._last_report, self._last_report_time = report, now
+
+    def _task_writes_seen(self) -> bool:
+        """Forget the task writes that the Job informer now shows; return True if there were any.
+
+        The scheduler holds a started replica's reservation until a capacity report observed after
+        the scheduler saw the start arrives. Its handler runs when this informer applies the write
+        (when the scheduler runs in this process, on the same informer), so a report written once
+        the write is seen is observed after that moment. Without it, the started replica would
+        count twice, in the report and in the reservation, until the periodic refresh.
+        """
+        seen = []
+        for (namespace, name), version in self._unseen_task_writes.items():
+            job = self.jobs.get(name, namespace)
+            current = job.metadata.resource_version if job is not None else None
+            if job is None or not (current or "").isdigit() or int(current) >= version:
+                seen.append((namespace, name))
+        for key in seen:
+            del self._unseen_task_writes[key]
+        return bool(seen)
 
     async def _report_error(self, message: str) -> None:
         try:
@@ -212,13 +236,17 @@ class Skylet:
                 {"op": "replace", "path": f"{base}/manager_job_ids", "value": list(status.manager_job_ids)},
             ]
             try:
-                await self.client.patch(
+                written = await self.client.patch(
                     Job, job.metadata.name, patch, job.metadata.namespace, patch_type="json", subresource="status"
                 )
             except (InvalidError, NotFoundError, ConflictError) as error:
                 logger.info(
                     "Skylet %s: skipped a stale status write for Job %s: %s", self.cluster, job.metadata.name, error
                 )
+                continue
+            version = str(written.get("metadata", {}).get("resource_version") or "")
+            if version.isdigit():
+                self._unseen_task_writes[(job.metadata.namespace or "default", job.metadata.name)] = int(version)
 
     # ---- service controller --------------------------------------------------------------
 

@@ -200,6 +200,29 @@ def test_cache_holds_started_replica_until_a_later_report():
     assert cache.cluster_infos()[0].nodes[0].allocatable.cpus == 1
 
 
+def test_cache_settled_replica_stays_released():
+    now = [1000.0]
+    cache = SchedulerCache(clock=lambda: now[0])
+    cache.set_cluster(make_cluster("a", 2))
+    placed = job(replicas=1)
+    placed.status.placement = {"a": 1}
+    placed.status.placement_generation = 1
+    placed.status.clusters = {"a": ClusterShare(replicas=1, tasks={"0": TaskStatus(state="Running")})}
+    cache.set_job(placed)
+
+    # A report observed at t=1001, after the start was seen at t=1000, counts the running
+    # replica: 2 - 1 = 1 CPU free and nothing reserved.
+    cache.set_cluster(make_cluster("a", 2, allocatable=1, observed=1001.0))
+    assert cache.cluster_infos()[0].nodes[0].allocatable.cpus == 1
+
+    # A later update of the Job (here its phase) must not reserve the started replica again:
+    # still 1 CPU free, not 1 - 1 = 0 until the next report.
+    now[0] = 1002.0
+    placed.status.phase = "Running"
+    cache.set_job(placed)
+    assert cache.cluster_infos()[0].nodes[0].allocatable.cpus == 1
+
+
 def test_cache_survives_fresh_capacity_report():
     cache = SchedulerCache()
     cache.set_cluster(make_cluster("a", 4))
