@@ -11,12 +11,12 @@ attaches the cluster with `interface: cli`, and measures:
     create has returned (accepted), every Job is placed, every Job has a Slurm job id, Slurm runs
     every job, and every Job is Running or Succeeded. The same N jobs go through `sbatch` (C in
     flight) for comparison.
-Trials alternate sbatch and SkyShift, after one untimed warm-up of each, and each waits a random
-time first (see --jitter in main). Both sides poll every 50 ms and take the time at which a
-poll's response arrives. A SkyShift poll also lists the Slurm queue, so each trial records when
-the placement, the Slurm job and its states, and the skylet's task states first appeared. From
-these the table derives SkyShift's own share of a trial, which excludes the time the job spends
-in Slurm.
+Trials alternate sbatch and SkyShift, after one untimed warm-up of each, and each starts after a
+random wait (see --jitter in main). Both sides poll every 50 ms and take the time at
+which a poll's response arrives. A SkyShift poll also lists the Slurm queue, so each trial
+records when the placement, the Slurm job and its states, and the skylet's task states first
+appeared. From these the table derives SkyShift's own share of a trial, which excludes the time
+the job spends in Slurm.
 Everything started here is stopped by PID at the end.
 
 Run: python benchmarks/slurm_latency.py [--repetitions 10] [--batch 100]
@@ -514,10 +514,10 @@ def main() -> None:
     parser.add_argument(
         "--batch-interval", type=float, default=0.2, help="seconds between polls of the whole batch (one list each)"
     )
-    # A random wait before each trial makes submissions fall at random points of Slurm's scheduling
-    # timer (slurm.conf(5): batch_sched_delay, 3 s by default, can delay a batch job's start) and so
-    # at random points of the skylet's poll. Back-to-back trials lock both timers to the trials'
-    # rhythm and show the same, possibly lucky, delays every time.
+    # Trials run back to back showed the same Slurm start delay and the same skylet poll lag in
+    # every trial, locked to the trials' rhythm. A random wait before each trial spreads the
+    # submissions over the phases of Slurm's scheduling, which may defer a batch job by up to
+    # batch_sched_delay (slurm.conf(5), 3 s by default), and of the skylet's poll.
     parser.add_argument(
         "--jitter", type=float, default=3.0, help="max seconds of random wait before each trial (0 turns it off)"
     )
@@ -542,8 +542,8 @@ def main() -> None:
     shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
     etcd_dir = Path(tempfile.mkdtemp(prefix="skyshift-slurm-bench-etcd-", dir=shm))
 
-    # Every job needs one CPU, so the declared node fits the whole batch at once plus room for
-    # the latency jobs; slurm.conf declares it, so it need not match this machine.
+    # Every job needs one CPU, so the node fits the whole batch at once plus the latency jobs.
+    # slurm.conf declares these CPUs and this memory, so they need not exist on this machine.
     cpus = args.batch + 8
     cluster = LocalSlurmCluster("skyshift-bench", directory / "cluster", cpus=cpus, memory_mb=cpus * 256,
                                 munge_dir=directory / "munge")  # fmt: skip

@@ -131,8 +131,8 @@ async def test_replica_moves_off_stopped_slurmctld(async_client, control_plane, 
     # The controller goes away; slurmd and the job it runs stay, as in a real controller outage.
     await asyncio.to_thread(east.stop_slurmctld)
 
-    # A skylet cycle that was past its health check when slurmctld stopped fails on squeue and
-    # records reason ClusterManagerError first; the next cycle's `scontrol ping` gives SlurmctldDown.
+    # A skylet cycle that is past its health check when slurmctld stops fails on squeue and
+    # records reason ClusterManagerError. The next cycle's `scontrol ping` gives SlurmctldDown.
     async def east_down():
         status = (await async_client.get("Cluster", "failover-east"))["status"]
         ready = [condition for condition in status["conditions"] if condition["type"] == "Ready"]
