@@ -18,7 +18,7 @@ from skyshift_core.objects import Job, NodeResources, Service, TaskStatus
 
 
 class ClusterManagerError(Exception):
-    """A backend call failed. `retryable` says whether the skylet should try again with backoff."""
+    """A backend call failed. `retryable` tells the skylet whether to try again with backoff."""
 
     def __init__(self, message: str, *, retryable: bool = True):
         super().__init__(message)
@@ -68,7 +68,7 @@ class WorkUnit:
 
 @dataclass
 class WorkStatus:
-    """What a backend reports for one submitted share."""
+    """The status a backend reports for one submitted share."""
 
     key: str
     # Replica index (global, as a string) -> state. States use the Job phase vocabulary:

@@ -82,7 +82,7 @@ class SchedulerReconciler:
     # ---- which Jobs a change concerns ----------------------------------------------------
 
     def requests_for_cluster(self, cluster: Cluster) -> list[Request]:
-        """A cluster change may make room for waiting Jobs or strand the Jobs placed on it."""
+        """Return the Jobs a cluster change concerns: waiting Jobs it may make room for, and Jobs placed on it."""
         name = cluster.metadata.name
         return [
             Request.for_object(job)
@@ -220,7 +220,7 @@ class SchedulerReconciler:
     async def _write_unscheduled(self, job: Job, reason: str, message: str, decision: Decision | None) -> None:
         existing = next((c for c in job.status.conditions if c.type == SCHEDULED), None)
         if existing and existing.status == "False" and existing.reason == reason and existing.message == message:
-            return  # Nothing new to say; do not churn the object.
+            return  # The condition is unchanged, so skip the write rather than churn the object.
         updated = job.model_copy(deep=True)
         updated.status.conditions = set_condition(
             updated.status.conditions,

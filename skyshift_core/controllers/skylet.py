@@ -101,7 +101,7 @@ class Skylet:
                     logger.warning("Skylet %s: stopping the cluster manager failed: %s", self.cluster, error)
 
     async def cycle(self) -> None:
-        """One pass of the three controllers."""
+        """Run one pass of the three controllers."""
         health = await self.manager.health()
         nodes = await self.manager.nodes() if health.ready else {}
         if self._task_writes_seen():

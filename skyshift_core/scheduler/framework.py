@@ -171,13 +171,13 @@ class CycleState(dict):
     """Scratch space shared by the plugins of one cycle for one Job, discarded afterwards."""
 
     def request(self, job: Job) -> ResourceList:
-        """The Job's per-replica request, computed once per cycle."""
+        """Return the Job's per-replica request, computed once per cycle."""
         if "request" not in self:
             self["request"] = replica_request(job)
         return self["request"]
 
     def fit_count(self, job: Job, cluster: "ClusterInfo") -> int:
-        """The cluster's fit count for the Job, computed once per cycle."""
+        """Return the cluster's fit count for the Job, computed once per cycle."""
         fits = self.setdefault("fit_counts", {})
         if cluster.name not in fits:
             fits[cluster.name] = cluster.fit_count(self.request(job))
@@ -246,7 +246,7 @@ class ReservePlugin(Plugin):
 
 
 def replica_request(job: Job) -> ResourceList:
-    """The resources one replica of the Job requests."""
+    """Return the resources that one replica of the Job requests."""
     resources = job.spec.resources
     return ResourceList(
         cpus=resources.cpus,
