@@ -78,6 +78,10 @@ class WorkStatus:
     # Things the user should know about the work, such as "image ubuntu:22.04 was not used: the
     # cluster runs commands on the host"; the skylet records each as a Warning Event on the Job.
     warnings: list[str] = field(default_factory=list)
+    # True when the backend found only part of the share's objects, for example after a crash
+    # between the creates of a share that takes several; the skylet then calls `submit` again,
+    # which creates what is missing.
+    partial: bool = False
 
 
 @dataclass

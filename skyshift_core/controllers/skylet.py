@@ -187,7 +187,7 @@ class Skylet:
             await self.manager.delete(key)
             statuses.pop(key, None)
         for key, (job, unit) in sorted(desired.items()):
-            if key in statuses:
+            if key in statuses and not statuses[key].partial:
                 continue
             if job.status.phase in (JobPhase.SUCCEEDED, JobPhase.FAILED):
                 continue  # Finished work that the backend has since purged is not run again.

@@ -17,12 +17,12 @@ from typing import Any
 
 from skyshift_k8s.api import KubernetesApi, KubernetesApiError
 from skyshift_k8s.objects import CONTAINER_NAME
-from skyshift_k8s.states import is_terminal, job_finished, pods_by_replica
+from skyshift_k8s.states import is_terminal, share_finished, share_pods_by_replica
 
 logger = logging.getLogger(__name__)
 
-# Returns the share's workload (None once it is deleted) and its pods.
-FindWork = Callable[[], Awaitable[tuple[dict[str, Any] | None, list[dict[str, Any]]]]]
+# Returns the share's workloads (none once it is deleted) and its pods.
+FindWork = Callable[[], Awaitable[tuple[list[dict[str, Any]], list[dict[str, Any]]]]]
 
 # RFC 3339 time at the start of a line read with timestamps=true, such as 2024-05-01T10:00:00.123456789Z.
 _TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d) (.*)$", re.DOTALL)
@@ -166,10 +166,10 @@ async def follow_logs(
     try:
         while True:
             if len(streams) < len(selected):
-                workload, pods = await find_work()
-                if workload is None:
+                workloads, pods = await find_work()
+                if not workloads:
                     return  # Deleted while being followed.
-                replicas = pods_by_replica(workload, pods)
+                replicas = share_pods_by_replica(workloads, pods)
                 for index in selected:
                     pod = replicas.get(index)
                     if index in streams or index in ended:
@@ -177,7 +177,7 @@ async def follow_logs(
                     if container_started(pod):
                         streams[index] = _PodLogStream(api, index, pod, tail, emit)
                         streams[index].start()
-                    elif (pod is not None and is_terminal(pod)) or job_finished(workload):
+                    elif (pod is not None and is_terminal(pod)) or share_finished(workloads):
                         # Finished without running, for example an image that never pulled.
                         ended.add(index)
             if len(ended) >= len(selected):

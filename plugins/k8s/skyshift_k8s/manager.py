@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
@@ -28,11 +29,12 @@ from skyshift_k8s.objects import (
     namespace_manifest,
     replica_indices,
     service_manifest,
+    share_complete,
     work_key,
     work_selector,
-    workload_manifest,
+    workload_manifests,
 )
-from skyshift_k8s.states import is_active, pods_by_replica, workload_tasks
+from skyshift_k8s.states import is_active, share_pods_by_replica, share_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +50,8 @@ class KubernetesClusterManager(ClusterManager):
     """A Kubernetes cluster reached with a kubeconfig context or in-cluster credentials.
 
     A share runs as a batch/v1 Job in Indexed completion mode (restart policy Never or OnFailure)
-    or as an apps/v1 Deployment (Always), in the namespace `<namespace_prefix><SkyShift namespace>`.
+    or as one apps/v1 Deployment of one pod per replica (Always), in the namespace
+    `<namespace_prefix><SkyShift namespace>`.
     """
 
     provides: ClassVar[str] = "Kubernetes clusters: Indexed Jobs, Deployments and Services through the API server"
@@ -58,6 +61,10 @@ class KubernetesClusterManager(ClusterManager):
     supports_watch: ClassVar[bool] = True
     # Seconds between looks for pods that have not started while following logs.
     follow_poll_seconds: float = 0.5
+    # Seconds a workload that submit created counts as existing without the informers listing it.
+    # Informers list a new object within milliseconds; if one is slower, the skylet submits the
+    # share again, which finds what exists (409 AlreadyExists) and creates nothing twice.
+    submitted_ttl_seconds: float = 5.0
 
     def __init__(self, name: str, config: Mapping[str, Any]):
         settings = parse_config(config)
@@ -67,8 +74,10 @@ class KubernetesClusterManager(ClusterManager):
         self._informers: dict[str, Informer] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listeners: set[asyncio.Event] = set()
-        # Workloads created or found by submit, kept until the informer has seen them.
-        self._submitted: dict[str, dict[str, Any]] = {}
+        # Workloads created or found by submit, per key and name, each with the monotonic time of the
+        # submit. Each is kept until the informers list it, or for at most `submitted_ttl_seconds`
+        # (deleted before the informer saw it), like the expectations of Kubernetes' controllers.
+        self._submitted: dict[str, dict[str, tuple[float, dict[str, Any]]]] = {}
         self._namespaces: set[str] = set()
         self._server_version = ""
         # The last task states reported per key, to keep exit codes and restart counts once the
@@ -177,9 +186,20 @@ class KubernetesClusterManager(ClusterManager):
         self._namespaces.add(namespace)
 
     async def submit(self, unit: WorkUnit) -> WorkStatus:
-        """Create the share's Job or Deployment, or find it when it exists (AlreadyExists counts as found)."""
+        """Create the share's Job or Deployments, or find those that exist (AlreadyExists counts as found)."""
         api = await self._connection()
-        manifest = workload_manifest(unit, self.settings, self.name)
+        manifests = workload_manifests(unit, self.settings, self.name)
+        await self._ensure_namespace(api, manifests[0]["metadata"]["namespace"], unit.job.metadata.namespace or "default")
+        workloads = [await self._create_or_find(api, unit, manifest) for manifest in manifests]
+        now = time.monotonic()
+        self._submitted[unit.key] = {workload["metadata"]["name"]: (now, workload) for workload in workloads}
+        pods = []
+        pod_informer = self._informers.get("pods")
+        if pod_informer is not None and pod_informer.has_synced:
+            pods = [pod for pod in pod_informer.items() if work_key(pod) == unit.key]
+        return self._work_status(workloads, pods)
+
+    async def _create_or_find(self, api: KubernetesApi, unit: WorkUnit, manifest: dict[str, Any]) -> dict[str, Any]:
         kind, metadata = manifest["kind"], manifest["metadata"]
         namespace, name = metadata["namespace"], metadata["name"]
         if kind == "Job":
@@ -187,14 +207,13 @@ class KubernetesClusterManager(ClusterManager):
         else:
             create, read = api.apps.create_namespaced_deployment, api.apps.read_namespaced_deployment
         where = f"{kind} {namespace}/{name}"
-
-        await self._ensure_namespace(api, namespace, unit.job.metadata.namespace or "default")
         try:
             workload = await api.call(create, namespace, manifest, action=f"creating {where}")
             logger.info(
                 "Cluster %s: created %s for Job %s/%s, replicas %s", self.name, where,
-                unit.job.metadata.namespace, unit.job.metadata.name, list(unit.replica_indices),
+                unit.job.metadata.namespace, unit.job.metadata.name, replica_indices(manifest),
             )  # fmt: skip
+            return {**workload, "kind": kind}
         except KubernetesApiError as error:
             if error.status == 404:
                 self._namespaces.discard(namespace)  # Deleted behind our back; created again next time.
@@ -208,20 +227,19 @@ class KubernetesClusterManager(ClusterManager):
                     retryable=False,
                 ) from error
             logger.debug("Cluster %s: found the existing %s for work %s", self.name, where, unit.key)
-        self._submitted[unit.key] = workload
-        pods = []
-        pod_informer = self._informers.get("pods")
-        if pod_informer is not None and pod_informer.has_synced:
-            pods = [pod for pod in pod_informer.items() if work_key(pod) == unit.key]
-        return self._work_status(workload, pods)
+            return {**workload, "kind": kind}
 
     @staticmethod
-    def _work_status(workload: dict[str, Any], pods: list[dict[str, Any]]) -> WorkStatus:
-        metadata = workload["metadata"]
+    def _work_status(workloads: list[dict[str, Any]], pods: list[dict[str, Any]]) -> WorkStatus:
+        workloads = sorted(workloads, key=lambda workload: replica_indices(workload)[:1])
         return WorkStatus(
-            key=work_key(workload) or "",
-            tasks=workload_tasks(workload, pods),
-            manager_job_ids=[f"{workload['kind'].lower()}/{metadata['namespace']}/{metadata['name']}"],
+            key=work_key(workloads[0]) or "",
+            tasks=share_tasks(workloads, pods),
+            manager_job_ids=[
+                f"{workload['kind'].lower()}/{workload['metadata']['namespace']}/{workload['metadata']['name']}"
+                for workload in workloads
+            ],
+            partial=not share_complete(workloads),
         )
 
     async def _list_work(self, api: KubernetesApi, label_selector: str) -> tuple[list[dict], list[dict]]:
@@ -248,16 +266,25 @@ class KubernetesClusterManager(ClusterManager):
         pods_by_key: dict[str, list[dict[str, Any]]] = {}
         for pod in pods:
             pods_by_key.setdefault(work_key(pod) or "", []).append(pod)
-        result = {}
+        workloads_by_key: dict[str, list[dict[str, Any]]] = {}
         for workload in workloads:
             key = work_key(workload)
             if key:
-                result[key] = self._work_status(workload, pods_by_key.get(key, []))
-        for key in list(self._submitted):
-            if key in result:
+                workloads_by_key.setdefault(key, []).append(workload)
+        expired = time.monotonic() - self.submitted_ttl_seconds
+        for key, submitted in list(self._submitted.items()):
+            for workload in workloads_by_key.get(key, []):
+                submitted.pop(workload["metadata"]["name"], None)
+            for name, (when, workload) in list(submitted.items()):
+                if when < expired:
+                    del submitted[name]
+                else:
+                    workloads_by_key.setdefault(key, []).append(workload)
+            if not submitted:
                 del self._submitted[key]
-            else:
-                result[key] = self._work_status(self._submitted[key], [])
+        result = {
+            key: self._work_status(share, pods_by_key.get(key, [])) for key, share in workloads_by_key.items()
+        }
         self._carry_over(result)
         return result
 
@@ -295,7 +322,7 @@ class KubernetesClusterManager(ClusterManager):
             self._listeners.discard(event)
 
     async def delete(self, key: str) -> None:
-        """Delete the share's Job or Deployment with propagation Background, which removes its pods too."""
+        """Delete the share's Job or Deployments with propagation Background, which removes their pods too."""
         api = await self._connection()
         self._submitted.pop(key, None)
         selector = work_selector(self.name, key)
@@ -340,28 +367,29 @@ class KubernetesClusterManager(ClusterManager):
 
     # ---- logs and exec -------------------------------------------------------------------
 
-    async def _find_work(self, key: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-        """Return the share's workload (None when there is none) and its pods, with one list per kind."""
+    async def _find_work(self, key: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Return the share's workloads (none when it was deleted) and its pods, with one list per kind."""
         api = await self._connection()
         workloads, pods = await self._list_work(api, work_selector(self.name, key))
         workloads = [workload for workload in workloads if work_key(workload) == key]
-        return (workloads[0] if workloads else None), [pod for pod in pods if work_key(pod) == key]
+        return workloads, [pod for pod in pods if work_key(pod) == key]
 
-    async def _replicas(self, key: str, replica: int | None) -> tuple[dict[str, Any], dict[int, dict[str, Any] | None]]:
-        workload, pods = await self._find_work(key)
-        if workload is None:
+    async def _replicas(self, key: str, replica: int | None) -> dict[int, dict[str, Any] | None]:
+        workloads, pods = await self._find_work(key)
+        if not workloads:
             raise ClusterManagerError(
                 f"no work with key {key!r} on Kubernetes cluster {self.name!r}: it was never submitted or was deleted",
                 retryable=False,
             )
-        indices = replica_indices(workload)
+        by_replica = share_pods_by_replica(workloads, pods)
+        indices = sorted(by_replica)
         if replica is not None and replica not in indices:
             raise ClusterManagerError(
                 f"replica {replica} does not run on Kubernetes cluster {self.name!r} in work {key!r}, "
                 f"which runs replicas {', '.join(str(index) for index in indices)}",
                 retryable=False,
             )
-        return workload, pods_by_replica(workload, pods)
+        return by_replica
 
     async def logs(
         self, key: str, replica: int | None = None, *, follow: bool = False, tail: int | None = None
@@ -371,12 +399,11 @@ class KubernetesClusterManager(ClusterManager):
         `tail` keeps the last lines of each replica. Without `follow`, lines of all replicas come
         in time order. With `follow`, lines come as they are written, and replicas that have not
         started are waited for. Following ends when every selected replica's container has ended or
-        the work is deleted. For restart policy Always, replica indices go to the Deployment's pods
-        in creation order."""
+        the work is deleted."""
         if tail is not None and tail < 0:
             raise ClusterManagerError(f"invalid tail {tail}: expected a number of lines >= 0", retryable=False)
         api = await self._connection()
-        workload, by_replica = await self._replicas(key, replica)
+        by_replica = await self._replicas(key, replica)
         selected = [replica] if replica is not None else sorted(by_replica)
         if not follow:
             for index, line in await logs.read_logs(api, {index: by_replica[index] for index in selected}, tail):
@@ -388,7 +415,7 @@ class KubernetesClusterManager(ClusterManager):
             yield index, line
 
     async def _exec_target(self, key: str, replica: int) -> dict[str, Any]:
-        _, by_replica = await self._replicas(key, replica)
+        by_replica = await self._replicas(key, replica)
         pod = by_replica.get(replica)
         if pod is None or not is_active(pod) or (pod.get("status") or {}).get("phase") != "Running":
             state = "has no pod" if pod is None else f"is in phase {(pod.get('status') or {}).get('phase', 'Pending')}"
@@ -405,8 +432,7 @@ class KubernetesClusterManager(ClusterManager):
         """Run `command` once in the container of one replica and return its output and exit code.
 
         `stdin` may be a string to write to the command's standard input, which is then closed
-        (True sends nothing and closes it). For restart policy Always, replica indices go to the
-        Deployment's pods in creation order."""
+        (True sends nothing and closes it)."""
         if not command:
             raise ClusterManagerError("invalid command []: give the program to run and its arguments", retryable=False)
         api = await self._connection()

@@ -1,5 +1,9 @@
 """The Kubernetes objects SkyShift creates: namespaces, batch/v1 Jobs, apps/v1 Deployments and Services.
 
+A share with restart policy Never or OnFailure is one Indexed Job. A share with restart policy
+Always is one Deployment of one pod per replica, because a Deployment's pods are interchangeable:
+only a Deployment of its own gives a replica a fixed global SKYSHIFT_REPLICA_INDEX.
+
 Every object carries labels naming the SkyShift Job (or Service), its namespace and uid, the cluster
 and the share's key, and gets a deterministic name, so a restarted manager finds what exists instead
 of creating it again. The manager builds manifests here and sends them as plain dicts.
@@ -24,11 +28,16 @@ NAMESPACE_LABEL = "skyshift.io/namespace"
 JOB_UID_LABEL = "skyshift.io/job-uid"
 CLUSTER_LABEL = "skyshift.io/cluster"
 WORK_KEY_LABEL = "skyshift.io/work-key"
+# The global replica index of a Deployment (restart policy Always) and of its pod.
+REPLICA_INDEX_LABEL = "skyshift.io/replica-index"
 SERVICE_LABEL = "skyshift.io/service"
 # The exact key, because the label contains a hash when the key is not a valid label value.
 WORK_KEY_ANNOTATION = "skyshift.io/work-key"
 # Global replica indices of the share, in the order of the Job's completion indices ("3,7,9").
 REPLICA_INDICES_ANNOTATION = "skyshift.io/replica-indices"
+# On each Deployment of a share (restart policy Always): the indices of the whole share, so that a
+# share with a Deployment missing (a crash between two creates) can be told from a complete one.
+SHARE_REPLICA_INDICES_ANNOTATION = "skyshift.io/share-replica-indices"
 # Set on the pods of an Indexed Job by the Job controller.
 COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 
@@ -73,10 +82,12 @@ def kubernetes_namespace(prefix: str, namespace: str) -> str:
     return f"{prefix}{namespace[:keep].rstrip('-')}-{short_hash(namespace)}"
 
 
-def workload_name(job_name: str, key: str) -> str:
-    """Return the name of the Job or Deployment of a share: the job's name and a hash of the key."""
-    keep = MAX_WORKLOAD_NAME_LENGTH - _HASH_LENGTH - 1
-    return f"{job_name[:keep].rstrip('-')}-{short_hash(key)}"
+def workload_name(job_name: str, key: str, replica: int | None = None) -> str:
+    """Return the name of a share's Job: the job's name and a hash of the key; with `replica`, the
+    name of that replica's Deployment, which ends in `-r<replica>`."""
+    suffix = f"-{short_hash(key)}" + (f"-r{replica}" if replica is not None else "")
+    keep = MAX_WORKLOAD_NAME_LENGTH - len(suffix)
+    return f"{job_name[:keep].rstrip('-')}{suffix}"
 
 
 def service_name(name: str) -> str:
@@ -134,10 +145,23 @@ def work_key(obj: dict[str, Any]) -> str | None:
     return (metadata.get("annotations") or {}).get(WORK_KEY_ANNOTATION)
 
 
-def replica_indices(obj: dict[str, Any]) -> list[int]:
+def replica_indices(obj: dict[str, Any], annotation: str = REPLICA_INDICES_ANNOTATION) -> list[int]:
     """Return the global replica indices recorded on a workload or pod, in completion-index order."""
-    text = ((obj.get("metadata") or {}).get("annotations") or {}).get(REPLICA_INDICES_ANNOTATION, "")
+    text = ((obj.get("metadata") or {}).get("annotations") or {}).get(annotation, "")
     return [int(part) for part in text.split(",") if part.strip().isdigit()]
+
+
+def share_complete(workloads: list[dict[str, Any]]) -> bool:
+    """Tell whether the workloads of one share are all there: a Job, or a Deployment for each of
+    the indices that the Deployments record for their share."""
+    expected: set[int] = set()
+    found: set[int] = set()
+    for workload in workloads:
+        if workload.get("kind") == "Job":
+            return True
+        expected.update(replica_indices(workload, SHARE_REPLICA_INDICES_ANNOTATION))
+        found.update(replica_indices(workload))
+    return expected <= found
 
 
 def namespace_manifest(name: str, skyshift_namespace: str) -> dict[str, Any]:
@@ -151,35 +175,37 @@ def namespace_manifest(name: str, skyshift_namespace: str) -> dict[str, Any]:
     }
 
 
-def workload_manifest(unit: WorkUnit, config: KubernetesConfig, cluster: str) -> dict[str, Any]:
-    """Build the batch/v1 Job (restart policy Never or OnFailure) or apps/v1 Deployment (Always) of a share.
+def workload_manifests(unit: WorkUnit, config: KubernetesConfig, cluster: str) -> list[dict[str, Any]]:
+    """Build the objects that run a share: one batch/v1 Job (restart policy Never or OnFailure), or
+    one apps/v1 Deployment of one pod per replica (Always), in replica order.
 
     Raises ClusterManagerError(retryable=False) when the Job cannot be expressed on Kubernetes."""
+    if unit.job.spec.restart_policy is not RestartPolicy.ALWAYS:
+        return [_indexed_job_manifest(unit, config, cluster)]
+    return [_deployment_manifest(unit, config, cluster, index) for index in unit.replica_indices]
+
+
+def _workload_metadata(
+    unit: WorkUnit, config: KubernetesConfig, labels: dict[str, str], indices: tuple[int, ...], replica: int | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return the metadata of a workload and of its pod template."""
     job = unit.job
-    labels = work_labels(unit, cluster)
     annotations = {
         WORK_KEY_ANNOTATION: unit.key,
-        REPLICA_INDICES_ANNOTATION: ",".join(str(index) for index in unit.replica_indices),
+        REPLICA_INDICES_ANNOTATION: ",".join(str(index) for index in indices),
     }
     metadata = {
-        "name": workload_name(job.metadata.name, unit.key),
+        "name": workload_name(job.metadata.name, unit.key, replica),
         "namespace": kubernetes_namespace(config.namespace_prefix, job.metadata.namespace or "default"),
         "labels": labels,
         "annotations": annotations,
     }
-    template = {
-        "metadata": {"labels": {**job.metadata.labels, **labels}, "annotations": dict(annotations)},
-        "spec": pod_spec(unit, config),
-    }
+    return metadata, {"labels": {**job.metadata.labels, **labels}, "annotations": dict(annotations)}
 
-    if job.spec.restart_policy is RestartPolicy.ALWAYS:
-        selector = {key: labels[key] for key in (MANAGED_BY_LABEL, CLUSTER_LABEL, WORK_KEY_LABEL)}
-        return {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": metadata,
-            "spec": {"replicas": unit.replicas, "selector": {"matchLabels": selector}, "template": template},
-        }
+
+def _indexed_job_manifest(unit: WorkUnit, config: KubernetesConfig, cluster: str) -> dict[str, Any]:
+    job = unit.job
+    metadata, template = _workload_metadata(unit, config, work_labels(unit, cluster), unit.replica_indices, None)
     backoff_limit = 0 if job.spec.restart_policy is RestartPolicy.NEVER else ON_FAILURE_BACKOFF_LIMIT
     return {
         "apiVersion": "batch/v1",
@@ -190,7 +216,26 @@ def workload_manifest(unit: WorkUnit, config: KubernetesConfig, cluster: str) ->
             "completions": unit.replicas,
             "parallelism": unit.replicas,
             "backoffLimit": backoff_limit,
-            "template": template,
+            "template": {"metadata": template, "spec": pod_spec(unit, config)},
+        },
+    }
+
+
+def _deployment_manifest(unit: WorkUnit, config: KubernetesConfig, cluster: str, replica: int) -> dict[str, Any]:
+    # The replica index is part of the selector, so the Deployments of one share never adopt each
+    # other's ReplicaSets or pods.
+    labels = {**work_labels(unit, cluster), REPLICA_INDEX_LABEL: str(replica)}
+    metadata, template = _workload_metadata(unit, config, labels, (replica,), replica)
+    metadata["annotations"][SHARE_REPLICA_INDICES_ANNOTATION] = ",".join(str(index) for index in unit.replica_indices)
+    selector = {key: labels[key] for key in (MANAGED_BY_LABEL, CLUSTER_LABEL, WORK_KEY_LABEL, REPLICA_INDEX_LABEL)}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata,
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": selector},
+            "template": {"metadata": template, "spec": pod_spec(unit, config, replica)},
         },
     }
 
@@ -204,27 +249,29 @@ def replica_index_source(unit: WorkUnit) -> str:
     - "wrapper": the run script is wrapped in a prelude that picks the global index at position
       $JOB_COMPLETION_INDEX of SKYSHIFT_CLUSTER_REPLICA_INDICES, because the indices have gaps or
       do not start at 0.
-    - "unset": restart policy Always (a Deployment's pods are interchangeable and have no index),
-      or a gapped share whose Job has no `run` script to wrap.
+    - "deployment": restart policy Always; each replica has a Deployment of its own, whose pod
+      template holds the index as a plain value.
+    - "unset": a gapped share whose Job has no `run` script to wrap.
     """
     job = unit.job
     if REPLICA_INDEX_VARIABLE in job.spec.envs:
         return "job-envs"
     if job.spec.restart_policy is RestartPolicy.ALWAYS:
-        return "unset"
+        return "deployment"
     if tuple(unit.replica_indices) == tuple(range(unit.replicas)):
         return "completion-index"
     # NOTE: a gapped share without a run script runs the image's own command, which cannot be wrapped.
     return "wrapper" if job.spec.run.strip() else "unset"
 
 
-def pod_spec(unit: WorkUnit, config: KubernetesConfig) -> dict[str, Any]:
+def pod_spec(unit: WorkUnit, config: KubernetesConfig, replica: int | None = None) -> dict[str, Any]:
+    """Return the pod spec of a share's Job, or with `replica`, of that replica's Deployment."""
     job = unit.job
     source = replica_index_source(unit)
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": job.spec.image,
-        "env": container_env(unit, source),
+        "env": container_env(unit, source, replica),
     }
     if job.spec.run.strip():
         script = REPLICA_INDEX_PRELUDE + job.spec.run if source == "wrapper" else job.spec.run
@@ -264,11 +311,13 @@ def escape_references(text: str) -> str:
     return text.replace("$", "$$")
 
 
-def container_env(unit: WorkUnit, source: str) -> list[dict[str, Any]]:
-    """Return the environment of `WorkUnit.environment`, with SKYSHIFT_REPLICA_INDEX set per `source`."""
+def container_env(unit: WorkUnit, source: str, replica: int | None = None) -> list[dict[str, Any]]:
+    """Return the environment of `WorkUnit.environment`, with SKYSHIFT_REPLICA_INDEX set per `source`
+    (`replica` is the index of a Deployment's pod)."""
     entries: list[dict[str, Any]] = []
-    for name, value in unit.environment(unit.replica_indices[0]).items():
-        if name != REPLICA_INDEX_VARIABLE or source == "job-envs":
+    first = unit.replica_indices[0] if replica is None else replica
+    for name, value in unit.environment(first).items():
+        if name != REPLICA_INDEX_VARIABLE or source in ("job-envs", "deployment"):
             entries.append({"name": name, "value": escape_references(value)})
         elif source == "completion-index":
             path = f"metadata.annotations['{COMPLETION_INDEX_ANNOTATION}']"

@@ -170,8 +170,9 @@ def pods_by_replica(workload: dict[str, Any], pods: list[dict[str, Any]]) -> dic
     """Return the pod that represents each global replica index of a share (None when there is none).
 
     For a Job, a pod's completion index picks its replica. A Deployment's pods have no index,
-    so its active pods are given the share's indices in creation order, and finished pods (then
-    pods being deleted) fill the places of replicas that have no active pod yet.
+    so its active pods are given the Deployment's indices in creation order (SkyShift gives each
+    replica a Deployment of its own, so there is one index), and finished pods (then pods being
+    deleted) fill the places of replicas that have no active pod yet.
     """
     indices = replica_indices(workload)
     if workload.get("kind") == "Job":
@@ -194,6 +195,35 @@ def pods_by_replica(workload: dict[str, Any], pods: list[dict[str, Any]]) -> dic
         chosen += others[: len(indices) - len(chosen)]
         chosen.sort(key=_creation_order)
     return {index: chosen[position] if position < len(chosen) else None for position, index in enumerate(indices)}
+
+
+def owned_pods(workload: dict[str, Any], pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return the pods of a share that belong to `workload`: those whose replica indices are its own."""
+    indices = replica_indices(workload)
+    return [pod for pod in pods if replica_indices(pod) == indices]
+
+
+def share_pods_by_replica(
+    workloads: list[dict[str, Any]], pods: list[dict[str, Any]]
+) -> dict[int, dict[str, Any] | None]:
+    """Return `pods_by_replica` over all the workloads of one share, in replica order."""
+    result: dict[int, dict[str, Any] | None] = {}
+    for workload in workloads:
+        result.update(pods_by_replica(workload, owned_pods(workload, pods)))
+    return dict(sorted(result.items()))
+
+
+def share_tasks(workloads: list[dict[str, Any]], pods: list[dict[str, Any]]) -> dict[str, TaskStatus]:
+    """Return `workload_tasks` over all the workloads of one share, in replica order."""
+    tasks: dict[str, TaskStatus] = {}
+    for workload in workloads:
+        tasks.update(workload_tasks(workload, owned_pods(workload, pods)))
+    return dict(sorted(tasks.items(), key=lambda item: int(item[0])))
+
+
+def share_finished(workloads: list[dict[str, Any]]) -> bool:
+    """Tell whether every workload of a share has finished, which only batch/v1 Jobs do."""
+    return bool(workloads) and all(job_finished(workload) for workload in workloads)
 
 
 def workload_tasks(workload: dict[str, Any], pods: list[dict[str, Any]]) -> dict[str, TaskStatus]:

@@ -63,6 +63,14 @@ async def attach_clusters(api_server: str, admin_token: str, kube_context: Path,
     await wait_for(lambda: cluster_phase(client, "sim", "READY"))
 
 
+async def kube_replicas_running(client, job: str):
+    """Return the Job's share on the Kubernetes cluster once each of its replicas runs."""
+    status = (await client.get("Job", job, "default"))["status"]
+    share = status["clusters"].get(KUBE)
+    tasks = share["tasks"] if share else {}
+    return share if tasks and all(task["state"] == "Running" for task in tasks.values()) else None
+
+
 def job_manifest(name: str, run: str, restart_policy: str) -> dict:
     return {
         "kind": "Job",
@@ -108,15 +116,9 @@ async def test_exec_in_kubernetes_replica(api_server, admin_token, kube_context,
     await attach_clusters(api_server, admin_token, kube_context, async_client)
     await async_client.create(job_manifest("server", "sleep infinity", "Always"))
 
-    async def kube_running():
-        status = (await async_client.get("Job", "server", "default"))["status"]
-        share = status["clusters"].get(KUBE)
-        tasks = share["tasks"] if share else {}
-        return share if tasks and all(task["state"] == "Running" for task in tasks.values()) else None
-
-    share = await wait_for(kube_running)
+    share = await wait_for(lambda: kube_replicas_running(async_client, "server"))
     replica = str(share["replica_indices"][-1])
-    script = "echo $SKYSHIFT_JOB on $SKYSHIFT_CLUSTER; exit 5"
+    script = "echo $SKYSHIFT_JOB $SKYSHIFT_REPLICA_INDEX on $SKYSHIFT_CLUSTER; exit 5"
     executed = await run_cli(api_server, admin_token, "exec", "server", "--replica", replica, "--", "sh", "-c", script)
     piped = await run_cli(api_server, admin_token, "exec", "server", "-r", replica, "-i", "--", "cat", input="typed\n")
     await async_client.delete("Job", "server", "default")
@@ -126,8 +128,29 @@ async def test_exec_in_kubernetes_replica(api_server, admin_token, kube_context,
 
     await wait_for(deployment_gone)
 
-    assert (executed.returncode, executed.stdout) == (5, f"server on {KUBE}\n"), executed.stderr
+    assert (executed.returncode, executed.stdout) == (5, f"server {replica} on {KUBE}\n"), executed.stderr
     assert (piped.returncode, piped.stdout) == (0, "typed\n"), piped.stderr
+
+
+async def test_skylet_recreates_a_deleted_deployment(api_server, admin_token, kube_context, apps, control_plane, async_client):
+    control_plane()
+    await attach_clusters(api_server, admin_token, kube_context, async_client)
+    await async_client.create(job_manifest("server", "sleep infinity", "Always"))
+
+    await wait_for(lambda: kube_replicas_running(async_client, "server"))
+    first, second = apps.list_namespaced_deployment("skyshift-default").items
+    # A user deletes one replica's Deployment with kubectl: the share is partial, so the skylet
+    # submits it again, which creates only the missing Deployment.
+    apps.delete_namespaced_deployment(first.metadata.name, "skyshift-default")
+
+    async def recreated():
+        deployments = {d.metadata.name: d.metadata.uid for d in apps.list_namespaced_deployment("skyshift-default").items}
+        return deployments if deployments.get(first.metadata.name) not in (None, first.metadata.uid) else None
+
+    deployments = await wait_for(recreated)
+    await async_client.delete("Job", "server", "default")
+
+    assert deployments == {first.metadata.name: deployments[first.metadata.name], second.metadata.name: second.metadata.uid}
 
 
 async def test_unreachable_api_server_turns_cluster_error(api_server, fake, kube_context, control_plane, async_client):

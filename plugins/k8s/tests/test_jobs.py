@@ -78,9 +78,11 @@ async def test_dollar_signs_reach_the_shell_unexpanded(make_manager, make_job, m
     assert [entry async for entry in manager.logs(unit.key)] == [(0, "$(SKYSHIFT_JOB) $(SKYSHIFT_JOB) $$5")]
 
 
-async def test_always_job_runs_as_deployment(make_manager, make_job, make_unit, eventually, apps):
+async def test_always_job_runs_one_deployment_per_replica(make_manager, make_job, make_unit, eventually, apps):
     manager = await make_manager()
-    unit = make_unit(make_job("web", replicas=4, run="sleep infinity", restart_policy="Always"), (2, 3, 5))
+    job = make_job("web", replicas=6, run='echo "replica $SKYSHIFT_REPLICA_INDEX of $SKYSHIFT_REPLICAS"; sleep infinity',
+                   restart_policy="Always")  # fmt: skip
+    unit = make_unit(job, (2, 3, 5))
 
     await manager.submit(unit)
 
@@ -89,14 +91,19 @@ async def test_always_job_runs_as_deployment(make_manager, make_job, make_unit, 
         return status if status and set(states(status).values()) == {"Running"} else None
 
     status = await eventually(all_running)
+    deployments = sorted(apps.list_namespaced_deployment("skyshift-default").items, key=lambda d: d.metadata.name)
     assert sorted(status.tasks) == ["2", "3", "5"]
-    (deployment,) = apps.list_namespaced_deployment("skyshift-default").items
-    assert deployment.spec.replicas == 3
-    assert deployment.spec.template.spec.restart_policy == "Always"
-    assert status.manager_job_ids == [f"deployment/skyshift-default/{deployment.metadata.name}"]
-    env = {entry.name for entry in deployment.spec.template.spec.containers[0].env}
-    assert "SKYSHIFT_REPLICA_INDEX" not in env
-    assert {"SKYSHIFT_JOB", "SKYSHIFT_REPLICAS", "SKYSHIFT_CLUSTER", "SKYSHIFT_NAMESPACE"} <= env
+    assert [d.spec.replicas for d in deployments] == [1, 1, 1]
+    assert {d.spec.template.spec.restart_policy for d in deployments} == {"Always"}
+    assert status.manager_job_ids == [f"deployment/skyshift-default/{d.metadata.name}" for d in deployments]
+    assert status.partial is False
+
+    async def every_replica_printed():
+        lines = [entry async for entry in manager.logs(unit.key)]
+        return sorted(lines) if len(lines) == 3 else None
+
+    # The index each process sees is global and fixed: the replica's own Deployment sets it.
+    assert await eventually(every_replica_printed) == [(2, "replica 2 of 6"), (3, "replica 3 of 6"), (5, "replica 5 of 6")]
 
 
 async def test_failure_transitions_with_exit_code(make_manager, make_job, make_unit, eventually):

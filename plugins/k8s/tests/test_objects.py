@@ -14,7 +14,8 @@ from skyshift_k8s.objects import (
     kubernetes_namespace,
     label_value,
     replica_index_source,
-    workload_manifest,
+    share_complete,
+    workload_manifests,
     workload_name,
 )
 
@@ -41,6 +42,8 @@ def test_names_are_deterministic_and_short():
     assert workload_name("train", "uid-1") == workload_name("train", "uid-1")
     assert workload_name("train", "uid-1") != workload_name("train", "uid-2")
     assert len(workload_name(long_job, "uid-1")) == 52
+    assert len(workload_name(long_job, "uid-1", 12345)) == 52
+    assert workload_name("web", "uid-1", 3) == workload_name("web", "uid-1") + "-r3"
     assert kubernetes_namespace("skyshift-", "ml") == "skyshift-ml"
     assert len(kubernetes_namespace("skyshift-", long_job)) == 63
     assert kubernetes_namespace("skyshift-", long_job) != kubernetes_namespace("skyshift-", long_job[:-1] + "b")
@@ -95,7 +98,7 @@ def test_container_resources(resources, expected):
         pytest.param("OnFailure", (2, 3), {}, "x", "wrapper", id="offset"),
         pytest.param("Never", (0, 3), {}, "x", "wrapper", id="gapped"),
         pytest.param("Never", (1, 3), {}, "", "unset", id="gapped-without-run"),
-        pytest.param("Always", (0, 1), {}, "x", "unset", id="deployment"),
+        pytest.param("Always", (2, 5), {}, "x", "deployment", id="deployment-per-replica"),
         pytest.param("Never", (2,), {"SKYSHIFT_REPLICA_INDEX": "9"}, "x", "job-envs", id="set-by-job"),
     ],
 )
@@ -108,7 +111,7 @@ def test_replica_index_source(restart_policy, indices, envs, run, expected):
 def test_indexed_job_manifest():
     share = unit(job("OnFailure", resources={"cpus": 1, "H100": 1}, ports=[8080]), (1, 3))
 
-    manifest = workload_manifest(share, CONFIG, "kube")
+    (manifest,) = workload_manifests(share, CONFIG, "kube")
 
     spec = manifest["spec"]
     pod = spec["template"]["spec"]
@@ -135,26 +138,46 @@ def test_indexed_job_manifest():
     assert {"name": "SKYSHIFT_CLUSTER_REPLICA_INDICES", "value": "1 3"} in container["env"]
 
 
-def test_deployment_manifest():
-    share = unit(job("Always"), (0, 1, 2))
+def test_always_share_is_one_deployment_per_replica():
+    share = unit(job("Always"), (1, 4, 6))
 
-    manifest = workload_manifest(share, CONFIG, "kube")
+    manifests = workload_manifests(share, CONFIG, "kube")
 
-    selector = manifest["spec"]["selector"]["matchLabels"]
-    assert (manifest["apiVersion"], manifest["kind"], manifest["spec"]["replicas"]) == ("apps/v1", "Deployment", 3)
-    assert selector == {
-        "app.kubernetes.io/managed-by": "skyshift",
-        "skyshift.io/cluster": "kube",
-        "skyshift.io/work-key": share.key,
-    }
-    assert selector.items() <= manifest["spec"]["template"]["metadata"]["labels"].items()
+    assert [(m["apiVersion"], m["kind"], m["spec"]["replicas"]) for m in manifests] == [("apps/v1", "Deployment", 1)] * 3
+    assert [m["metadata"]["name"] for m in manifests] == [workload_name("train", share.key, i) for i in (1, 4, 6)]
+    for index, manifest in zip((1, 4, 6), manifests, strict=True):
+        selector = manifest["spec"]["selector"]["matchLabels"]
+        template = manifest["spec"]["template"]
+        env = {entry["name"]: entry.get("value") for entry in template["spec"]["containers"][0]["env"]}
+        assert selector == {
+            "app.kubernetes.io/managed-by": "skyshift",
+            "skyshift.io/cluster": "kube",
+            "skyshift.io/work-key": share.key,
+            "skyshift.io/replica-index": str(index),
+        }
+        assert selector.items() <= template["metadata"]["labels"].items()
+        assert env["SKYSHIFT_REPLICA_INDEX"] == str(index)
+        assert env["SKYSHIFT_REPLICAS"] == "4"
+        assert template["metadata"]["annotations"]["skyshift.io/replica-indices"] == str(index)
+        assert manifest["metadata"]["annotations"]["skyshift.io/share-replica-indices"] == "1,4,6"
+        assert template["spec"]["restartPolicy"] == "Always"
+
+
+def test_share_complete_needs_every_deployment():
+    manifests = workload_manifests(unit(job("Always"), (0, 2, 3)), CONFIG, "kube")
+    (indexed_job,) = workload_manifests(unit(job("Never"), (0, 2, 3)), CONFIG, "kube")
+
+    assert share_complete(manifests)
+    assert share_complete(list(reversed(manifests)))
+    assert not share_complete(manifests[:1] + manifests[2:])
+    assert share_complete([indexed_job])
 
 
 def test_several_accelerator_types_rejected():
     share = unit(job(resources={"A100": 1, "H100": 1}), (0,))
 
     with pytest.raises(ClusterManagerError, match=r"several types \(A100, H100\)") as raised:
-        workload_manifest(share, CONFIG, "kube")
+        workload_manifests(share, CONFIG, "kube")
     assert raised.value.retryable is False
 
 
@@ -165,7 +188,7 @@ def test_volumes_become_host_path_and_empty_dir():
     }
     share = unit(job(volumes=volumes), (0,))
 
-    pod = workload_manifest(share, CONFIG, "kube")["spec"]["template"]["spec"]
+    pod = workload_manifests(share, CONFIG, "kube")[0]["spec"]["template"]["spec"]
 
     by_path = {mount["mountPath"]: mount for mount in pod["containers"][0]["volumeMounts"]}
     sources = {volume["name"]: volume for volume in pod["volumes"]}
@@ -183,5 +206,5 @@ def test_unsupported_volume_type_rejected():
     )
 
     with pytest.raises(ClusterManagerError, match="volume 'bucket' .* has type 's3'") as raised:
-        workload_manifest(unit(source, (0,)), CONFIG, "kube")
+        workload_manifests(unit(source, (0,)), CONFIG, "kube")
     assert raised.value.retryable is False
