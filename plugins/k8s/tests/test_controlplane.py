@@ -7,10 +7,16 @@ The simulated cluster and the spread policy come from their own plugins, loaded 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import importlib.metadata
 import os
+import pty
+import select
+import struct
 import subprocess
 import sys
+import termios
+import time
 from pathlib import Path
 
 import pytest
@@ -130,6 +136,54 @@ async def test_exec_in_kubernetes_replica(api_server, admin_token, kube_context,
 
     assert (executed.returncode, executed.stdout) == (5, f"server {replica} on {KUBE}\n"), executed.stderr
     assert (piped.returncode, piped.stdout) == (0, "typed\n"), piped.stderr
+
+
+def run_in_terminal(command: list[str], env: dict[str, str], typed: bytes, columns: int, lines: int):
+    """Run `command` on a new pseudo-terminal of the given size, type `typed` once the command has put
+    the terminal in raw mode, and return (exit code, output, terminal mode before, mode after)."""
+    master, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
+    before = termios.tcgetattr(terminal)
+    process = subprocess.Popen(command, stdin=terminal, stdout=terminal, stderr=terminal, env=env, start_new_session=True)
+    output, deadline, sent = b"", time.monotonic() + 60, False
+    try:
+        while time.monotonic() < deadline:
+            if not sent and not termios.tcgetattr(terminal)[3] & termios.ICANON:
+                os.write(master, typed)
+                sent = True
+            readable, _, _ = select.select([master], [], [], 0.05)
+            if readable:
+                output += os.read(master, 4096)
+            elif process.poll() is not None:
+                break
+        after = termios.tcgetattr(terminal)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        os.close(master)
+        os.close(terminal)
+    return process.returncode, output, before, after
+
+
+async def test_interactive_exec_on_a_terminal(api_server, admin_token, kube_context, fake, control_plane, async_client):
+    control_plane()
+    await attach_clusters(api_server, admin_token, kube_context, async_client)
+    await async_client.create(job_manifest("server", "sleep infinity", "Always"))
+    share = await wait_for(lambda: kube_replicas_running(async_client, "server"))
+    replica = str(share["replica_indices"][0])
+    env = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "LINES")}
+    env["SKYSHIFT_TOKEN"] = admin_token
+    command = [sys.executable, "-m", "skyshift_core.cli.main", "--server", api_server,
+               "exec", "server", "-r", replica, "-it", "--", "cat"]  # fmt: skip
+
+    code, output, before, after = await asyncio.to_thread(run_in_terminal, command, env, b"typed\r", 120, 40)
+    await async_client.delete("Job", "server", "default")
+
+    # The remote terminal turns the typed return into a newline for cat, and cat's newline into CR LF.
+    assert (code, output) == (0, b"typed\r\n")
+    assert fake.exec_resizes == [{"Width": 120, "Height": 40}]
+    assert after == before  # Raw mode is undone when the session ends.
 
 
 async def test_skylet_recreates_a_deleted_deployment(api_server, admin_token, kube_context, apps, control_plane, async_client):

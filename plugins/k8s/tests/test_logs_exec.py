@@ -105,7 +105,7 @@ async def test_exec_with_stdin_and_tty(make_manager, make_job, make_unit, eventu
     merged = await manager.exec(unit.key, 0, ["sh", "-c", "echo out; echo err >&2"], tty=True)
 
     assert (echoed.stdout, echoed.exit_code) == ("hello\n", 0)
-    assert merged.stdout == "out\nerr\n"
+    assert merged.stdout == "out\r\nerr\r\n"
     assert merged.stderr == ""
 
 

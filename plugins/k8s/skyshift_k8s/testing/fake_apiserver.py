@@ -84,6 +84,8 @@ class FakeApiServer:
         self.store = ObjectStore(history_size=history_size)
         self.logs = LogStore()
         self.kubelet: SimulatedKubelet | None = None
+        # Terminal sizes that exec sessions sent on the resize channel, as decoded JSON, in order.
+        self.exec_resizes: list[dict[str, Any]] = []
         self._app = build_app(self)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None

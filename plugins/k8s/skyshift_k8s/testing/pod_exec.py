@@ -4,6 +4,10 @@ Each binary frame starts with a channel byte: 0 stdin, 1 stdout, 2 stderr, 3 err
 `Status` sent once when the command ends), 4 resize. v5.channel.k8s.io adds channel 255, with
 which the client closes its stdin. The command is simulated by the kubelet's shell simulator,
 so `echo`, `sleep`, `exit`, `cat`, `env` and the other commands of `shell.py` work.
+
+With tty=true the session behaves as a terminal in its default mode would: a carriage return
+typed on stdin reaches the command as a newline (ICRNL), each newline of the output goes out as
+carriage return and newline (ONLCR), and stderr is merged into stdout. Typed input is not echoed.
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ async def _deny(websocket: WebSocket, error: errors.ApiError) -> None:
         await websocket.close(code=1008, reason=error.message[:120])
 
 
-async def _read_stdin(websocket: WebSocket, protocol: str) -> str:
+async def _read_stdin(websocket: WebSocket, protocol: str, server: FakeApiServer) -> str:
     chunks: list[bytes] = []
     while True:
         try:
@@ -75,6 +79,11 @@ async def _read_stdin(websocket: WebSocket, protocol: str) -> str:
                 break
         elif data[0] == STDIN:
             chunks.append(data[1:])
+        elif data[0] == RESIZE:
+            try:
+                server.exec_resizes.append(json.loads(data[1:]))
+            except ValueError as error:
+                logger.warning("Exec session sent a resize message that is not JSON (%r): %s", data[1:], error)
     return b"".join(chunks).decode(errors="replace")
 
 
@@ -105,7 +114,9 @@ async def handle_exec(server: FakeApiServer, websocket: WebSocket) -> None:
     await websocket.accept(subprotocol=protocol)
     tty = _flag(websocket, "tty")
     send_stdout, send_stderr = _flag(websocket, "stdout"), _flag(websocket, "stderr")
-    stdin = await _read_stdin(websocket, protocol) if _flag(websocket, "stdin") else ""
+    stdin = await _read_stdin(websocket, protocol, server) if _flag(websocket, "stdin") else ""
+    if tty:
+        stdin = stdin.replace("\r", "\n")
     run = server.kubelet.simulate_exec(pod, container, command, stdin)
     try:
         elapsed = 0.0
@@ -115,7 +126,8 @@ async def handle_exec(server: FakeApiServer, websocket: WebSocket) -> None:
                 elapsed = output.offset
             channel = STDOUT if output.stream == "stdout" or tty else STDERR
             if (channel == STDOUT and send_stdout) or (channel == STDERR and send_stderr):
-                await websocket.send_bytes(bytes([channel]) + (output.text + "\n").encode())
+                text = output.text + "\n"
+                await websocket.send_bytes(bytes([channel]) + (text.replace("\n", "\r\n") if tty else text).encode())
         if math.isinf(run.duration):
             while (await websocket.receive())["type"] != "websocket.disconnect":
                 pass
