@@ -23,7 +23,7 @@ import yaml
 from skyshift_core.client import AsyncSkyShiftClient
 from skyshift_core.controllers.jobstatus import JobStatusReconciler
 from skyshift_core.controllers.scheduler import DEFAULT_GRACE_PERIOD, SchedulerReconciler
-from skyshift_core.controllers.skylet import DEFAULT_POLL_INTERVAL
+from skyshift_core.controllers.skylet import DEFAULT_FAST_POLL_INTERVAL, DEFAULT_FAST_POLL_WINDOW, DEFAULT_POLL_INTERVAL
 from skyshift_core.controllers.skylets import SkyletManager
 from skyshift_core.errors import PluginError
 from skyshift_core.objects import Cluster, FilterPolicy, Job
@@ -55,6 +55,8 @@ class ControllerManagerConfig:
       workers: 4
     skylet:
       poll_interval: 1.0      # seconds between a skylet's cycles
+      fast_poll_interval: 0.2 # seconds between status reads while work changes state
+      fast_poll_window: 10    # seconds that fast polling lasts after the last change
     leader_election:
       ttl: 15                 # seconds; a dead leader is replaced within about this long
       identity: host-a        # default: hostname and pid
@@ -70,6 +72,8 @@ class ControllerManagerConfig:
     grace_period: float = DEFAULT_GRACE_PERIOD
     scheduler_workers: int = 4
     poll_interval: float = DEFAULT_POLL_INTERVAL
+    fast_poll_interval: float = DEFAULT_FAST_POLL_INTERVAL
+    fast_poll_window: float = DEFAULT_FAST_POLL_WINDOW
     lease_ttl: int = 15
     identity: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -101,10 +105,20 @@ class ControllerManagerConfig:
             profiles=scheduler.get("profiles"),
             grace_period=float(scheduler.get("grace_period", DEFAULT_GRACE_PERIOD)),
             scheduler_workers=int(scheduler.get("workers", 4)),
-            poll_interval=float(skylet.get("poll_interval", DEFAULT_POLL_INTERVAL)),
+            poll_interval=_seconds(skylet, "poll_interval", DEFAULT_POLL_INTERVAL, path),
+            fast_poll_interval=_seconds(skylet, "fast_poll_interval", DEFAULT_FAST_POLL_INTERVAL, path),
+            fast_poll_window=_seconds(skylet, "fast_poll_window", DEFAULT_FAST_POLL_WINDOW, path),
             lease_ttl=int(election.get("ttl", 15)),
             identity=election.get("identity"),
         )
+
+
+def _seconds(section: dict[str, Any], key: str, default: float, path: Path) -> float:
+    """Return `section[key]` as a positive number of seconds, or `default` when it is absent."""
+    value = section.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"invalid skylet.{key} {value!r} in {path}: expected a number of seconds greater than 0")
+    return float(value)
 
 
 def load_profiles(config: ControllerManagerConfig) -> dict[str, Profile]:
@@ -230,7 +244,11 @@ class ControllerManager:
         if "job-status" in enabled:
             runners.append(Controller("job-status", JobStatusReconciler(client, jobs), [jobs], workers=2).run())
         if "skylets" in enabled:
-            runners.append(SkyletManager(client, clusters, jobs, poll_interval=self.config.poll_interval).run())
+            skylets = SkyletManager(
+                client, clusters, jobs, poll_interval=self.config.poll_interval,
+                fast_poll_interval=self.config.fast_poll_interval, fast_poll_window=self.config.fast_poll_window,
+            )  # fmt: skip
+            runners.append(skylets.run())
         informers = [jobs, clusters, policies]
         for informer in informers:
             informer.start()

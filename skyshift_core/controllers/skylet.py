@@ -1,12 +1,16 @@
 """Skylets: one per attached cluster, each driving that cluster through its ClusterManager.
 
 A skylet runs three level-based loops in one task, once per poll interval (and at once when a Job
-placed on its cluster changes):
+placed on its cluster changes, or a backend that pushes status changes reports one):
 
   cluster controller  health and per-node capacity into the Cluster's status;
   flow controller     submit the shares placed on this cluster that the backend lacks, and delete
                       backend work no Job wants any more (deleted Jobs, moved replicas);
   job controller      the backend's task states into each Job's `status.clusters[<cluster>]`.
+
+While work on the cluster changes state (after a submission or a new task state), the backend's
+statuses are read every fast poll interval for a while, so that a state change reaches the Job
+within a fraction of a second. Health and capacity are still read once per poll interval.
 
 Nothing is deleted before the Job informer has synced, and a backend failure in one skylet never
 stops the others or the controller manager.
@@ -29,6 +33,9 @@ from skyshift_core.runtime.informer import Informer
 logger = logging.getLogger(__name__)
 
 DEFAULT_POLL_INTERVAL = 1.0
+# Seconds between status reads while work changes state, and for how long after the last change.
+DEFAULT_FAST_POLL_INTERVAL = 0.2
+DEFAULT_FAST_POLL_WINDOW = 10.0
 # A capacity report is rewritten at least this often even when nothing changed, so the
 # scheduler can tell a live cluster from a stale one by observed_time.
 DEFAULT_REPORT_INTERVAL = 30.0
@@ -46,6 +53,8 @@ class Skylet:
         services: Informer | None = None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         report_interval: float = DEFAULT_REPORT_INTERVAL,
+        fast_poll_interval: float = DEFAULT_FAST_POLL_INTERVAL,
+        fast_poll_window: float = DEFAULT_FAST_POLL_WINDOW,
     ):
         self.cluster = cluster
         self.manager = manager
@@ -56,7 +65,12 @@ class Skylet:
         self._exposed: dict[tuple[str, str], tuple[Service, int]] = {}
         self.poll_interval = poll_interval
         self.report_interval = report_interval
+        self.fast_poll_interval = min(fast_poll_interval, poll_interval)
+        self.fast_poll_window = fast_poll_window
         self._wake = asyncio.Event()
+        # Monotonic times: fast polling lasts until _fast_until; the last health and capacity read.
+        self._fast_until = 0.0
+        self._last_full_cycle = float("-inf")
         self._last_report: tuple[Any, ...] | None = None
         self._last_report_time = 0.0
         self._ready = False
@@ -70,50 +84,101 @@ class Skylet:
         """Run the next cycle now; informer handlers call this when a Job on this cluster changes."""
         self._wake.set()
 
+    def affected_by(self, old: Job | None, new: Job | None) -> bool:
+        """Tell whether a change of a Job calls for a cycle now.
+
+        It does when the Job was added or deleted, or its spec or its share on this cluster changed.
+        It also does when the Job shows a task write of this skylet, because capacity is reported
+        at once after that (see `_task_writes_seen`). Other task writes wake no skylet."""
+        if old is None or new is None or old.metadata.generation != new.metadata.generation:
+            return True
+        if (self.cluster in old.status.placement) != (self.cluster in new.status.placement):
+            return True
+        old_share, new_share = old.status.clusters.get(self.cluster), new.status.clusters.get(self.cluster)
+        if (old_share is None) != (new_share is None):
+            return True
+        if old_share is not None and new_share is not None:
+            if (old_share.replica_indices, old_share.generation) != (new_share.replica_indices, new_share.generation):
+                return True
+        return (new.metadata.namespace or "default", new.metadata.name) in self._unseen_task_writes
+
     async def run(self) -> None:
         backoff = self.poll_interval
         started = False
+        follower: asyncio.Task | None = None
         try:
             while True:
+                # Cleared before the cycle, so a wake-up that arrives during it runs another.
+                self._wake.clear()
                 try:
                     if not started:
                         await self.manager.start()
                         started = True
                         logger.info("Skylet %s: started %s cluster manager", self.cluster, type(self.manager).__name__)
+                        if self.manager.supports_watch:
+                            follower = asyncio.get_running_loop().create_task(self._follow_statuses())
                     await self.cycle()
                     backoff = self.poll_interval
+                    delay = self.fast_poll_interval if time.monotonic() < self._fast_until else self.poll_interval
                 except asyncio.CancelledError:
                     raise
                 except Exception as error:  # A backend failure must not end the skylet.
                     backoff = min(backoff * 2, _MAX_BACKOFF)
+                    delay = backoff
                     logger.warning("Skylet %s: cycle failed, retrying in %.1f s: %s", self.cluster, backoff, error)
                     await self._report_error(f"{type(error).__name__}: {error}")
-                self._wake.clear()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), backoff)
+                    await asyncio.wait_for(self._wake.wait(), delay)
                 except asyncio.TimeoutError:
                     pass
         finally:
+            if follower is not None:
+                follower.cancel()
+                await asyncio.gather(follower, return_exceptions=True)
             if started:
                 try:
                     await self.manager.stop()
                 except Exception as error:
                     logger.warning("Skylet %s: stopping the cluster manager failed: %s", self.cluster, error)
 
+    async def _follow_statuses(self) -> None:
+        """Wake the skylet whenever a backend that pushes status changes (`supports_watch`) reports one."""
+        while True:
+            try:
+                async for _ in self.manager.watch_statuses():
+                    self.wake()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # The polled cycle goes on; the watch is opened again.
+                logger.warning(
+                    "Skylet %s: watching the backend's statuses failed, watching again in %.1f s: %s",
+                    self.cluster, self.poll_interval, error,
+                )  # fmt: skip
+            await asyncio.sleep(self.poll_interval)
+
     async def cycle(self) -> None:
-        """Run one pass of the three controllers."""
-        health = await self.manager.health()
-        nodes = await self.manager.nodes() if health.ready else {}
+        """Run one pass of the three controllers.
+
+        Health and capacity are read when a poll interval has passed since their last read, when
+        the cluster was not ready, or after a task write of this skylet was seen. Other passes read
+        only the backend's statuses."""
+        now = time.monotonic()
         if self._task_writes_seen():
             self._last_report = None  # Report now, not at the periodic refresh.
-        await self._report_cluster(health.ready, health.reason, health.message, nodes)
-        self._ready = health.ready
-        if not health.ready or not self.jobs.has_synced:
+        if self._last_report is None or not self._ready or now - self._last_full_cycle >= self.poll_interval:
+            health = await self.manager.health()
+            nodes = await self.manager.nodes() if health.ready else {}
+            await self._report_cluster(health.ready, health.reason, health.message, nodes)
+            self._ready = health.ready
+            self._last_full_cycle = now
+        if not self._ready or not self.jobs.has_synced:
             return
         statuses = await self.manager.statuses()
         desired = self._desired_units()
-        await self._converge(desired, statuses)
-        await self._record_tasks(desired, statuses)
+        changed = await self._converge(desired, statuses)
+        changed = await self._record_tasks(desired, statuses) or changed
+        if changed:
+            self._fast_until = time.monotonic() + self.fast_poll_window
         if self.services is not None and self.manager.supports_services and self.services.has_synced:
             await self._sync_services(desired)
 
@@ -181,8 +246,11 @@ class Skylet:
             desired[unit.key] = (job, unit)
         return desired
 
-    async def _converge(self, desired: dict[str, tuple[Job, WorkUnit]], statuses: dict[str, WorkStatus]) -> None:
+    async def _converge(self, desired: dict[str, tuple[Job, WorkUnit]], statuses: dict[str, WorkStatus]) -> bool:
+        """Submit the shares the backend lacks and delete the work no Job wants; tell whether it did either."""
+        changed = False
         for key in sorted(set(statuses) - set(desired)):
+            changed = True
             logger.info("Skylet %s: deleting work %s, which no Job places here any more", self.cluster, key)
             await self.manager.delete(key)
             statuses.pop(key, None)
@@ -205,16 +273,20 @@ class Skylet:
                 )  # fmt: skip
                 await record_event(self.client, job, "Warning", "SubmitFailed", str(error), f"skylet/{self.cluster}")
                 continue
+            changed = True
             indices = list(unit.replica_indices)
             ids = ", ".join(statuses[key].manager_job_ids) or "n/a"
             await record_event(
                 self.client, job, "Normal", "Submitted",
                 f"replicas {indices} submitted to cluster {self.cluster} (backend ids: {ids})", f"skylet/{self.cluster}",
             )  # fmt: skip
+        return changed
 
     # ---- job controller ------------------------------------------------------------------
 
-    async def _record_tasks(self, desired: dict[str, tuple[Job, WorkUnit]], statuses: dict[str, WorkStatus]) -> None:
+    async def _record_tasks(self, desired: dict[str, tuple[Job, WorkUnit]], statuses: dict[str, WorkStatus]) -> bool:
+        """Write each share's task states into its Job when they changed; tell whether any did."""
+        changed = False
         for key, (job, unit) in desired.items():
             status = statuses.get(key)
             if status is None:
@@ -244,9 +316,11 @@ class Skylet:
                     "Skylet %s: skipped a stale status write for Job %s: %s", self.cluster, job.metadata.name, error
                 )
                 continue
+            changed = True
             version = str(written.get("metadata", {}).get("resource_version") or "")
             if version.isdigit():
                 self._unseen_task_writes[(job.metadata.namespace or "default", job.metadata.name)] = int(version)
+        return changed
 
     # ---- service controller --------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from typing import Callable
 
 from skyshift_core.client import AsyncSkyShiftClient
 from skyshift_core.cluster_manager import ClusterManager, ConfigError
-from skyshift_core.controllers.skylet import DEFAULT_POLL_INTERVAL, Skylet
+from skyshift_core.controllers.skylet import DEFAULT_FAST_POLL_INTERVAL, DEFAULT_FAST_POLL_WINDOW, DEFAULT_POLL_INTERVAL, Skylet
 from skyshift_core.errors import PluginError, SkyShiftError
 from skyshift_core.objects import Cluster, ClusterPhase, Condition, Job, Service, set_condition
 from skyshift_core.plugins import load_driver
@@ -32,12 +32,16 @@ class SkyletManager:
         jobs: Informer,
         *,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
+        fast_poll_interval: float = DEFAULT_FAST_POLL_INTERVAL,
+        fast_poll_window: float = DEFAULT_FAST_POLL_WINDOW,
         load_manager: Callable[[str], type[ClusterManager]] | None = None,
     ):
         self.client = client
         self.clusters = clusters
         self.jobs = jobs
         self.poll_interval = poll_interval
+        self.fast_poll_interval = fast_poll_interval
+        self.fast_poll_window = fast_poll_window
         self.load_manager = load_manager or (lambda name: load_driver(MANAGER_GROUP, name))
         # Services are exposed by the skylets of clusters whose backends support them.
         self.services = Informer(client, Service)
@@ -58,19 +62,24 @@ class SkyletManager:
             on_delete=self._cluster_deleted,
         )
         jobs.add_event_handler(
-            on_add=self._job_changed,
-            on_update=lambda old, new: (self._job_changed(old), self._job_changed(new)),
-            on_delete=self._job_changed,
+            on_add=lambda job: self._job_changed(None, job),
+            on_update=self._job_changed,
+            on_delete=lambda job: self._job_changed(job, None),
         )
 
     def _wake_all(self) -> None:
         for skylet in self.skylets.values():
             skylet.wake()
 
-    def _job_changed(self, job: Job) -> None:
-        for cluster in set(job.status.placement) | set(job.status.clusters):
+    def _job_changed(self, old: Job | None, new: Job | None) -> None:
+        """Wake the skylets of the clusters the Job is or was placed on, when the change concerns them."""
+        clusters: set[str] = set()
+        for job in (old, new):
+            if job is not None:
+                clusters |= set(job.status.placement) | set(job.status.clusters)
+        for cluster in clusters:
             skylet = self.skylets.get(cluster)
-            if skylet is not None:
+            if skylet is not None and skylet.affected_by(old, new):
                 skylet.wake()
 
     def _cluster_changed(self, cluster: Cluster) -> None:
@@ -88,7 +97,10 @@ class SkyletManager:
             logger.error("Cluster %s cannot be attached: %s", name, error)
             self._tasks[name] = asyncio.get_running_loop().create_task(self._mark_error(name, reason, str(error)))
             return
-        skylet = Skylet(name, manager, self.client, self.jobs, services=self.services, poll_interval=self.poll_interval)
+        skylet = Skylet(
+            name, manager, self.client, self.jobs, services=self.services, poll_interval=self.poll_interval,
+            fast_poll_interval=self.fast_poll_interval, fast_poll_window=self.fast_poll_window,
+        )  # fmt: skip
         self.skylets[name] = skylet
         self._tasks[name] = asyncio.get_running_loop().create_task(skylet.run(), name=f"skylet-{name}")
         logger.info("Started the skylet of cluster %s (manager %s)", name, cluster.spec.manager)

@@ -189,20 +189,22 @@ async def test_interactive_exec_on_a_terminal(api_server, admin_token, kube_cont
 async def test_skylet_recreates_a_deleted_deployment(api_server, admin_token, kube_context, apps, control_plane, async_client):
     control_plane()
     await attach_clusters(api_server, admin_token, kube_context, async_client)
-    await async_client.create(job_manifest("server", "sleep infinity", "Always"))
+    await async_client.create(job_manifest("web", "sleep infinity", "Always"))
 
-    await wait_for(lambda: kube_replicas_running(async_client, "server"))
-    first, second = apps.list_namespaced_deployment("skyshift-default").items
+    await wait_for(lambda: kube_replicas_running(async_client, "web"))
+    selector = "skyshift.io/job=web"
+    first, second = apps.list_namespaced_deployment("skyshift-default", label_selector=selector).items
     # A user deletes one replica's Deployment with kubectl: the share is partial, so the skylet
     # submits it again, which creates only the missing Deployment.
     apps.delete_namespaced_deployment(first.metadata.name, "skyshift-default")
 
     async def recreated():
-        deployments = {d.metadata.name: d.metadata.uid for d in apps.list_namespaced_deployment("skyshift-default").items}
+        items = apps.list_namespaced_deployment("skyshift-default", label_selector=selector).items
+        deployments = {d.metadata.name: d.metadata.uid for d in items}
         return deployments if deployments.get(first.metadata.name) not in (None, first.metadata.uid) else None
 
     deployments = await wait_for(recreated)
-    await async_client.delete("Job", "server", "default")
+    await async_client.delete("Job", "web", "default")
 
     assert deployments == {first.metadata.name: deployments[first.metadata.name], second.metadata.name: second.metadata.uid}
 

@@ -1,0 +1,229 @@
+"""When a skylet runs its cycles: fast status reads while work changes state, wake-ups from
+backends that push status changes, wake-ups during a cycle, and which Job changes wake it.
+
+The poll interval is 30 s in these tests, so every change the tests wait for (10 s at most) can
+only arrive through the mechanism under test, never through the periodic poll."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from skyshift_core.cluster_manager import ClusterHealth, ClusterManager, ClusterManagerError, WorkStatus, WorkUnit
+from skyshift_core.controllers.manager import ControllerManagerConfig
+from skyshift_core.controllers.skylet import Skylet
+from skyshift_core.objects import Job, NodeResources, TaskStatus
+from skyshift_core.runtime.informer import Informer
+from skyshift_core.testing.controlplane import simulated_cluster, wait_for
+
+CLUSTER = "edge"
+SLOW_POLL = 30.0
+
+
+class ScriptedManager(ClusterManager):
+    """A backend whose task states the test sets; it records submissions and can hold one open."""
+
+    provides = "a backend scripted by the test"
+
+    def __init__(self, name: str):
+        super().__init__(name, {})
+        self.state = "Pending"
+        self.submitted: dict[str, WorkUnit] = {}
+        self.changed = asyncio.Event()
+        # While set, submit waits for `release` after setting `entered`, then fails, so that no
+        # task write of the skylet wakes it again.
+        self.hold_submit = False
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def health(self) -> ClusterHealth:
+        return ClusterHealth(ready=True)
+
+    async def nodes(self) -> dict[str, NodeResources]:
+        return {}
+
+    def _status(self, unit: WorkUnit) -> WorkStatus:
+        tasks = {str(index): TaskStatus(state=self.state) for index in unit.replica_indices}
+        return WorkStatus(key=unit.key, tasks=tasks, manager_job_ids=[f"scripted-{unit.key}"])
+
+    async def submit(self, unit: WorkUnit) -> WorkStatus:
+        if self.hold_submit:
+            self.hold_submit = False
+            self.entered.set()
+            await self.release.wait()
+            raise ClusterManagerError("the scripted backend refused this submission", retryable=True)
+        self.submitted[unit.key] = unit
+        return self._status(unit)
+
+    async def delete(self, key: str) -> None:
+        self.submitted.pop(key, None)
+
+    async def statuses(self) -> dict[str, WorkStatus]:
+        return {key: self._status(unit) for key, unit in self.submitted.items()}
+
+    async def watch_statuses(self):
+        while True:
+            self.changed.clear()
+            yield await self.statuses()
+            await self.changed.wait()
+
+    def set_state(self, state: str) -> None:
+        self.state = state
+        self.changed.set()
+
+
+class PushingManager(ScriptedManager):
+    """The scripted backend, announcing each change through `watch_statuses`."""
+
+    supports_watch = True
+
+
+async def is_true(predicate) -> bool:
+    return bool(predicate())
+
+
+@pytest.fixture
+async def run_skylet(async_client):
+    """Start a skylet for the cluster `edge` with the given manager; stop it afterwards."""
+    await async_client.create(simulated_cluster(CLUSTER))
+    jobs = Informer(async_client, Job)
+    jobs.start()
+    tasks: list[asyncio.Task] = []
+
+    async def start(manager: ClusterManager, **settings) -> Skylet:
+        skylet = Skylet(CLUSTER, manager, async_client, jobs, poll_interval=SLOW_POLL, **settings)
+        jobs.add_event_handler(
+            on_add=lambda job: skylet.wake(),
+            on_update=lambda old, new: skylet.wake() if skylet.affected_by(old, new) else None,
+            on_delete=lambda job: skylet.wake(),
+        )
+        await wait_for(lambda: is_true(lambda: jobs.has_synced))
+        tasks.append(asyncio.get_running_loop().create_task(skylet.run()))
+        return skylet
+
+    yield start
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await jobs.stop()
+
+
+async def place(client, name: str, replicas: int = 1) -> None:
+    """Create a Job and place all its replicas on `edge`, as the scheduler would."""
+    await client.create({"kind": "Job", "metadata": {"name": name}, "spec": {"run": "serve", "replicas": replicas}})
+    share = {"replicas": replicas, "replica_indices": list(range(replicas)), "generation": 1}
+    status = {"placement": {CLUSTER: replicas}, "placement_generation": 1, "clusters": {CLUSTER: share}}
+    await client.patch("Job", name, {"status": status}, "default", subresource="status")
+
+
+async def task_state(client, name: str, state: str):
+    share = (await client.get("Job", name, "default"))["status"]["clusters"].get(CLUSTER) or {}
+    tasks = share.get("tasks") or {}
+    return tasks if tasks and all(task["state"] == state for task in tasks.values()) else None
+
+
+async def test_fast_polls_follow_a_submission(async_client, run_skylet):
+    manager = ScriptedManager(CLUSTER)
+    await run_skylet(manager, fast_poll_interval=0.05, fast_poll_window=SLOW_POLL)
+    await place(async_client, "web")
+    await wait_for(lambda: task_state(async_client, "web", "Pending"))
+
+    # The backend changes without telling anyone: only the fast status reads can find it.
+    manager.state = "Running"
+
+    assert await wait_for(lambda: task_state(async_client, "web", "Running"), timeout=10)
+
+
+async def test_pushed_status_change_wakes_the_skylet(async_client, run_skylet):
+    manager = PushingManager(CLUSTER)
+    await run_skylet(manager, fast_poll_interval=0.05, fast_poll_window=0.001)
+    await place(async_client, "web")
+    await wait_for(lambda: task_state(async_client, "web", "Pending"))
+
+    manager.set_state("Running")
+
+    assert await wait_for(lambda: task_state(async_client, "web", "Running"), timeout=10)
+
+
+async def test_wake_during_a_cycle_is_not_lost(async_client, run_skylet):
+    manager = ScriptedManager(CLUSTER)
+    manager.hold_submit = True
+    skylet = await run_skylet(manager, fast_poll_interval=0.05, fast_poll_window=0.001)
+    await place(async_client, "first")
+    await asyncio.wait_for(manager.entered.wait(), 10)
+
+    # The second Job is placed while the cycle that submits the first one is still running.
+    await place(async_client, "second")
+    await wait_for(lambda: is_true(lambda: (skylet.jobs.get("second", "default") or job_with(None)).status.placement))
+    manager.release.set()
+
+    def second_submitted() -> bool:
+        return "second" in {unit.job.metadata.name for unit in manager.submitted.values()}
+
+    assert await wait_for(lambda: is_true(second_submitted), timeout=10)
+
+
+def job_with(cluster_share: dict | None, generation: int = 1, tasks_state: str = "Pending") -> Job:
+    status: dict = {}
+    if cluster_share is not None:
+        share = {**cluster_share, "tasks": {"0": {"state": tasks_state}}}
+        status = {"placement": {CLUSTER: 1}, "clusters": {CLUSTER: share}}
+    return Job.model_validate(
+        {"metadata": {"name": "web", "namespace": "default", "generation": generation}, "spec": {"run": "x"}, "status": status}
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        pytest.param(None, job_with(None), True, id="added"),
+        pytest.param(job_with(None), None, True, id="deleted"),
+        pytest.param(job_with(None), job_with(None, generation=2), True, id="spec-changed"),
+        pytest.param(job_with(None), job_with({"replica_indices": [0], "generation": 1}), True, id="placed-here"),
+        pytest.param(
+            job_with({"replica_indices": [0], "generation": 1}),
+            job_with({"replica_indices": [1], "generation": 2}),
+            True,
+            id="share-moved",
+        ),
+        pytest.param(
+            job_with({"replica_indices": [0], "generation": 1}),
+            job_with({"replica_indices": [0], "generation": 1}, tasks_state="Running"),
+            False,
+            id="task-states-only",
+        ),
+    ],
+)
+def test_which_job_changes_wake_the_skylet(old, new, expected):
+    skylet = Skylet(CLUSTER, ScriptedManager(CLUSTER), client=None, jobs=None)  # type: ignore[arg-type]
+
+    assert skylet.affected_by(old, new) is expected
+
+
+def test_own_task_write_wakes_the_skylet():
+    skylet = Skylet(CLUSTER, ScriptedManager(CLUSTER), client=None, jobs=None)  # type: ignore[arg-type]
+    old = job_with({"replica_indices": [0], "generation": 1})
+    new = job_with({"replica_indices": [0], "generation": 1}, tasks_state="Running")
+    skylet._unseen_task_writes[("default", "web")] = 42
+
+    assert skylet.affected_by(old, new) is True
+
+
+def test_fast_poll_settings_from_config(tmp_path: Path):
+    path = tmp_path / "controller-manager.yaml"
+    path.write_text("skylet:\n  poll_interval: 2\n  fast_poll_interval: 0.5\n  fast_poll_window: 20\n")
+
+    config = ControllerManagerConfig.load(path)
+
+    assert (config.poll_interval, config.fast_poll_interval, config.fast_poll_window) == (2.0, 0.5, 20.0)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon", "true"])
+def test_invalid_fast_poll_interval_rejected(tmp_path: Path, value: str):
+    path = tmp_path / "controller-manager.yaml"
+    path.write_text(f"skylet:\n  fast_poll_interval: {value}\n")
+
+    with pytest.raises(ValueError, match=r"invalid skylet.fast_poll_interval .* expected a number of seconds greater than 0"):
+        ControllerManagerConfig.load(path)
