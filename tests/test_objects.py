@@ -82,13 +82,19 @@ def test_env_mapping_accepted():
         pytest.param({"replica": 2}, "unknown field 'replica' (did you mean 'replicas'?)", id="typo-suggests"),
         pytest.param({"resources": {"cpu": 2}}, "unknown resource 'cpu' (did you mean 'cpus'?)", id="resource-typo"),
         pytest.param({"restart_policy": "Sometimes"}, "spec.restart_policy", id="bad-enum-names-field"),
-        pytest.param({"replicas": 0}, "spec.replicas", id="zero-replicas"),
+        pytest.param({"replicas": 0}, "spec.replicas: invalid value 0: input should be greater than", id="zero-replicas"),
+        pytest.param({"replicas": "two"}, "spec.replicas: invalid value 'two': input should be a valid integer", id="text-replicas"),
+        pytest.param(
+            {"restart_policy": "Sometimes"},
+            "spec.restart_policy: invalid value 'Sometimes': input should be 'Always', 'OnFailure' or 'Never'",
+            id="unknown-restart-policy",
+        ),
         pytest.param({"ports": [70000]}, "invalid port 70000", id="port-range"),
         pytest.param({"resources": {"memory": "12Qi"}}, "invalid memory '12Qi'", id="bad-quantity"),
         pytest.param({"image": "UPPER CASE"}, "invalid image 'UPPER CASE'", id="bad-image"),
         pytest.param(
             {"placement": {"preferences": [{"match_labels": {"a": "b"}, "weight": 101}]}},
-            "spec.placement.preferences.0.weight",
+            "spec.placement.preferences.0.weight: invalid value 101: input should be less than or equal to 100",
             id="weight-range",
         ),
         pytest.param(

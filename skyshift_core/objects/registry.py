@@ -54,8 +54,14 @@ def resolve_kind(text: str) -> type[Object]:
     raise InvalidError(f"unknown resource type {text!r}{suggest(wanted, names)}; known types: {', '.join(names)}")
 
 
+# Pydantic's own checks (types, ranges, choices) do not repeat the value they rejected; SkyShift's
+# validators (type value_error) name it in their message already.
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def validation_message(error: ValidationError, prefix: str = "") -> str:
-    """Flatten a pydantic error into one line per problem, each with the field path."""
+    """Flatten a pydantic error into one line per problem, each with the field path and, for a
+    rejected scalar, the value given."""
     lines = []
     for problem in error.errors(include_url=False):
         path = ".".join(str(part) for part in problem["loc"])
@@ -63,6 +69,8 @@ def validation_message(error: ValidationError, prefix: str = "") -> str:
         message = problem["msg"].removeprefix("Value error, ")
         if problem["type"] == "missing":
             message = "required field is missing"
+        elif problem["type"] != "value_error" and isinstance(problem.get("input"), _SCALARS):
+            message = f"invalid value {problem['input']!r}: {message[:1].lower()}{message[1:]}"
         lines.append(f"{path}: {message}" if path else message)
     return "; ".join(lines)
 
