@@ -78,9 +78,9 @@ class WorkStatus:
     # Things the user should know about the work, such as "image ubuntu:22.04 was not used: the
     # cluster runs commands on the host"; the skylet records each as a Warning Event on the Job.
     warnings: list[str] = field(default_factory=list)
-    # True when the backend found only part of the share's objects, for example after a crash
-    # between the creates of a share that takes several; the skylet then calls `submit` again,
-    # which creates what is missing.
+    # True when the backend found only part of the share's objects, for example because the skylet
+    # stopped between two of a share's creates. The skylet then calls `submit` again, which
+    # creates what is missing.
     partial: bool = False
 
 
@@ -106,6 +106,9 @@ class ClusterManager:
     supports_exec: ClassVar[bool] = False
     supports_services: ClassVar[bool] = False
     supports_watch: ClassVar[bool] = False
+    # How many `submit` calls the skylet may run at once, each for a different key. Raise it when
+    # the backend takes concurrent submissions well.
+    max_parallel_submits: ClassVar[int] = 1
 
     def __init__(self, name: str, config: Mapping[str, Any]):
         self.name = name

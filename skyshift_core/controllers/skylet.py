@@ -247,40 +247,57 @@ class Skylet:
         return desired
 
     async def _converge(self, desired: dict[str, tuple[Job, WorkUnit]], statuses: dict[str, WorkStatus]) -> bool:
-        """Submit the shares the backend lacks and delete the work no Job wants; tell whether it did either."""
+        """Submit the shares the backend lacks and delete the work no Job wants; tell whether it did either.
+
+        Up to the manager's `max_parallel_submits` submissions run at once."""
         changed = False
         for key in sorted(set(statuses) - set(desired)):
             changed = True
             logger.info("Skylet %s: deleting work %s, which no Job places here any more", self.cluster, key)
             await self.manager.delete(key)
             statuses.pop(key, None)
-        for key, (job, unit) in sorted(desired.items()):
-            if key in statuses and not statuses[key].partial:
-                continue
-            if job.status.phase in (JobPhase.SUCCEEDED, JobPhase.FAILED):
-                continue  # Finished work that the backend has since purged is not run again.
-            logger.info(
-                "Skylet %s: submitting Job %s/%s replicas %s (generation %d)",
-                self.cluster, job.metadata.namespace, job.metadata.name, list(unit.replica_indices), unit.generation,
+        missing = [
+            (key, job, unit)
+            for key, (job, unit) in sorted(desired.items())
+            if (key not in statuses or statuses[key].partial)
+            # Finished work that the backend has since purged is not run again.
+            and job.status.phase not in (JobPhase.SUCCEEDED, JobPhase.FAILED)
+        ]
+        slots = asyncio.Semaphore(max(1, self.manager.max_parallel_submits))
+
+        async def submit(key: str, job: Job, unit: WorkUnit) -> bool:
+            async with slots:
+                return await self._submit(key, job, unit, statuses)
+
+        results = await asyncio.gather(*(submit(*item) for item in missing), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return changed or any(results)
+
+    async def _submit(self, key: str, job: Job, unit: WorkUnit, statuses: dict[str, WorkStatus]) -> bool:
+        """Submit one share and record an Event; tell whether the backend took it."""
+        logger.info(
+            "Skylet %s: submitting Job %s/%s replicas %s (generation %d)",
+            self.cluster, job.metadata.namespace, job.metadata.name, list(unit.replica_indices), unit.generation,
+        )  # fmt: skip
+        try:
+            statuses[key] = await self.manager.submit(unit)
+        except ClusterManagerError as error:
+            # One Job's failed submission must not hold back the others; it is retried next cycle.
+            logger.warning(
+                "Skylet %s: submitting Job %s/%s failed, retrying next cycle: %s",
+                self.cluster, job.metadata.namespace, job.metadata.name, error,
             )  # fmt: skip
-            try:
-                statuses[key] = await self.manager.submit(unit)
-            except ClusterManagerError as error:
-                # One Job's failed submission must not hold back the others; it is retried next cycle.
-                logger.warning(
-                    "Skylet %s: submitting Job %s/%s failed, retrying next cycle: %s",
-                    self.cluster, job.metadata.namespace, job.metadata.name, error,
-                )  # fmt: skip
-                await record_event(self.client, job, "Warning", "SubmitFailed", str(error), f"skylet/{self.cluster}")
-                continue
-            changed = True
-            indices = list(unit.replica_indices)
-            ids = ", ".join(statuses[key].manager_job_ids) or "n/a"
-            await record_event(
-                self.client, job, "Normal", "Submitted",
-                f"replicas {indices} submitted to cluster {self.cluster} (backend ids: {ids})", f"skylet/{self.cluster}",
-            )  # fmt: skip
-        return changed
+            await record_event(self.client, job, "Warning", "SubmitFailed", str(error), f"skylet/{self.cluster}")
+            return False
+        indices = list(unit.replica_indices)
+        ids = ", ".join(statuses[key].manager_job_ids) or "n/a"
+        await record_event(
+            self.client, job, "Normal", "Submitted",
+            f"replicas {indices} submitted to cluster {self.cluster} (backend ids: {ids})", f"skylet/{self.cluster}",
+        )  # fmt: skip
+        return True
 
     # ---- job controller ------------------------------------------------------------------
 

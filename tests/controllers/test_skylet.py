@@ -165,6 +165,39 @@ async def test_wake_during_a_cycle_is_not_lost(async_client, run_skylet):
     assert await wait_for(lambda: is_true(second_submitted), timeout=10)
 
 
+class ConcurrentManager(ScriptedManager):
+    """The scripted backend taking three submissions at once; it records how many ran together."""
+
+    max_parallel_submits = 3
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.in_flight = 0
+        self.peak = 0
+
+    async def submit(self, unit: WorkUnit) -> WorkStatus:
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            await asyncio.sleep(0.05)
+            return await super().submit(unit)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_submissions_run_up_to_the_manager_limit(async_client, run_skylet):
+    manager = ConcurrentManager(CLUSTER)
+    for number in range(7):
+        await place(async_client, f"burst-{number}")
+    await run_skylet(manager)
+
+    def all_submitted() -> bool:
+        return len(manager.submitted) == 7
+
+    assert await wait_for(lambda: is_true(all_submitted), timeout=10)
+    assert manager.peak == 3
+
+
 def job_with(cluster_share: dict | None, generation: int = 1, tasks_state: str = "Pending") -> Job:
     status: dict = {}
     if cluster_share is not None:

@@ -59,6 +59,8 @@ class KubernetesClusterManager(ClusterManager):
     supports_exec: ClassVar[bool] = True
     supports_services: ClassVar[bool] = True
     supports_watch: ClassVar[bool] = True
+    # Creates for different shares may run side by side.
+    max_parallel_submits: ClassVar[int] = 8
     # Seconds between looks for pods that have not started while following logs.
     follow_poll_seconds: float = 0.5
     # Seconds a workload that submit created counts as existing without the informers listing it.

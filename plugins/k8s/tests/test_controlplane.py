@@ -193,7 +193,8 @@ async def test_skylet_recreates_a_deleted_deployment(api_server, admin_token, ku
 
     await wait_for(lambda: kube_replicas_running(async_client, "web"))
     selector = "skyshift.io/job=web"
-    first, second = apps.list_namespaced_deployment("skyshift-default", label_selector=selector).items
+    # One Deployment per replica placed here: as many as the spread policy gave this cluster.
+    first, *others = apps.list_namespaced_deployment("skyshift-default", label_selector=selector).items
     # A user deletes one replica's Deployment with kubectl: the share is partial, so the skylet
     # submits it again, which creates only the missing Deployment.
     apps.delete_namespaced_deployment(first.metadata.name, "skyshift-default")
@@ -206,7 +207,10 @@ async def test_skylet_recreates_a_deleted_deployment(api_server, admin_token, ku
     deployments = await wait_for(recreated)
     await async_client.delete("Job", "web", "default")
 
-    assert deployments == {first.metadata.name: deployments[first.metadata.name], second.metadata.name: second.metadata.uid}
+    assert others
+    assert deployments == {first.metadata.name: deployments[first.metadata.name]} | {
+        other.metadata.name: other.metadata.uid for other in others
+    }
 
 
 async def test_unreachable_api_server_turns_cluster_error(api_server, fake, kube_context, control_plane, async_client):

@@ -84,6 +84,8 @@ class SlurmClusterManager(ClusterManager):
 
     provides: ClassVar[str] = "Slurm clusters, through Slurm's commands (locally or over ssh) or slurmrestd"
     supports_logs: ClassVar[bool] = True
+    # sbatch calls (or slurmrestd submissions) for different shares may run side by side.
+    max_parallel_submits: ClassVar[int] = 4
 
     def __init__(self, name: str, config: Mapping[str, Any]):
         parsed = parse_config(config)
@@ -110,6 +112,11 @@ class SlurmClusterManager(ClusterManager):
         self._rejected: dict[str, WorkStatus] = {}
         self._restart_due: dict[str, float] = {}
         self._observation: tuple[float, dict[str, list[_Replica]]] | None = None
+        # One queue read at a time for submit's check of what exists.
+        self._observe_lock = asyncio.Lock()
+        # Shares submitted since the queue read began (key -> (when, the status submit returned)),
+        # which that read may not list; a later submit of the same key returns the status.
+        self._submitted_since: dict[str, tuple[float, WorkStatus]] = {}
         self._gpu_types: set[str] = set()
         self._max_restart_delay = MAX_RESTART_DELAY_SECONDS
         self._cluster_settings_read = False
@@ -160,6 +167,8 @@ class SlurmClusterManager(ClusterManager):
         _check_key(key)
         if key in self._rejected:
             return self._rejected[key]
+        if key in self._submitted_since:
+            return self._submitted_since[key][1]
         self._units[key] = unit
 
         existing = await self._recent_observation()
@@ -185,14 +194,15 @@ class SlurmClusterManager(ClusterManager):
         )  # fmt: skip
         for warning in warnings:
             logger.info("Job %s on Slurm cluster %s: %s", job, self.name, warning)
-        self._observation = None
         tasks = {
             str(index): TaskStatus(
                 state="Pending", reason="Submitted", message=f"submitted as Slurm job {', '.join(job_ids)}"
             )
             for index in unit.replica_indices
         }
-        return WorkStatus(key=key, tasks=tasks, manager_job_ids=job_ids, warnings=warnings)
+        status = WorkStatus(key=key, tasks=tasks, manager_job_ids=job_ids, warnings=warnings)
+        self._submitted_since[key] = (time.monotonic(), status)
+        return status
 
     async def delete(self, key: str) -> None:
         """Cancel every Slurm job of `key`; jobs that already ended or are gone need nothing."""
@@ -205,6 +215,7 @@ class SlurmClusterManager(ClusterManager):
             await self.client.cancel(job_ids)
             logger.info("Cancelled Slurm jobs %s of work %s on cluster %s", ", ".join(job_ids), key, self.name)
         self._forget(key)
+        self._submitted_since.pop(key, None)
         self._deleted[key] = time.monotonic()
         self._observation = None
 
@@ -285,6 +296,7 @@ class SlurmClusterManager(ClusterManager):
 
     async def _observe(self) -> dict[str, list[_Replica]]:
         """Read the queue (and the jobcomp file when needed); return each key's latest replica records."""
+        started = time.monotonic()
         live = [record for record in await self.client.list_jobs() if record.name.startswith(self._prefix)]
         live_ids = {record.task_id for record in live}
         vanished = self._active - live_ids
@@ -323,12 +335,15 @@ class SlurmClusterManager(ClusterManager):
                 del self._deleted[key]
         result = {key: [replicas[index] for index in sorted(replicas)] for key, replicas in grouped.items()}
         self._observation = (time.monotonic(), result)
+        # Submissions that ended before this read began are in it.
+        self._submitted_since = {key: entry for key, entry in self._submitted_since.items() if entry[0] >= started}
         return result
 
     async def _recent_observation(self) -> dict[str, list[_Replica]]:
-        if self._observation is not None and time.monotonic() - self._observation[0] < OBSERVATION_REUSE_SECONDS:
-            return self._observation[1]
-        return await self._observe()
+        async with self._observe_lock:
+            if self._observation is not None and time.monotonic() - self._observation[0] < OBSERVATION_REUSE_SECONDS:
+                return self._observation[1]
+            return await self._observe()
 
     def _remember_jobcomp(self, history: list[JobRecord]) -> None:
         for record in history:

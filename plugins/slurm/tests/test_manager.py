@@ -268,6 +268,22 @@ async def test_new_manager_finds_earlier_submission(mode, make_manager, make_job
     assert len(queue_names(sites["alpha"], unit.key)) == 1
 
 
+@pytest.mark.parametrize("mode", PARSER_MODES)
+async def test_parallel_and_repeated_submits_run_once(mode, make_manager, make_job, make_unit, wait_for, ended, sites):
+    manager = await make_manager("alpha", mode)
+    units = [make_unit(make_job(f"burst-{number}", "true"), manager.name) for number in range(4)]
+
+    # As the skylet does with max_parallel_submits, then again before its next queue read.
+    first = await asyncio.gather(*(manager.submit(unit) for unit in units))
+    again = await asyncio.gather(*(manager.submit(unit) for unit in units))
+    for unit in units:
+        await wait_for(manager, unit.key, ended)
+
+    assert [status.manager_job_ids for status in again] == [status.manager_job_ids for status in first]
+    for unit in units:
+        assert len(queue_names(sites["alpha"], unit.key)) == 1
+
+
 @pytest.mark.parametrize("mode", MODES)
 async def test_on_failure_retries_failed_replica(mode, make_manager, make_job, make_unit, wait_for, ended):
     manager = await make_manager("alpha", mode)
