@@ -43,15 +43,21 @@ def render_contracts(present: set[str]) -> str:
     for section in parser.sections():
         for option in PACKAGE_LIST_OPTIONS:
             if option in parser[section]:
-                listed = [name for name in parser[section][option].split() if name == CORE_PACKAGE or name in present]
+                listed = [
+                    name
+                    for name in parser[section][option].split()
+                    if name.split(".")[0] == CORE_PACKAGE or name in present
+                ]
                 parser[section][option] = "\n" + "\n".join(listed)
 
     # A contract with nothing to check is left out, so that the report does not count it as kept.
     for section in parser.sections():
         contract = parser[section]
-        nothing_forbidden = contract.get("type") == "forbidden" and not contract["forbidden_modules"].split()
+        forbidden = contract.get("type") == "forbidden"
+        nothing_forbidden = forbidden and not contract["forbidden_modules"].split()
+        nothing_checked = forbidden and not contract["source_modules"].split()
         one_independent = contract.get("type") == "independence" and len(contract["modules"].split()) < 2
-        if nothing_forbidden or one_independent:
+        if nothing_forbidden or nothing_checked or one_independent:
             parser.remove_section(section)
 
     text = io.StringIO()
@@ -125,13 +131,28 @@ def test_plugin_importing_plugin_reported(tmp_path):
     assert "Plugins never import each other BROKEN" in result.stdout
 
 
+def test_plugin_importing_core_internals_reported(tmp_path):
+    plugin = template_plugin_packages()[0]
+    packages = tmp_path / "packages"
+    write_package(packages, plugin, "from skyshift_core.store import Store\n")
+
+    config = render_contracts(set(repo_plugin_packages()) | {plugin})
+    result = lint_imports(config, tmp_path, [packages])
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"{plugin} -> skyshift_core.store" in result.stdout
+    assert "Plugins import only the core's plugin API BROKEN" in result.stdout
+
+
 @pytest.mark.parametrize(
     ("present", "expected_contracts"),
     [
         pytest.param(set(), [], id="no-plugins"),
-        pytest.param({"skyshift_slurm"}, ["core-never-imports-plugins"], id="one-plugin"),
+        pytest.param({"skyshift_slurm"}, ["core-never-imports-plugins", "plugins-use-public-api"], id="one-plugin"),
         pytest.param(
-            {"skyshift_slurm", "skyshift_k8s"}, ["core-never-imports-plugins", "plugins-independent"], id="two-plugins"
+            {"skyshift_slurm", "skyshift_k8s"},
+            ["core-never-imports-plugins", "plugins-independent", "plugins-use-public-api"],
+            id="two-plugins",
         ),
     ],
 )
