@@ -39,6 +39,7 @@ from skyshift_core.store.keys import ROOT, list_prefix, object_key, prefix_range
 from skyshift_core.store.leases import Fence, LeaseStoreMixin
 from skyshift_core.store.auth_records import SecretStoreMixin
 from skyshift_core.store.tls import EtcdTls, TlsClient
+from skyshift_core.store.value_cache import DEFAULT_MAX_BYTES as DEFAULT_VALUE_CACHE_BYTES, ValueCache
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,9 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
     member is retried on the next until `deadline` seconds have passed. Every write accepts a
     `fence`: the write then also requires, in its own transaction, that the fence's holder still
     holds the lease, and fails with LeaseLostError otherwise. With `tls`, every connection to etcd
-    uses TLS with that CA and, when given, that client certificate.
+    uses TLS with that CA and, when given, that client certificate. Up to `value_cache_bytes` of
+    recently read and written values spare the read before a write with a resource_version
+    (see `skyshift_core.store.value_cache`); 0 turns that off.
     """
 
     def __init__(
@@ -99,6 +102,7 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
         username: str | None = None,
         password: str | None = None,
         tls: EtcdTls | None = None,
+        value_cache_bytes: int = DEFAULT_VALUE_CACHE_BYTES,
     ):
         if isinstance(endpoints, str):
             endpoints = [part for part in endpoints.split(",") if part.strip()]
@@ -113,6 +117,9 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
         self._endpoint_index = 0
         self._client: aetcd.Client | None = None
         self._client_lock = asyncio.Lock()
+        # Fence -> create_revision of the holder's tenure, as last read (see `LeaseStoreMixin`).
+        self._fence_revisions: dict[Fence, int] = {}
+        self._values = ValueCache(value_cache_bytes)
 
     # ---- connection -------------------------------------------------------------------
 
@@ -296,17 +303,24 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
         key = self._key(model, namespace, obj.metadata.name)
         value = self._encode(obj)
         fenced = await self.fence_compare(fence)
-        compare = [rpc.Compare(key=key, target=rpc.Compare.CREATE, result=rpc.Compare.EQUAL, create_revision=0), *fenced]
-        response = await self._txn(compare, [rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value))])
-        if not response.succeeded:
-            await self.check_fence(fence, fenced)
-            # A retried request may find the object its own first attempt wrote.
-            existing = await self._range(key)
-            if existing.kvs and json.loads(existing.kvs[0].value)["metadata"].get("uid") == metadata.uid:
-                return self._decode(model, existing.kvs[0].value, existing.kvs[0].mod_revision)
-            raise AlreadyExistsError(f"{self._describe(model, namespace, obj.metadata.name)} already exists")
-        metadata.resource_version = str(response.header.revision)
-        return obj
+        retried = False
+        while True:
+            compare = [rpc.Compare(key=key, target=rpc.Compare.CREATE, result=rpc.Compare.EQUAL, create_revision=0), *fenced]
+            response = await self._txn(compare, [rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value))])
+            if response.succeeded:
+                self._values.put(key, value, response.header.revision)
+                metadata.resource_version = str(response.header.revision)
+                return obj
+            refreshed = await self.recheck_fence(fence, fenced, retried=retried)
+            if refreshed is None:
+                break
+            fenced, retried = refreshed, True
+
+        # A retried request may find the object its own first attempt wrote.
+        existing = await self._range(key)
+        if existing.kvs and json.loads(existing.kvs[0].value)["metadata"].get("uid") == metadata.uid:
+            return self._decode(model, existing.kvs[0].value, existing.kvs[0].mod_revision)
+        raise AlreadyExistsError(f"{self._describe(model, namespace, obj.metadata.name)} already exists")
 
     async def _require_namespace(self, namespace: str) -> None:
         response = await self._range(self._key(Namespace, None, namespace))
@@ -317,7 +331,9 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
         response = await self._range(self._key(model, namespace, name))
         if not response.kvs:
             raise NotFoundError(f"{self._describe(model, namespace, name)} not found")
-        return response.kvs[0]
+        kv = response.kvs[0]
+        self._values.put(kv.key, kv.value, kv.mod_revision)
+        return kv
 
     async def get(self, model: type[Object], namespace: str | None, name: str) -> Object:
         namespace = namespace if model.namespaced else None
@@ -336,21 +352,39 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
         name = obj.metadata.name
         precondition = self.parse_resource_version(obj.metadata.resource_version)
         fenced = await self.fence_compare(fence)
+        retried = False
+        # With a precondition, the value cached at that version can stand in for the read (see `ValueCache`).
+        cached = self._values.get(self._key(model, namespace, name), precondition) if precondition is not None else None
         while True:
-            kv = await self._get_raw(model, namespace, name)
+            kv = cached or await self._get_raw(model, namespace, name)
             if precondition is not None and precondition != kv.mod_revision:
                 raise ConflictError(self._conflict_message(model, namespace, name, precondition, kv.mod_revision))
             current = self._decode(model, kv.value, kv.mod_revision)
             merged = self._merge(current, obj, subresource)
             value = self._encode(merged)
             if value == kv.value:
+                if cached is not None:
+                    # Only a write proves that the cached version is still the stored one.
+                    cached = None
+                    continue
                 return current
             compare = [rpc.Compare(key=kv.key, target=rpc.Compare.MOD, result=rpc.Compare.EQUAL, mod_revision=kv.mod_revision), *fenced]
+            if cached is not None:
+                compare.append(rpc.Compare(key=kv.key, target=rpc.Compare.VALUE, result=rpc.Compare.EQUAL, value=kv.value))
             response = await self._txn(compare, [rpc.RequestOp(request_put=rpc.PutRequest(key=kv.key, value=value))])
             if response.succeeded:
+                self._values.put(kv.key, value, response.header.revision)
                 merged.metadata.resource_version = str(response.header.revision)
                 return merged
-            await self.check_fence(fence, fenced)
+            refreshed = await self.recheck_fence(fence, fenced, retried=retried)
+            if refreshed is not None:
+                fenced, retried = refreshed, True
+                continue
+            if cached is not None:
+                # The cached version is gone; read the stored one and decide from it.
+                self._values.discard(kv.key)
+                cached = None
+                continue
             if precondition is not None:
                 latest = await self._get_raw(model, namespace, name)
                 raise ConflictError(self._conflict_message(model, namespace, name, precondition, latest.mod_revision))
@@ -394,6 +428,7 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
         namespace = (namespace or DEFAULT_NAMESPACE) if model.namespaced else None
         precondition = self.parse_resource_version(resource_version)
         fenced = await self.fence_compare(fence)
+        retried = False
         while True:
             kv = await self._get_raw(model, namespace, name)
             if precondition is not None and precondition != kv.mod_revision:
@@ -417,10 +452,14 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
                         )
             response = await self._txn(compare, operations)
             if response.succeeded:
+                self._values.discard(kv.key)
                 deleted = self._decode(model, kv.value, kv.mod_revision)
                 deleted.metadata.resource_version = str(response.header.revision)
                 return deleted
-            await self.check_fence(fence, fenced)
+            refreshed = await self.recheck_fence(fence, fenced, retried=retried)
+            if refreshed is not None:
+                fenced, retried = refreshed, True
+                continue
             if precondition is not None:
                 latest = await self._get_raw(model, namespace, name)
                 raise ConflictError(self._conflict_message(model, namespace, name, precondition, latest.mod_revision))
@@ -467,6 +506,7 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
                 if wanted and len(items) >= wanted:
                     break
                 last_key = kv.key
+                self._values.put(kv.key, kv.value, kv.mod_revision)
                 obj = self._decode(model, kv.value, kv.mod_revision)
                 if selector_matches(selector, obj.metadata.labels):
                     items.append(obj)
@@ -569,6 +609,7 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
     def _watch_event(self, model: type[Object], raw, selector: tuple[Requirement, ...]) -> WatchEvent | None:
         revision = raw.kv.mod_revision
         if raw.kind == "DELETE":
+            self._values.discard(raw.kv.key)
             if raw.prev_kv is None or not raw.prev_kv.value:  # Compacted away; nothing to report.
                 return None
             previous = self._decode(model, raw.prev_kv.value, revision)
@@ -576,12 +617,16 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
                 return None
             return WatchEvent("DELETED", previous, revision)
 
+        self._values.put(raw.kv.key, raw.kv.value, revision)
         current = self._decode(model, raw.kv.value, revision)
         matches = selector_matches(selector, current.metadata.labels)
         previous_matched = False
         if raw.prev_kv is not None and raw.prev_kv.value and raw.kv.version > 1:
-            previous_labels = json.loads(raw.prev_kv.value)["metadata"].get("labels") or {}
-            previous_matched = selector_matches(selector, previous_labels)
+            if selector:
+                previous_labels = json.loads(raw.prev_kv.value)["metadata"].get("labels") or {}
+                previous_matched = selector_matches(selector, previous_labels)
+            else:
+                previous_matched = True  # An empty selector matches every version; no need to parse the old one.
         if matches:
             return WatchEvent("MODIFIED" if previous_matched else "ADDED", current, revision)
         if previous_matched:

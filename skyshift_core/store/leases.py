@@ -4,10 +4,13 @@
 call them. A lease record is stored at `<root>/leases/<name>` and attached to an etcd lease, so etcd
 deletes the record by itself when its holder stops renewing.
 
-Fencing compares the record key's create_revision, read when the write starts, inside the write's
-own transaction. Each acquisition creates the key anew, and etcd never hands out a revision twice,
-so the compare holds only while the holder that was checked still holds that same tenure. Renewals
-refresh the etcd lease without rewriting the record, so they never invalidate a fence.
+Fencing compares the record key's create_revision inside the write's own transaction. Each
+acquisition creates the key anew, and etcd never hands out a revision twice, so the compare holds
+only while the holder that was checked still holds that same tenure. Renewals refresh the etcd
+lease without rewriting the record, so they never invalidate a fence. The store remembers the
+create_revision of each holder's tenure, so a fenced write costs no extra read while the tenure
+lasts; when the compare fails, the write reads the record and either fails with LeaseLostError
+or, when the same holder has acquired the lease again, retries once with the new tenure.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ _HOLDER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")
 # Attempts of one acquire when the record vanishes or appears between reading and writing it.
 _ACQUIRE_ATTEMPTS = 3
 _LEASE_RPC_TIMEOUT = 5.0
+# Fences whose tenure revision a store remembers; the table is cleared when it grows past this,
+# which only costs one read per fence to fill it again.
+MAX_REMEMBERED_FENCES = 1024
 
 
 def validate_holder(holder: str) -> str:
@@ -239,6 +245,7 @@ class LeaseStoreMixin:
             response = await self._txn(compare, [put])
             if response.succeeded:
                 record.revision = response.header.revision
+                self.forget_fences(name)
                 return record
 
             # A retried transaction may find the record its own first attempt wrote.
@@ -294,6 +301,7 @@ class LeaseStoreMixin:
         # Revoking by lease id can only end this tenure: a later tenure has another etcd lease.
         if not await self._revoke(current.lease_id):
             raise NotFoundError(f"lease '{name}' of '{holder}' had already expired; there is nothing to release")
+        self.forget_fences(name)
         current.remaining_seconds = 0
         return current
 
@@ -302,15 +310,54 @@ class LeaseStoreMixin:
     async def fence_compare(self: "Store", fence: Fence | None) -> list:
         """Return the compares that fence a write by `fence` (none without a fence).
 
-        Raises LeaseLostError at once when the fence's holder does not hold the lease now.
+        The tenure's create_revision comes from the store's memory when this holder's tenure was
+        seen before; otherwise the lease record is read, and LeaseLostError is raised at once when
+        the fence's holder does not hold the lease now. A remembered tenure that has ended makes
+        the transaction fail, and `recheck_fence` then tells why.
         """
         if fence is None:
             return []
-        current = await self._read_lease(fence.lease)
-        if current is None or current.holder != fence.holder:
-            raise self._fence_lost(fence, current)
+        revision = self._fence_revisions.get(fence)
+        if revision is None:
+            current = await self._read_lease(fence.lease)
+            if current is None or current.holder != fence.holder:
+                raise self._fence_lost(fence, current)
+            revision = current.revision
+            self._remember_fence(fence, revision)
+        return [self._fence_compare(fence, revision)]
+
+    def _fence_compare(self: "Store", fence: Fence, revision: int):
         key = self.lease_key(fence.lease)
-        return [rpc.Compare(key=key, target=rpc.Compare.CREATE, result=rpc.Compare.EQUAL, create_revision=current.revision)]
+        return rpc.Compare(key=key, target=rpc.Compare.CREATE, result=rpc.Compare.EQUAL, create_revision=revision)
+
+    def _remember_fence(self: "Store", fence: Fence, revision: int) -> None:
+        if len(self._fence_revisions) >= MAX_REMEMBERED_FENCES:
+            self._fence_revisions.clear()
+        self._fence_revisions[fence] = revision
+
+    def forget_fences(self: "Store", lease: str) -> None:
+        """Drop the remembered tenures of `lease`, after this store saw it change hands."""
+        for fence in [fence for fence in self._fence_revisions if fence.lease == lease]:
+            del self._fence_revisions[fence]
+
+    async def recheck_fence(self: "Store", fence: Fence | None, compares: list, *, retried: bool) -> list | None:
+        """After a failed fenced transaction, return None when the fence held, so another compare failed.
+
+        Raises LeaseLostError when the holder no longer holds the lease. When the holder holds a
+        newer tenure than the one compared (the store remembered an old one, or the holder
+        acquired the lease again during the write), returns the compares of the new tenure for
+        one retry; with `retried`, the write has had its retry and LeaseLostError is raised.
+        """
+        if fence is None or not compares:
+            return None
+        current = await self._read_lease(fence.lease)
+        if current is not None and current.revision == compares[0].create_revision:
+            return None
+        self._fence_revisions.pop(fence, None)
+        if current is None or current.holder != fence.holder or retried:
+            raise self._fence_lost(fence, current)
+        self._remember_fence(fence, current.revision)
+        return [self._fence_compare(fence, current.revision)]
 
     async def check_fence(self: "Store", fence: Fence | None, compares: list) -> None:
         """After a failed transaction, raise LeaseLostError when its fence compare was the one that failed.
@@ -322,6 +369,7 @@ class LeaseStoreMixin:
             return
         current = await self._read_lease(fence.lease)
         if current is None or current.revision != compares[0].create_revision:
+            self._fence_revisions.pop(fence, None)
             raise self._fence_lost(fence, current)
 
     @staticmethod
