@@ -18,6 +18,7 @@ from skyshift_core import __version__
 from skyshift_core.auth.middleware import AuthMiddleware
 from skyshift_core.auth.routes import router as auth_router
 from skyshift_core.auth.service import AuthService, AuthSettings, authorize
+from skyshift_core.api.fast_routes import SkyShiftApi
 from skyshift_core.api.jobs import router as jobs_router
 from skyshift_core.api.leases import router as lease_router
 from skyshift_core.api.metrics import ApiMetrics, MetricsMiddleware
@@ -83,7 +84,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             await store.close()
             app.state.auth.close()
 
-    app = FastAPI(
+    app = SkyShiftApi(
         title="SkyShift API",
         version=__version__,
         description="Create, read, update, patch, delete, list and watch SkyShift objects.",

@@ -27,6 +27,24 @@ class ApiMetrics:
         self.open_watches = Gauge(
             "skyshift_apiserver_open_watches", "Watch streams open now, by kind.", ["kind"], registry=self.registry
         )
+        # Labelled children by label values: `labels()` costs microseconds on every request, and the
+        # label sets are few (route templates x methods x codes).
+        self._request_counters: dict[tuple[str, str, str], Counter] = {}
+        self._latency_histograms: dict[tuple[str, str], Histogram] = {}
+
+    def count_request(self, route: str, method: str, code: str) -> None:
+        key = (route, method, code)
+        counter = self._request_counters.get(key)
+        if counter is None:
+            counter = self._request_counters[key] = self.requests.labels(route, method, code)
+        counter.inc()
+
+    def observe_latency(self, route: str, method: str, seconds: float) -> None:
+        key = (route, method)
+        histogram = self._latency_histograms.get(key)
+        if histogram is None:
+            histogram = self._latency_histograms[key] = self.latency.labels(route, method)
+        histogram.observe(seconds)
 
 
 class MetricsMiddleware:
@@ -56,6 +74,6 @@ class MetricsMiddleware:
             route = scope.get("route")
             template = getattr(route, "path", None) or "<unmatched>"
             method = scope.get("method", "")
-            self.metrics.requests.labels(template, method, str(code)).inc()
+            self.metrics.count_request(template, method, str(code))
             if not watch:
-                self.metrics.latency.labels(template, method).observe(time.perf_counter() - start)
+                self.metrics.observe_latency(template, method, time.perf_counter() - start)

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request, Response
 
 from skyshift_core.api.admission import admit
 from skyshift_core.api.bodies import PATCH_TYPES, apply_patch, read_manifest
+from skyshift_core.api.fast_routes import direct_route
 from skyshift_core.api.leases import fence_from_request
 from skyshift_core.api.watch import watch_response
 from skyshift_core.auth.service import authorize, check_role_write, object_written
@@ -235,36 +236,48 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
         object_written(request, model, name)
         return object_response(deleted)
 
+    # Every endpoint takes the request and its path parameters only, so `SkyShiftApi` may call it
+    # directly (see `skyshift_core.api.fast_routes`).
     summary = kind
     if model.namespaced:
 
+        @direct_route
         async def list_all(request: Request) -> Response:
             return await list_or_watch(request, None)
 
+        @direct_route
         async def list_namespaced(request: Request, namespace: str) -> Response:
             return await list_or_watch(request, namespace)
 
+        @direct_route
         async def create_namespaced(request: Request, namespace: str) -> Response:
             return await create(request)
 
+        @direct_route
         async def read_namespaced(request: Request, namespace: str, name: str) -> Response:
             return await read(request, name)
 
+        @direct_route
         async def read_namespaced_status(request: Request, namespace: str, name: str) -> Response:
             return await read(request, name, "status")
 
+        @direct_route
         async def replace_namespaced(request: Request, namespace: str, name: str) -> Response:
             return await replace(request, name)
 
+        @direct_route
         async def replace_namespaced_status(request: Request, namespace: str, name: str) -> Response:
             return await replace(request, name, "status")
 
+        @direct_route
         async def patch_namespaced(request: Request, namespace: str, name: str) -> Response:
             return await patch(request, name)
 
+        @direct_route
         async def patch_namespaced_status(request: Request, namespace: str, name: str) -> Response:
             return await patch(request, name, "status")
 
+        @direct_route
         async def delete_namespaced(request: Request, namespace: str, name: str) -> Response:
             return await delete(request, name)
 
@@ -280,24 +293,48 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
         router.add_api_route(item + "/status", patch_namespaced_status, methods=["PATCH"], summary=f"Patch a {summary}'s status", openapi_extra=_PATCH_BODY)
     else:
 
+        @direct_route
         async def list_cluster(request: Request) -> Response:
             return await list_or_watch(request, None)
 
+        @direct_route
+        async def create_cluster(request: Request) -> Response:
+            return await create(request)
+
+        @direct_route
+        async def read_cluster(request: Request, name: str) -> Response:
+            return await read(request, name)
+
+        @direct_route
+        async def replace_cluster(request: Request, name: str) -> Response:
+            return await replace(request, name)
+
+        @direct_route
+        async def patch_cluster(request: Request, name: str) -> Response:
+            return await patch(request, name)
+
+        @direct_route
+        async def delete_cluster(request: Request, name: str) -> Response:
+            return await delete(request, name)
+
+        @direct_route
         async def read_status(request: Request, name: str) -> Response:
             return await read(request, name, "status")
 
+        @direct_route
         async def replace_status(request: Request, name: str) -> Response:
             return await replace(request, name, "status")
 
+        @direct_route
         async def patch_status(request: Request, name: str) -> Response:
             return await patch(request, name, "status")
 
         router.add_api_route(collection, list_cluster, methods=["GET"], summary=f"List or watch {summary}")
-        router.add_api_route(collection, create, methods=["POST"], summary=f"Create a {summary}", openapi_extra=_MANIFEST_BODY, status_code=201)
-        router.add_api_route(item, read, methods=["GET"], summary=f"Read a {summary}")
-        router.add_api_route(item, replace, methods=["PUT"], summary=f"Replace a {summary}", openapi_extra=_MANIFEST_BODY)
-        router.add_api_route(item, patch, methods=["PATCH"], summary=f"Patch a {summary}", openapi_extra=_PATCH_BODY)
-        router.add_api_route(item, delete, methods=["DELETE"], summary=f"Delete a {summary}")
+        router.add_api_route(collection, create_cluster, methods=["POST"], summary=f"Create a {summary}", openapi_extra=_MANIFEST_BODY, status_code=201)
+        router.add_api_route(item, read_cluster, methods=["GET"], summary=f"Read a {summary}")
+        router.add_api_route(item, replace_cluster, methods=["PUT"], summary=f"Replace a {summary}", openapi_extra=_MANIFEST_BODY)
+        router.add_api_route(item, patch_cluster, methods=["PATCH"], summary=f"Patch a {summary}", openapi_extra=_PATCH_BODY)
+        router.add_api_route(item, delete_cluster, methods=["DELETE"], summary=f"Delete a {summary}")
         router.add_api_route(item + "/status", read_status, methods=["GET"], summary=f"Read a {summary}'s status")
         router.add_api_route(item + "/status", replace_status, methods=["PUT"], summary=f"Replace a {summary}'s status", openapi_extra=_MANIFEST_BODY)
         router.add_api_route(item + "/status", patch_status, methods=["PATCH"], summary=f"Patch a {summary}'s status", openapi_extra=_PATCH_BODY)
