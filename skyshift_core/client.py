@@ -289,13 +289,25 @@ class _ClientBase:
         metadata = data.get("metadata") if isinstance(data.get("metadata"), Mapping) else {}
         return model, data, namespace or metadata.get("namespace")
 
+    @staticmethod
+    def _object_request(method: str, path: str, obj: Object) -> ApiRequest:
+        # pydantic's serializer writes the same JSON document as `model_dump(mode="json")` followed
+        # by `json.dumps`, in a fraction of the time; controllers send objects on every write.
+        return ApiRequest(method, path, headers={"Content-Type": "application/json"}, body=obj.model_dump_json().encode())
+
     def _create_request(self, obj: Mapping[str, Any] | Object, namespace: str | None) -> ApiRequest:
+        if isinstance(obj, Object):
+            path = self.collection_path(resolve_kind(obj.kind), namespace or obj.metadata.namespace)
+            return self._object_request("POST", path, obj)
         model, data, namespace = self._manifest_target(obj, namespace)
         return self._json_request("POST", self.collection_path(model, namespace), data)
 
     def _update_request(
         self, obj: Mapping[str, Any] | Object, namespace: str | None, subresource: str | None
     ) -> ApiRequest:
+        if isinstance(obj, Object):
+            path = self.item_path(resolve_kind(obj.kind), namespace or obj.metadata.namespace, obj.metadata.name, subresource)
+            return self._object_request("PUT", path, obj)
         model, data, namespace = self._manifest_target(obj, namespace)
         name = data["metadata"].get("name") if isinstance(data.get("metadata"), Mapping) else None
         if not isinstance(name, str) or not name:
