@@ -10,6 +10,7 @@ the reason and is retried when clusters, their capacity, FilterPolicies or the J
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -47,6 +48,11 @@ SCHEDULED = "Scheduled"
 DEFAULT_GRACE_PERIOD = 30.0
 # A waiting Job is looked at again after this long even without a triggering change.
 RETRY_UNSCHEDULABLE_AFTER = 60.0
+# Events that may be written in the background at once. Beyond this a decision waits for its
+# Event, so a slow API server slows the scheduler down instead of piling up unsent Events.
+MAX_PENDING_EVENTS = 64
+# Seconds `shutdown` waits for Events still being written before it cancels them.
+EVENT_DRAIN_SECONDS = 5.0
 
 
 class SchedulerReconciler:
@@ -67,6 +73,7 @@ class SchedulerReconciler:
         self.profiles = profiles
         self.grace_period = grace_period
         self.cache = SchedulerCache()
+        self._event_tasks: set[asyncio.Task] = set()
 
         jobs.add_event_handler(
             on_add=self.cache.set_job,
@@ -170,8 +177,10 @@ class SchedulerReconciler:
 
     async def _commit(self, job: Job, placement: dict[str, int], decision: Decision, lost: set[str]) -> None:
         generation = job.status.placement_generation + 1
-        updated = job.model_copy(deep=True)
-        status = updated.status
+        # Shallow copies suffice, and cost far less than a deep copy of the Job: every status field
+        # written below gets a new value, and the cached Job's own values are never changed.
+        status = job.status.model_copy()
+        updated = job.model_copy(update={"status": status})
         old_shares = {cluster: share for cluster, share in status.clusters.items() if cluster not in lost}
         status.clusters = assign_shares(old_shares, placement, job.spec.replicas, generation)
         status.placement = placement
@@ -211,7 +220,7 @@ class SchedulerReconciler:
         except Exception:
             self.cache.forget(job)
             raise
-        await record_event(self.client, job, "Normal", "Scheduled", f"placed {message}", "scheduler")
+        await self._record_event(job, "Normal", "Scheduled", f"placed {message}")
         logger.info(
             "Placed Job %s/%s (placement generation %d): %s",
             job.metadata.namespace, job.metadata.name, generation, message,
@@ -221,7 +230,8 @@ class SchedulerReconciler:
         existing = next((c for c in job.status.conditions if c.type == SCHEDULED), None)
         if existing and existing.status == "False" and existing.reason == reason and existing.message == message:
             return  # The condition is unchanged, so skip the write rather than churn the object.
-        updated = job.model_copy(deep=True)
+        # Shallow copies, as in `_commit`: only the conditions and the scheduling record get new values.
+        updated = job.model_copy(update={"status": job.status.model_copy()})
         updated.status.conditions = set_condition(
             updated.status.conditions,
             Condition(
@@ -235,7 +245,42 @@ class SchedulerReconciler:
         if decision is not None:
             updated.status.scheduling = decision.explanation()
         await self.client.update_status(updated)
-        await record_event(self.client, job, "Warning", "FailedScheduling", message, "scheduler")
+        await self._record_event(job, "Warning", "FailedScheduling", message)
+
+    # ---- events --------------------------------------------------------------------------
+
+    async def _record_event(self, job: Job, event_type: str, reason: str, message: str) -> None:
+        """Record an Event about a decision whose status write has succeeded, without waiting for it.
+
+        The decision is complete once its status is written, and the Event only reports it, so
+        the worker goes on to the next Job while the Event is written, as Kubernetes' event
+        recorder does. With MAX_PENDING_EVENTS writes outstanding, the worker waits instead.
+        """
+        event = record_event(self.client, job, event_type, reason, message, "scheduler")
+        if len(self._event_tasks) >= MAX_PENDING_EVENTS:
+            await event
+            return
+        task = asyncio.get_running_loop().create_task(event, name=f"event-{reason}-{job.metadata.name}")
+        self._event_tasks.add(task)
+        task.add_done_callback(self._event_tasks.discard)
+
+    async def shutdown(self) -> None:
+        """Wait up to EVENT_DRAIN_SECONDS for the Events still being written, then cancel the rest.
+
+        The controller calls this when it stops, before the client that writes them is closed.
+        """
+        if not self._event_tasks:
+            return
+        pending = set(self._event_tasks)
+        _, unfinished = await asyncio.wait(pending, timeout=EVENT_DRAIN_SECONDS)
+        if unfinished:
+            logger.warning(
+                "Scheduler stopping: %d Events not written within %.0f s are dropped",
+                len(unfinished), EVENT_DRAIN_SECONDS,
+            )  # fmt: skip
+            for task in unfinished:
+                task.cancel()
+            await asyncio.gather(*unfinished, return_exceptions=True)
 
 
 def _unready_since(cluster: Cluster) -> float | None:

@@ -65,7 +65,9 @@ class Controller:
     `MappedInformer`s. Informers that are not running yet are started by `run` and stopped when
     it ends; informers shared with other controllers may be started beforehand. Condition writes
     go through `client`, by default the first informer's client (a leader passes a fenced one).
-    A controller runs once: after `run` returns, build a new one.
+    A reconciler object may define `async def shutdown()`, for work it left running in the
+    background; `run` awaits it after the workers have stopped. A controller runs once: after
+    `run` returns, build a new one.
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class Controller:
         self.name = name
         self.workers = workers
         self._reconcile: ReconcileFunction = getattr(reconciler, "reconcile", reconciler)
+        self._shutdown = getattr(reconciler, "shutdown", None)
         self.queue: WorkQueue[Request] = WorkQueue(name, rate_limiter)
         self.informers: list[Informer] = []
         for source in informers:
@@ -128,6 +131,11 @@ class Controller:
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+            if self._shutdown is not None:
+                try:
+                    await self._shutdown()
+                except Exception:  # Stopping goes on; the reconciler's leftovers are lost either way.
+                    logger.exception("Controller %s: the reconciler's shutdown failed", self.name)
             for informer in started_here:
                 await informer.stop()
             logger.info("Controller %s: stopped", self.name)
