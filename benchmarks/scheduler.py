@@ -5,7 +5,8 @@ directly, READY with fixed capacity, no backend behind them) and M pending one-r
 scheduler runs, then starts `skyshift controller-manager` with only the scheduler enabled and
 measures:
   * placement decisions per second, each including its conditional etcd write, from the first
-    placement to the last;
+    placement to the last (and, for reference, from the controller manager's start, which adds
+    its startup and the listing of every Job);
   * p50 and p99 of the scheduling cycle (filter, score, divide) and of the whole decision
     (cycle plus write), from the controller manager's Prometheus histograms;
   * the controller manager's peak resident memory (VmHWM).
@@ -185,13 +186,18 @@ def main() -> None:
         # far cheaper than listing every Job and so does not slow down what is measured.
         start = time.perf_counter()
         placed = 0
+        first: tuple[float, int] | None = None  # (time, placements) at the first scrape that saw any
         while placed < args.jobs:
             time.sleep(0.2)
             if manager.poll() is not None:
                 raise RuntimeError(f"the controller manager exited with {manager.returncode}")
             metrics = scrape(metrics_port)
             placed = int(counter_value(metrics, "skyshift_scheduler_decision_duration_seconds_count", 'result="placed"'))
+            if placed and first is None:
+                first = (time.perf_counter(), placed)
         elapsed = time.perf_counter() - start
+        placing = elapsed - (first[0] - start) if first else elapsed
+        placed_while_placing = args.jobs - (first[1] if first else 0)
         listed = asyncio.run(count_placed(url, token))
         if listed != args.jobs:
             raise RuntimeError(f"the scheduler counted {placed} placements but {listed} Jobs are placed")
@@ -207,8 +213,10 @@ def main() -> None:
     decision = "skyshift_scheduler_decision_duration_seconds"
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     print(f"clusters: {args.clusters}, jobs: {args.jobs}, scheduler workers: {args.workers}")
-    print(f"placed {args.jobs} jobs in {elapsed:.1f} s (from controller manager start, including informer sync): "
-          f"{args.jobs / elapsed:.0f} decisions/s (target >= 500)")
+    print(f"placed {args.jobs} jobs in {elapsed:.1f} s from controller manager start, including its startup "
+          f"and informer sync: {args.jobs / elapsed:.0f} decisions/s")
+    print(f"from the first placement seen to the last ({placed_while_placing} jobs in {placing:.1f} s, "
+          f"scraped every 0.2 s): {placed_while_placing / placing:.0f} decisions/s (target >= 500)")
     print(f"cycle (filter, score, divide): p50 {quantile_from_histogram(metrics, cycle, 0.5) * 1000:.2f} ms, "
           f"p99 {quantile_from_histogram(metrics, cycle, 0.99) * 1000:.2f} ms (target p99 < 20 ms)")
     print(f"decision (cycle + status write): p50 {quantile_from_histogram(metrics, decision, 0.5, 'placed') * 1000:.2f} ms, "
