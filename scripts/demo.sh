@@ -91,4 +91,7 @@ if "$SKYSHIFT" get jobs | tail -n +2 | grep -q ' Failed '; then
     echo "A Job failed; see: $SKYSHIFT describe job NAME" >&2
     exit 1
 fi
+if [ "$STATE_DIR" != "$HOME/.skyshift" ]; then
+    echo "To use the CLI with this control plane: export SKYSHIFT_CONFIG=$SKYSHIFT_CONFIG"
+fi
 echo "Everything is still running. Stop it with: bash scripts/demo-down.sh"

@@ -10,9 +10,9 @@ import typer
 import yaml
 from typer.core import TyperGroup
 
-from skyshift_core.cli.config import Connection, resolve_connection, resolve_server
+from skyshift_core.cli.config import Connection, default_config_path, resolve_connection, resolve_server
 from skyshift_core.client import SkyShiftClient
-from skyshift_core.errors import SkyShiftError
+from skyshift_core.errors import SkyShiftError, UnauthorizedError
 from skyshift_core.objects import Object
 
 
@@ -25,6 +25,11 @@ class SkyShiftGroup(TyperGroup):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except UnauthorizedError as error:
+            # The token often comes from a client configuration written for another control plane.
+            hint = f"(client configuration: {default_config_path()}; set SKYSHIFT_CONFIG or --token to use another)"
+            typer.echo(f"Error: {error.message} {hint}", err=True)
+            raise typer.Exit(1) from None
         except SkyShiftError as error:
             typer.echo(f"Error: {error.message}", err=True)
             raise typer.Exit(1) from None

@@ -206,3 +206,11 @@ def test_parse_duration(text: str, seconds: int):
 def test_parse_duration_rejects(text: str):
     with pytest.raises(InvalidError):
         parse_duration(text)
+
+
+def test_rejected_token_names_client_config(cli, config_path: Path):
+    result = cli("--token", "sks_admin.0011223344556677.guessed", "get", "jobs")
+
+    assert result.exit_code == 1
+    assert "the bearer token is not valid" in result.output
+    assert f"(client configuration: {config_path}; set SKYSHIFT_CONFIG or --token to use another)" in result.output
