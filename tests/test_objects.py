@@ -199,3 +199,25 @@ def test_label_selector_rejects_malformed(selector):
         return
     with pytest.raises(ValueError):
         parse_selector(selector)
+
+
+def test_job_row_counts_started_replicas():
+    job = Job.model_validate(
+        {
+            "metadata": {"name": "web"},
+            "spec": {"run": "serve", "replicas": 4},
+            "status": {
+                "phase": "Running",
+                "placement": {"a": 2, "b": 2},
+                "clusters": {
+                    "a": {"replica_indices": [0, 1], "tasks": {"0": {"state": "Running"}, "1": {"state": "Succeeded"}}},
+                    "b": {"replica_indices": [2, 3], "tasks": {"2": {"state": "Pending"}, "3": {"state": "Failed"}}},
+                },
+            },
+        }
+    )
+
+    row = job.table_row()
+
+    assert row["REPLICAS"] == "2/4"
+    assert row["CLUSTERS"] == "a:2,b:2"

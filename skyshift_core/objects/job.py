@@ -200,10 +200,17 @@ class Job(Object):
     status: JobStatus = Field(default_factory=JobStatus)
 
     def table_row(self) -> dict[str, str]:
-        placed = sum(self.status.placement.values())
+        """Return the `skyshift get jobs` row. REPLICAS counts, like kubectl's READY, the replicas
+        that run or have succeeded against those wanted; CLUSTERS shows where they are placed."""
+        started = sum(
+            1
+            for share in self.status.clusters.values()
+            for task in share.tasks.values()
+            if task.state in ("Running", "Succeeded")
+        )
         clusters = ",".join(f"{name}:{count}" for name, count in sorted(self.status.placement.items()))
         return {
             "PHASE": self.status.phase.value,
-            "REPLICAS": f"{placed}/{self.spec.replicas}",
+            "REPLICAS": f"{started}/{self.spec.replicas}",
             "CLUSTERS": clusters or "<none>",
         }
