@@ -1,5 +1,5 @@
-"""Recording Events about objects, for `skyshift describe`: one Event per (object, reason, message),
-counted when it happens again, as Kubernetes' event recorder does."""
+"""Recording Events about objects, for `skyshift describe`: one Event per (object, source, reason,
+message), counted when it happens again, as Kubernetes' event recorder does."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from skyshift_core.objects import Event, Object, utc_now
 logger = logging.getLogger(__name__)
 
 
-def event_name(obj: Object, reason: str, message: str) -> str:
-    """A stable name, so a repeated event updates its count instead of piling up objects."""
-    digest = hashlib.sha1(f"{obj.metadata.uid}/{reason}/{message}".encode()).hexdigest()[:10]
+def event_name(obj: Object, reason: str, message: str, source: str) -> str:
+    """Return a stable name, so a repeated event updates its count instead of piling up objects.
+
+    The source is part of it, so the same warning from two clusters' skylets stays two Events."""
+    digest = hashlib.sha1(f"{obj.metadata.uid}/{source}/{reason}/{message}".encode()).hexdigest()[:10]
     return f"{obj.metadata.name[:50].rstrip('-')}-{digest}"
 
 
@@ -25,7 +27,7 @@ async def record_event(
     """Create the Event, or count one more occurrence; failures are logged, never raised, because an
     Event is a courtesy to users and must not fail the controller that records it."""
     namespace = obj.metadata.namespace or "default"
-    name = event_name(obj, reason, message)
+    name = event_name(obj, reason, message, source)
     now = utc_now()
     event = Event(
         metadata={"name": name, "namespace": namespace},
