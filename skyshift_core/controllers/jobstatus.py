@@ -61,7 +61,10 @@ class JobStatusReconciler:
             return None
         phase, message = aggregate_phase(job)
         status = job.status
-        start_time = status.start_time or (utc_now() if phase is not JobPhase.PENDING else None)
+        # As for a Kubernetes Job, the start is when work began for it: the first replica a
+        # backend reported, even one that still waits in that backend's queue.
+        reported = any(share.tasks for share in status.clusters.values())
+        start_time = status.start_time or (utc_now() if reported or phase is not JobPhase.PENDING else None)
         completion_time = utc_now() if phase in (JobPhase.SUCCEEDED, JobPhase.FAILED) else None
         if phase == status.phase and start_time == status.start_time and completion_time is None:
             return None

@@ -183,6 +183,7 @@ class JobStatus(SkyModel):
     placement_generation: int = 0
     clusters: dict[str, ClusterShare] = Field(default_factory=dict)
     conditions: list[Condition] = Field(default_factory=list)
+    # When a backend first reported one of the Job's replicas (submitted, maybe still queued).
     start_time: datetime | None = None
     completion_time: datetime | None = None
     # The last scheduling cycle's verdicts, scores and division, for `skyshift explain`.

@@ -1,0 +1,77 @@
+"""The job status controller's start and completion times."""
+
+from __future__ import annotations
+
+from skyshift_core.controllers.jobstatus import JobStatusReconciler
+from skyshift_core.objects import Job
+from skyshift_core.runtime.reconcile import Request
+
+
+class OneJob:
+    """Stands in for the Job informer."""
+
+    def __init__(self, job: Job):
+        self.job = job
+
+    def get(self, name: str, namespace: str | None = None) -> Job | None:
+        return self.job if name == self.job.metadata.name else None
+
+
+class RecordingClient:
+    """Stands in for the API client: keeps each status write."""
+
+    def __init__(self):
+        self.written: list[Job] = []
+
+    async def update_status(self, job: Job) -> dict:
+        self.written.append(job)
+        return job.model_dump(mode="json")
+
+
+def job_with_tasks(*states: str) -> Job:
+    tasks = {str(index): {"state": state} for index, state in enumerate(states)}
+    share = {"replica_indices": list(range(len(states))), "tasks": tasks}
+    return Job.model_validate(
+        {
+            "metadata": {"name": "train", "namespace": "default"},
+            "spec": {"run": "x", "replicas": len(states), "restart_policy": "Never"},
+            "status": {"placement": {"a": len(states)}, "clusters": {"a": share}},
+        }
+    )
+
+
+async def test_start_time_set_when_first_replica_reported():
+    client = RecordingClient()
+    reconciler = JobStatusReconciler(client, OneJob(job_with_tasks("Pending", "Pending")))  # type: ignore[arg-type]
+
+    await reconciler.reconcile(Request("Job", "default", "train"))
+
+    (written,) = client.written
+    assert written.status.phase.value == "Pending"
+    assert written.status.start_time is not None
+    assert written.status.completion_time is None
+
+
+async def test_unreported_job_has_no_start_time():
+    job = job_with_tasks("Pending")
+    job.status.clusters = {}
+    client = RecordingClient()
+
+    await JobStatusReconciler(client, OneJob(job)).reconcile(Request("Job", "default", "train"))  # type: ignore[arg-type]
+
+    assert client.written == []
+
+
+async def test_quick_job_starts_before_it_completes():
+    job = job_with_tasks("Pending")
+    client = RecordingClient()
+    await JobStatusReconciler(client, OneJob(job)).reconcile(Request("Job", "default", "train"))  # type: ignore[arg-type]
+    started = client.written[-1]
+    started.status.clusters["a"].tasks["0"].state = "Succeeded"
+
+    await JobStatusReconciler(client, OneJob(started)).reconcile(Request("Job", "default", "train"))  # type: ignore[arg-type]
+
+    finished = client.written[-1]
+    assert finished.status.phase.value == "Succeeded"
+    assert finished.status.start_time == started.status.start_time
+    assert finished.status.completion_time > finished.status.start_time
