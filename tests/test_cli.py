@@ -427,6 +427,17 @@ def test_describe_without_events(cli, client: SkyShiftClient):
     assert "Namespace:" not in result.stdout  # A cluster-scoped kind has no namespace line.
 
 
+def test_describe_shows_memory_with_unit(cli, client: SkyShiftClient):
+    resources = {"cpus": 1, "memory": "512Mi", "disk": "1.5Gi"}
+    client.create({"kind": "Job", "metadata": {"name": "sized"}, "spec": {"run": "x", "resources": resources}})
+
+    result = cli("describe", "job", "sized")
+
+    assert result.exit_code == 0, result.output
+    assert "memory: 512Mi" in result.stdout
+    assert "disk: 1536Mi" in result.stdout
+
+
 def test_describe_missing(cli):
     result = cli("describe", "job", "nope")
 

@@ -25,13 +25,38 @@ def _prune(value: Any) -> Any:
     return value
 
 
+# Resource amounts the API stores as numbers of MiB, shown with their unit as they are written.
+_MEBIBYTE_FIELDS = ("memory", "disk")
+
+
+def _mebibytes(amount: float) -> str:
+    return f"{int(amount)}Mi" if float(amount).is_integer() else f"{round(amount, 3)}Mi"
+
+
+def _with_units(value: Any) -> Any:
+    """Show `memory` and `disk` amounts under any `resources`, `capacity` or `allocatable` as `512Mi`."""
+    if isinstance(value, list):
+        return [_with_units(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    result = {}
+    for key, item in value.items():
+        if key in ("resources", "capacity", "allocatable") and isinstance(item, dict):
+            item = {
+                name: _mebibytes(amount) if name in _MEBIBYTE_FIELDS and isinstance(amount, (int, float)) and amount else amount
+                for name, amount in item.items()
+            }
+        result[key] = _with_units(item)
+    return result
+
+
 def _indented_yaml(value: Any, depth: int = 1) -> str:
     text = to_yaml(value).rstrip("\n")
     return "\n".join(_INDENT * depth + line for line in text.splitlines())
 
 
 def _section(title: str, value: Any) -> list[str]:
-    value = _prune(value)
+    value = _prune(_with_units(value))
     if value in (None, {}, []):
         return [f"{title}:  {NONE}"]
     if not isinstance(value, (dict, list)):
