@@ -64,8 +64,9 @@ class SchedulerCache:
         self._clusters: dict[str, Cluster] = {}
         self._nodes: dict[str, list[NodeInfo]] = {}
         self._infos: dict[str, ClusterInfo] = {}
-        # cluster -> job key -> reservation
+        # cluster -> job key -> reservation, and job key -> the clusters with a reservation of it
         self._reservations: dict[str, dict[JobKey, _Reservation]] = {}
+        self._held_on: dict[JobKey, set[str]] = {}
         # job key -> (placement, placement generation) decided here but not yet seen in the informer
         self._assumed: dict[JobKey, tuple[dict[str, int], int]] = {}
         self._jobs: dict[JobKey, Job] = {}
@@ -89,6 +90,7 @@ class SchedulerCache:
         keys = list(self._reservations.get(name, {}))
         self._reservations[name] = {}
         for key in keys:
+            self._held_on.get(key, set()).discard(name)
             self._reserve_on(key, name, self._wanted(key).get(name, 0))
 
     def remove_cluster(self, name: str) -> None:
@@ -186,19 +188,38 @@ class SchedulerCache:
         return report.status.observed_time.timestamp()
 
     def _release(self, key: JobKey) -> None:
-        for cluster, reservations in self._reservations.items():
-            reservation = reservations.pop(key, None)
+        for cluster in self._held_on.pop(key, ()):
+            reservation = self._reservations.get(cluster, {}).pop(key, None)
             if reservation is not None:
                 self._apply(cluster, reservation, sign=+1, place=False)
 
     def _reserve(self, key: JobKey) -> None:
-        """Replace the Job's reservations with what it needs now."""
-        self._release(key)
+        """Replace the Job's reservations with what it needs now.
+
+        Reservations that already match are kept, so the echo of the scheduler's own write (and
+        any update that changes no reservation) leaves the clusters' remembered fit counts alone."""
         job = self._jobs.get(key)
+        wanted = {cluster: count for cluster, count in self._wanted(key).items() if count > 0}
+        if job is not None and self._holds(key, wanted, replica_request(job)):
+            return
+        self._release(key)
         if job is None:
             return
-        for cluster, replicas in self._wanted(key).items():
+        for cluster, replicas in wanted.items():
             self._reserve_on(key, cluster, replicas)
+
+    def _holds(self, key: JobKey, wanted: dict[str, int], request: ResourceList) -> bool:
+        """Tell whether the Job's reservations are exactly `wanted` replicas of `request` per cluster."""
+        held = self._held_on.get(key, set())
+        if held != wanted.keys():
+            return False
+        for cluster in held:
+            reservation = self._reservations.get(cluster, {}).get(key)
+            if reservation is None or reservation.request != request:
+                return False
+            if sum(reservation.per_node.values()) != wanted[cluster]:
+                return False
+        return True
 
     def _reserve_on(self, key: JobKey, cluster: str, replicas: int) -> None:
         job = self._jobs.get(key)
@@ -206,6 +227,7 @@ class SchedulerCache:
             return
         reservation = _Reservation(replica_request(job), {"": replicas})
         self._reservations.setdefault(cluster, {})[key] = reservation
+        self._held_on.setdefault(key, set()).add(cluster)
         self._apply(cluster, reservation, sign=-1, place=True)
 
     def _apply(self, cluster: str, reservation: _Reservation, sign: int, place: bool) -> None:

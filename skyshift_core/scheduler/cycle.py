@@ -17,6 +17,7 @@ from skyshift_core.scheduler.framework import (
     MIN_SCORE,
     Candidate,
     ClusterInfo,
+    SUCCESS,
     Code,
     CycleState,
     Status,
@@ -106,10 +107,13 @@ def schedule(
     # Filter: a cluster's verdict is the first plugin that rejects it.
     verdicts: list[ClusterVerdict] = []
     feasible: list[ClusterInfo] = []
-    for cluster in sorted(clusters, key=lambda c: c.name):
+    filters = profile.filters
+    for cluster in sorted(clusters, key=_name):
         verdict = ClusterVerdict(cluster.name, True)
-        for plugin in profile.filters:
+        for plugin in filters:
             status = plugin.filter(state, job, cluster)
+            if status is SUCCESS:
+                continue  # The common case, without looking at the status.
             if status.code is Code.ERROR:
                 return _failed(profile, replicas, verdicts, f"filter plugin {plugin.name!r} failed: {'; '.join(status.reasons)}")
             if not status.ok:
@@ -130,12 +134,14 @@ def schedule(
     for plugin, weight in profile.scorers:
         scores = {cluster.name: plugin.score(state, job, cluster) for cluster in feasible}
         plugin.normalize_scores(state, job, scores)
+        plugin_name = plugin.name
         for name, value in scores.items():
             if not MIN_SCORE <= value <= MAX_SCORE:
-                message = f"score plugin {plugin.name!r} gave cluster {name!r} the score {value}, outside 0-100"
+                message = f"score plugin {plugin_name!r} gave cluster {name!r} the score {value}, outside 0-100"
                 return _failed(profile, replicas, verdicts, message)
-            by_name[name].scores[plugin.name] = value
-            by_name[name].total += value * weight
+            verdict = by_name[name]
+            verdict.scores[plugin_name] = value
+            verdict.total += value * weight
 
     # Divide among candidates sorted by score, then name.
     candidates = [
@@ -169,6 +175,10 @@ def schedule(
         message += f"; filtered out: {filtered}" if filtered else "."
         return Decision(profile.name, replicas, None, verdicts, message)
     return Decision(profile.name, replicas, division, verdicts, f"placed {replicas} replicas: " + _format(division))
+
+
+def _name(cluster: ClusterInfo) -> str:
+    return cluster.name
 
 
 def _format(placement: dict[str, int]) -> str:

@@ -69,6 +69,8 @@ class Status:
 
 
 _SUCCESS = Status()
+# The one successful Status that `Status.success` returns; a cycle compares against it first.
+SUCCESS = _SUCCESS
 
 
 @dataclass
@@ -107,6 +109,11 @@ class NodeInfo:
 UNBOUNDED = 1_000_000
 
 
+def request_shape(request: ResourceList) -> tuple:
+    """Return a hashable key of a per-replica request, under which fit counts are remembered."""
+    return (request.cpus, request.memory, request.disk, request.gpus, tuple(sorted(request.accelerators.items())))
+
+
 @dataclass
 class ClusterInfo:
     """A cluster in the scheduler's cache: identity, labels, health and per-node resources."""
@@ -121,13 +128,13 @@ class ClusterInfo:
     def __post_init__(self) -> None:
         self._fits: dict[tuple, int] = {}
 
-    def fit_count(self, request: ResourceList) -> int:
+    def fit_count(self, request: ResourceList, shape: tuple | None = None) -> int:
         """Replicas of `request` the cluster holds: the sum over nodes, since a replica must fit on one node.
 
-        Results are remembered per request shape until `invalidate` is called. Code that changes a
-        node's allocatable must call it.
+        Results are remembered per request shape (`request_shape`, which a caller may pass when it
+        has it) until `invalidate` is called. Code that changes a node's allocatable must call it.
         """
-        shape = (request.cpus, request.memory, request.disk, request.gpus, tuple(sorted(request.accelerators.items())))
+        shape = shape or request_shape(request)
         fit = self._fits.get(shape)
         if fit is None:
             fit = min(UNBOUNDED, sum(node.fit_count(request) for node in self.nodes))
@@ -178,10 +185,15 @@ class CycleState(dict):
 
     def fit_count(self, job: Job, cluster: "ClusterInfo") -> int:
         """Return the cluster's fit count for the Job, computed once per cycle."""
-        fits = self.setdefault("fit_counts", {})
-        if cluster.name not in fits:
-            fits[cluster.name] = cluster.fit_count(self.request(job))
-        return fits[cluster.name]
+        fits = self.get("fit_counts")
+        if fits is None:
+            request = self.request(job)
+            fits = self["fit_counts"] = {}
+            self["request_shape"] = request_shape(request)
+        fit = fits.get(cluster.name)
+        if fit is None:
+            fit = fits[cluster.name] = cluster.fit_count(self["request"], self["request_shape"])
+        return fit
 
 
 class Plugin:

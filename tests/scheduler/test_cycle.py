@@ -8,7 +8,7 @@ from skyshift_core.objects import Cluster, ClusterShare, FilterPolicy, Job, Reso
 from skyshift_core.scheduler.builtin import ClusterReady, FilterPolicyFilter, Placement, ResourcesFit
 from skyshift_core.scheduler.cache import SchedulerCache
 from skyshift_core.scheduler.cycle import schedule
-from skyshift_core.scheduler.framework import ClusterInfo, DividePlugin, NodeInfo
+from skyshift_core.scheduler.framework import ClusterInfo, DividePlugin, NodeInfo, replica_request
 from skyshift_core.scheduler.profile import Profile, build_profile
 
 
@@ -230,3 +230,31 @@ def test_cache_survives_fresh_capacity_report():
     cache.assume(wanted, {"a": 3}, 1)
     cache.set_cluster(make_cluster("a", 4))  # A new report that does not yet include the replicas.
     assert cache.cluster_infos()[0].nodes[0].allocatable.cpus == 1
+
+
+def test_cache_echo_of_own_write_reserves_once():
+    cache = SchedulerCache()
+    cache.set_cluster(make_cluster("a", 4))
+    wanted = job(replicas=2)
+    cache.assume(wanted, {"a": 2}, 1)
+    info = cache.cluster_infos()[0]
+    assert info.fit_count(replica_request(wanted)) == 2
+
+    # The informer shows the scheduler's own write: the same 2 replicas, still reserved once,
+    # and the cluster keeps the fit counts it remembered.
+    echoed = job(replicas=2)
+    echoed.status.placement = {"a": 2}
+    echoed.status.placement_generation = 1
+    cache.set_job(echoed)
+    assert info.nodes[0].allocatable.cpus == 2
+    assert info._fits
+
+    # A bigger request per replica replaces the reservation: 4 - 2 x 1.5 = 1 CPU free.
+    bigger = job(replicas=2, cpus=1.5)
+    bigger.status.placement = {"a": 2}
+    bigger.status.placement_generation = 1
+    cache.set_job(bigger)
+    assert info.nodes[0].allocatable.cpus == 1
+
+    cache.remove_job("default", "j")
+    assert info.nodes[0].allocatable.cpus == 4
