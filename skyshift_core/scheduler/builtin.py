@@ -13,6 +13,7 @@ from skyshift_core.scheduler.framework import (
     FilterPlugin,
     ScorePlugin,
     Status,
+    request_shape,
 )
 
 # CycleState key under which the scheduler stores the FilterPolicies that apply to the Job.
@@ -106,7 +107,9 @@ class ResourcesFit(FilterPlugin):
         request = state.request(job)
         if not cluster.nodes:
             return Status.unschedulable("no schedulable nodes", plugin=self.name)
-        return Status.unschedulable(*self._shortages(request, cluster), plugin=self.name)
+        shape = state.get("request_shape") or request_shape(request)
+        reasons = cluster.remembered((self.name, shape), lambda: self._shortages(request, cluster))
+        return Status.unschedulable(*reasons, plugin=self.name)
 
     @staticmethod
     def _shortages(request, cluster: ClusterInfo) -> tuple[str, ...]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 from skyshift_core.objects import Job, ResourceList
 
@@ -127,6 +127,7 @@ class ClusterInfo:
 
     def __post_init__(self) -> None:
         self._fits: dict[tuple, int] = {}
+        self._remembered: dict[Any, Any] = {}
 
     def fit_count(self, request: ResourceList, shape: tuple | None = None) -> int:
         """Replicas of `request` the cluster holds: the sum over nodes, since a replica must fit on one node.
@@ -141,9 +142,19 @@ class ClusterInfo:
             self._fits[shape] = fit
         return fit
 
+    def remembered(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """Return `compute()`, remembered under `key` until `invalidate` is called.
+
+        For results that depend only on the cluster's nodes and the key, such as the reasons a
+        request fits on no node; a plugin's key starts with its name."""
+        if key not in self._remembered:
+            self._remembered[key] = compute()
+        return self._remembered[key]
+
     def invalidate(self) -> None:
-        """Forget remembered fit counts after a node's allocatable changed."""
+        """Forget remembered fit counts and results after a node's allocatable changed."""
         self._fits.clear()
+        self._remembered.clear()
 
     def capacity(self) -> ResourceList:
         total = ResourceList()

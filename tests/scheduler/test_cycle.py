@@ -8,7 +8,7 @@ from skyshift_core.objects import Cluster, ClusterShare, FilterPolicy, Job, Reso
 from skyshift_core.scheduler.builtin import ClusterReady, FilterPolicyFilter, Placement, ResourcesFit
 from skyshift_core.scheduler.cache import SchedulerCache
 from skyshift_core.scheduler.cycle import schedule
-from skyshift_core.scheduler.framework import ClusterInfo, DividePlugin, NodeInfo, replica_request
+from skyshift_core.scheduler.framework import ClusterInfo, CycleState, DividePlugin, NodeInfo, replica_request
 from skyshift_core.scheduler.profile import Profile, build_profile
 
 
@@ -258,3 +258,18 @@ def test_cache_echo_of_own_write_reserves_once():
 
     cache.remove_job("default", "j")
     assert info.nodes[0].allocatable.cpus == 4
+
+
+def test_shortage_reasons_follow_node_changes():
+    small = cluster("a", node("a1", 1, memory=512))
+    wanted = job(cpus=2, memory=1024)
+    fit = ResourcesFit()
+
+    first = fit.filter(CycleState(), wanted, small)
+    again = fit.filter(CycleState(), wanted, small)
+    small.nodes[0].allocatable = ResourceList(cpus=4, memory=512)
+    small.invalidate()
+    after_change = fit.filter(CycleState(), wanted, small)
+
+    assert first.reasons == again.reasons == ("insufficient cpus", "insufficient memory")
+    assert after_change.reasons == ("insufficient memory",)
