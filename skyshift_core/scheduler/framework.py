@@ -185,6 +185,27 @@ class Candidate:
         return self.cluster.name
 
 
+def first_feasible_clusters(ordered: list[Candidate], size: int, replicas: int) -> list[Candidate]:
+    """Take `size` clusters in the given order, skipping one only when the set could then not hold `replicas`.
+
+    The caller guarantees that the `size` clusters with the largest fit_count hold `replicas`. Each
+    cluster is taken when the clusters after it, largest first, can still make up the rest, so the
+    result is the first set in `ordered` order with room for every replica. Divide plugins that
+    place on as few clusters as they must (binpack, spread with a cluster limit) share it.
+    """
+    chosen: list[Candidate] = []
+    room = 0
+    for index, candidate in enumerate(ordered):
+        slots_after = size - len(chosen) - 1
+        if slots_after < 0:
+            break
+        rest = sorted((other.fit_count for other in ordered[index + 1 :]), reverse=True)
+        if len(rest) >= slots_after and room + candidate.fit_count + sum(rest[:slots_after]) >= replicas:
+            chosen.append(candidate)
+            room += candidate.fit_count
+    return chosen
+
+
 class CycleState(dict):
     """Scratch space shared by the plugins of one cycle for one Job, discarded afterwards."""
 

@@ -8,7 +8,15 @@ from skyshift_core.objects import Cluster, ClusterShare, FilterPolicy, Job, Reso
 from skyshift_core.scheduler.builtin import ClusterReady, FilterPolicyFilter, Placement, ResourcesFit
 from skyshift_core.scheduler.cache import SchedulerCache
 from skyshift_core.scheduler.cycle import schedule
-from skyshift_core.scheduler.framework import ClusterInfo, CycleState, DividePlugin, NodeInfo, replica_request
+from skyshift_core.scheduler.framework import (
+    Candidate,
+    ClusterInfo,
+    CycleState,
+    DividePlugin,
+    NodeInfo,
+    first_feasible_clusters,
+    replica_request,
+)
 from skyshift_core.scheduler.profile import Profile, build_profile
 
 
@@ -273,3 +281,20 @@ def test_shortage_reasons_follow_node_changes():
 
     assert first.reasons == again.reasons == ("insufficient cpus", "insufficient memory")
     assert after_change.reasons == ("insufficient memory",)
+
+
+@pytest.mark.parametrize(
+    ("replicas", "expected"),
+    [
+        # a (1) + b (5) hold 6, so the first two in order are taken.
+        pytest.param(6, ["a", "b"], id="first-two-fit"),
+        # a (1) with the largest other (5) holds only 6 < 7, so a is skipped: b (5) + c (2) = 7.
+        pytest.param(7, ["b", "c"], id="skip-too-small"),
+    ],
+)
+def test_first_feasible_clusters_in_order(replicas, expected):
+    ordered = [Candidate(cluster(name, node(f"{name}1", fit)), fit) for name, fit in (("a", 1), ("b", 5), ("c", 2))]
+
+    chosen = first_feasible_clusters(ordered, 2, replicas)
+
+    assert [candidate.name for candidate in chosen] == expected

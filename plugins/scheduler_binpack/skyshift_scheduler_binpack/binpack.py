@@ -40,6 +40,7 @@ from skyshift_core.scheduler.framework import (
     CycleState,
     DividePlugin,
     ScorePlugin,
+    first_feasible_clusters,
     replica_request,
 )
 
@@ -151,23 +152,3 @@ def choose_fewest_clusters(ranked: list[Candidate], replicas: int) -> list[Candi
         if total >= replicas:
             return first_feasible_clusters(ranked, size, replicas)
     return list(ranked)
-
-
-def first_feasible_clusters(ranked: list[Candidate], size: int, replicas: int) -> list[Candidate]:
-    """Take `size` clusters in rank order, skipping one only when the set could then not hold `replicas`.
-
-    The caller guarantees that the `size` clusters with the largest fit_count hold `replicas`. Each
-    cluster is taken when the clusters after it, largest first, can still make up the rest, so the
-    result is the first set in rank order with room for every replica.
-    """
-    chosen: list[Candidate] = []
-    room = 0
-    for index, candidate in enumerate(ranked):
-        slots_after = size - len(chosen) - 1
-        if slots_after < 0:
-            break
-        rest = sorted((other.fit_count for other in ranked[index + 1 :]), reverse=True)
-        if len(rest) >= slots_after and room + candidate.fit_count + sum(rest[:slots_after]) >= replicas:
-            chosen.append(candidate)
-            room += candidate.fit_count
-    return chosen

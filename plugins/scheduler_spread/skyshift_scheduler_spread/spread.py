@@ -55,6 +55,7 @@ from skyshift_core.scheduler.framework import (
     CycleState,
     DividePlugin,
     ScorePlugin,
+    first_feasible_clusters,
 )
 
 logger = logging.getLogger(__name__)
@@ -186,26 +187,6 @@ def choose_clusters(ordered: list[Candidate], replicas: int, minimum: int) -> li
     if sum(candidate.fit_count for candidate in by_room[:size]) < replicas:
         return sorted(by_room[:size], key=priority)
     return first_feasible_clusters(ordered, size, replicas)
-
-
-def first_feasible_clusters(ordered: list[Candidate], size: int, replicas: int) -> list[Candidate]:
-    """Take `size` clusters in the given order, skipping one only when the set could then not hold `replicas`.
-
-    The caller guarantees that the `size` clusters with the largest fit_count hold `replicas`. Each
-    cluster is taken when the clusters after it, largest first, can still make up the rest, so the
-    result is the first set in `ordered` order with room for every replica.
-    """
-    chosen: list[Candidate] = []
-    room = 0
-    for index, candidate in enumerate(ordered):
-        slots_after = size - len(chosen) - 1
-        if slots_after < 0:
-            break
-        rest = sorted((other.fit_count for other in ordered[index + 1 :]), reverse=True)
-        if len(rest) >= slots_after and room + candidate.fit_count + sum(rest[:slots_after]) >= replicas:
-            chosen.append(candidate)
-            room += candidate.fit_count
-    return chosen
 
 
 def fill_within_skew(chosen: list[Candidate], replicas: int, minimum: int, max_skew: int) -> dict[str, int]:
