@@ -4,6 +4,7 @@ import copy
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -115,13 +116,24 @@ def apply(
     """Create or update the objects in manifests (several YAML documents per file, JSON too)."""
     if not files:
         raise InvalidError("no manifest given: pass -f FILE, -f DIRECTORY or -f - for stdin")
-    manifests = _load(files, namespace)
+    _each_manifest(ctx, server, _load(files, namespace), apply_manifest)
+
+
+def _each_manifest(
+    ctx: typer.Context,
+    server: str | None,
+    manifests: list[ParsedManifest],
+    operate: Callable[[SkyShiftClient, ParsedManifest], str],
+) -> None:
+    """Run `operate` on each manifest and print `<ref> <outcome>` or the error with its document.
+
+    One manifest's error does not stop the others; the command exits 1 when any failed."""
     failures = 0
     with client_for(ctx, server) as client:
         for manifest in manifests:
             ref = object_ref(manifest.model, manifest.name)
             try:
-                outcome = apply_manifest(client, manifest)
+                outcome = operate(client, manifest)
             except ServerUnreachableError:
                 raise
             except SkyShiftError as error:
@@ -153,22 +165,12 @@ def create(
     if not files:
         typer.echo(ctx.get_help())
         raise typer.Exit(2)
-    manifests = _load(files, namespace)
-    failures = 0
-    with client_for(ctx, server) as client:
-        for manifest in manifests:
-            ref = object_ref(manifest.model, manifest.name)
-            try:
-                client.create(request_body(manifest), manifest.namespace)
-            except ServerUnreachableError:
-                raise
-            except SkyShiftError as error:
-                typer.echo(f"Error: {manifest.document.where} ({ref}): {error.message}", err=True)
-                failures += 1
-                continue
-            typer.echo(f"{ref} created")
-    if failures:
-        raise typer.Exit(1)
+
+    def create_one(client: SkyShiftClient, manifest: ParsedManifest) -> str:
+        client.create(request_body(manifest), manifest.namespace)
+        return "created"
+
+    _each_manifest(ctx, server, _load(files, namespace), create_one)
 
 
 @create_app.command("namespace")
