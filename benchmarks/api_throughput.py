@@ -75,8 +75,8 @@ class LeanHttpConnection:
     The load generator shares the two CPUs with the server it measures, so it uses this minimal
     client rather than aiohttp, which spends several times more CPU per request: 170 us against
     about 40 us on the benchmark machine. It sends the same requests (method, path, headers and
-    JSON body) and reads every response body in full; it handles only responses with a
-    Content-Length, which is how the API server answers everything but watches and logs.
+    JSON body) and reads every response body in full. It handles only responses with a
+    Content-Length, which the API server sends for everything but watches and logs.
     """
 
     def __init__(self, host: str, port: int, token: str):

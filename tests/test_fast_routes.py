@@ -80,7 +80,7 @@ def fastapi_endpoint(app: SkyShiftApi, method: str, path: str) -> str | None:
             await app.router(scope, receive, send)
         except HTTPException as error:  # Starlette's "no route" and "wrong method" inside an app.
             statuses.append(error.status_code)
-        except Exception:  # The endpoint runs without a caller and fails; only the choice matters.
+        except Exception:  # The endpoint runs without a caller and fails, and only the choice matters.
             pass
 
     asyncio.run(route())

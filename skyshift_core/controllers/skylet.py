@@ -68,7 +68,7 @@ class Skylet:
         self.fast_poll_interval = min(fast_poll_interval, poll_interval)
         self.fast_poll_window = fast_poll_window
         self._wake = asyncio.Event()
-        # Monotonic times: fast polling lasts until _fast_until; the last health and capacity read.
+        # Monotonic times: when fast polling ends, and when health and capacity were last read.
         self._fast_until = 0.0
         self._last_full_cycle = float("-inf")
         self._last_report: tuple[Any, ...] | None = None
@@ -247,7 +247,7 @@ class Skylet:
         return desired
 
     async def _converge(self, desired: dict[str, tuple[Job, WorkUnit]], statuses: dict[str, WorkStatus]) -> bool:
-        """Submit the shares the backend lacks and delete the work no Job wants; tell whether it did either.
+        """Submit the shares the backend lacks, delete the work no Job wants, and tell whether it did either.
 
         Up to the manager's `max_parallel_submits` submissions run at once."""
         changed = False
@@ -276,7 +276,7 @@ class Skylet:
         return changed or any(results)
 
     async def _submit(self, key: str, job: Job, unit: WorkUnit, statuses: dict[str, WorkStatus]) -> bool:
-        """Submit one share and record an Event; tell whether the backend took it."""
+        """Submit one share, record an Event, and tell whether the backend accepted the share."""
         logger.info(
             "Skylet %s: submitting Job %s/%s replicas %s (generation %d)",
             self.cluster, job.metadata.namespace, job.metadata.name, list(unit.replica_indices), unit.generation,
@@ -284,7 +284,7 @@ class Skylet:
         try:
             statuses[key] = await self.manager.submit(unit)
         except ClusterManagerError as error:
-            # One Job's failed submission must not hold back the others; it is retried next cycle.
+            # One Job's failed submission must not hold back the others. It is retried next cycle.
             logger.warning(
                 "Skylet %s: submitting Job %s/%s failed, retrying next cycle: %s",
                 self.cluster, job.metadata.namespace, job.metadata.name, error,
@@ -302,7 +302,7 @@ class Skylet:
     # ---- job controller ------------------------------------------------------------------
 
     async def _record_tasks(self, desired: dict[str, tuple[Job, WorkUnit]], statuses: dict[str, WorkStatus]) -> bool:
-        """Write each share's task states into its Job when they changed; tell whether any did."""
+        """Write each share's task states into its Job when they changed, and tell whether any did."""
         changed = False
         for key, (job, unit) in desired.items():
             status = statuses.get(key)

@@ -66,7 +66,7 @@ class SchedulerCache:
         self._infos: dict[str, ClusterInfo] = {}
         # cluster -> job key -> reservation, and job key -> the clusters with a reservation of it
         self._reservations: dict[str, dict[JobKey, _Reservation]] = {}
-        self._held_on: dict[JobKey, set[str]] = {}
+        self._reserved_clusters: dict[JobKey, set[str]] = {}
         # job key -> (placement, placement generation) decided here but not yet seen in the informer
         self._assumed: dict[JobKey, tuple[dict[str, int], int]] = {}
         self._jobs: dict[JobKey, Job] = {}
@@ -90,7 +90,7 @@ class SchedulerCache:
         keys = list(self._reservations.get(name, {}))
         self._reservations[name] = {}
         for key in keys:
-            self._held_on.get(key, set()).discard(name)
+            self._reserved_clusters.get(key, set()).discard(name)
             self._reserve_on(key, name, self._wanted(key).get(name, 0))
 
     def remove_cluster(self, name: str) -> None:
@@ -188,7 +188,7 @@ class SchedulerCache:
         return report.status.observed_time.timestamp()
 
     def _release(self, key: JobKey) -> None:
-        for cluster in self._held_on.pop(key, ()):
+        for cluster in self._reserved_clusters.pop(key, ()):
             reservation = self._reservations.get(cluster, {}).pop(key, None)
             if reservation is not None:
                 self._apply(cluster, reservation, sign=+1, place=False)
@@ -199,25 +199,25 @@ class SchedulerCache:
         Reservations that already match are kept, so the echo of the scheduler's own write (and
         any update that changes no reservation) leaves the clusters' remembered fit counts alone."""
         job = self._jobs.get(key)
-        wanted = {cluster: count for cluster, count in self._wanted(key).items() if count > 0}
-        if job is not None and self._holds(key, wanted, replica_request(job)):
+        needed = {cluster: count for cluster, count in self._wanted(key).items() if count > 0}
+        if job is not None and self._reserved_exactly(key, needed, replica_request(job)):
             return
         self._release(key)
         if job is None:
             return
-        for cluster, replicas in wanted.items():
+        for cluster, replicas in needed.items():
             self._reserve_on(key, cluster, replicas)
 
-    def _holds(self, key: JobKey, wanted: dict[str, int], request: ResourceList) -> bool:
-        """Tell whether the Job's reservations are exactly `wanted` replicas of `request` per cluster."""
-        held = self._held_on.get(key, set())
-        if held != wanted.keys():
+    def _reserved_exactly(self, key: JobKey, needed: dict[str, int], request: ResourceList) -> bool:
+        """Tell whether the Job's reservations are exactly `needed` replicas of `request` per cluster."""
+        clusters = self._reserved_clusters.get(key, set())
+        if clusters != needed.keys():
             return False
-        for cluster in held:
+        for cluster in clusters:
             reservation = self._reservations.get(cluster, {}).get(key)
             if reservation is None or reservation.request != request:
                 return False
-            if sum(reservation.per_node.values()) != wanted[cluster]:
+            if sum(reservation.per_node.values()) != needed[cluster]:
                 return False
         return True
 
@@ -227,7 +227,7 @@ class SchedulerCache:
             return
         reservation = _Reservation(replica_request(job), {"": replicas})
         self._reservations.setdefault(cluster, {})[key] = reservation
-        self._held_on.setdefault(key, set()).add(cluster)
+        self._reserved_clusters.setdefault(key, set()).add(cluster)
         self._apply(cluster, reservation, sign=-1, place=True)
 
     def _apply(self, cluster: str, reservation: _Reservation, sign: int, place: bool) -> None:

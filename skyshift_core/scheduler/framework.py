@@ -145,8 +145,8 @@ class ClusterInfo:
     def remembered(self, key: Any, compute: Callable[[], Any]) -> Any:
         """Return `compute()`, remembered under `key` until `invalidate` is called.
 
-        For results that depend only on the cluster's nodes and the key, such as the reasons a
-        request fits on no node; a plugin's key starts with its name."""
+        It is meant for results that depend only on the cluster's nodes and the key, such as the
+        reasons a request fits on no node. A plugin's key starts with its name."""
         if key not in self._remembered:
             self._remembered[key] = compute()
         return self._remembered[key]

@@ -5,12 +5,12 @@ call them. A lease record is stored at `<root>/leases/<name>` and attached to an
 deletes the record by itself when its holder stops renewing.
 
 Fencing compares the record key's create_revision inside the write's own transaction. Each
-acquisition creates the key anew, and etcd never hands out a revision twice, so the compare holds
-only while the holder that was checked still holds that same tenure. Renewals refresh the etcd
-lease without rewriting the record, so they never invalidate a fence. The store remembers the
+acquisition creates the key anew, and etcd never hands out a revision twice, so the compare
+succeeds only while the holder that was checked still has that same tenure. Renewals refresh the
+etcd lease without rewriting the record, so they never invalidate a fence. The store remembers the
 create_revision of each holder's tenure, so a fenced write costs no extra read while the tenure
-lasts; when the compare fails, the write reads the record and either fails with LeaseLostError
-or, when the same holder has acquired the lease again, retries once with the new tenure.
+lasts. When the compare fails, the write reads the record. It then fails with LeaseLostError, or
+retries once with the new tenure when the same holder has acquired the lease again.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ _HOLDER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")
 # Attempts of one acquire when the record vanishes or appears between reading and writing it.
 _ACQUIRE_ATTEMPTS = 3
 _LEASE_RPC_TIMEOUT = 5.0
-# Fences whose tenure revision a store remembers; the table is cleared when it grows past this,
-# which only costs one read per fence to fill it again.
+# Maximum number of fences whose tenure revision a store remembers. Past it the table is cleared,
+# which costs one lease read per fence to fill it again.
 MAX_REMEMBERED_FENCES = 1024
 
 
@@ -311,9 +311,9 @@ class LeaseStoreMixin:
         """Return the compares that fence a write by `fence` (none without a fence).
 
         The tenure's create_revision comes from the store's memory when this holder's tenure was
-        seen before; otherwise the lease record is read, and LeaseLostError is raised at once when
+        seen before. Otherwise the lease record is read, and LeaseLostError is raised at once when
         the fence's holder does not hold the lease now. A remembered tenure that has ended makes
-        the transaction fail, and `recheck_fence` then tells why.
+        the transaction fail, and `recheck_fence` then finds out why.
         """
         if fence is None:
             return []
@@ -343,10 +343,10 @@ class LeaseStoreMixin:
     async def recheck_fence(self: "Store", fence: Fence | None, compares: list, *, retried: bool) -> list | None:
         """After a failed fenced transaction, return None when the fence held, so another compare failed.
 
-        Raises LeaseLostError when the holder no longer holds the lease. When the holder holds a
-        newer tenure than the one compared (the store remembered an old one, or the holder
-        acquired the lease again during the write), returns the compares of the new tenure for
-        one retry; with `retried`, the write has had its retry and LeaseLostError is raised.
+        Raises LeaseLostError when the holder no longer holds the lease. The holder may have a
+        newer tenure than the one compared, because the store remembered an old one or the holder
+        acquired the lease again during the write. Then it returns the compares of the new tenure
+        for one retry, or raises LeaseLostError when `retried` says the write had its retry.
         """
         if fence is None or not compares:
             return None

@@ -26,7 +26,7 @@ class CachedValue:
 
 
 class ValueCache:
-    """Least recently used values by key; a key keeps only the newest mod_revision seen."""
+    """Least recently used values by key. Each key keeps only the newest mod_revision seen."""
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES):
         if max_bytes < 0:

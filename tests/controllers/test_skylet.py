@@ -23,7 +23,7 @@ SLOW_POLL = 30.0
 
 
 class ScriptedManager(ClusterManager):
-    """A backend whose task states the test sets; it records submissions and can hold one open."""
+    """A backend whose task states the test sets. It records submissions and can keep one open."""
 
     provides = "a backend scripted by the test"
 
@@ -32,8 +32,8 @@ class ScriptedManager(ClusterManager):
         self.state = "Pending"
         self.submitted: dict[str, WorkUnit] = {}
         self.changed = asyncio.Event()
-        # While set, submit waits for `release` after setting `entered`, then fails, so that no
-        # task write of the skylet wakes it again.
+        # While set, submit waits for `release` after setting `entered` and then fails, so that
+        # no task write of the skylet wakes it again.
         self.hold_submit = False
         self.entered = asyncio.Event()
         self.release = asyncio.Event()
@@ -53,7 +53,7 @@ class ScriptedManager(ClusterManager):
             self.hold_submit = False
             self.entered.set()
             await self.release.wait()
-            raise ClusterManagerError("the scripted backend refused this submission", retryable=True)
+            raise ClusterManagerError("the scripted backend rejected this submission", retryable=True)
         self.submitted[unit.key] = unit
         return self._status(unit)
 
@@ -166,7 +166,7 @@ async def test_wake_during_a_cycle_is_not_lost(async_client, run_skylet):
 
 
 class ConcurrentManager(ScriptedManager):
-    """The scripted backend taking three submissions at once; it records how many ran together."""
+    """The scripted backend, taking three submissions at once and recording how many ran together."""
 
     max_parallel_submits = 3
 

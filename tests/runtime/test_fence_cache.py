@@ -1,7 +1,7 @@
 """Fenced writes through a store that remembers tenures, while other stores move the lease.
 
-Each test has two stores on the same etcd prefix, as two API server processes would: `writer`
-makes the fenced writes and remembers the tenure it saw; `other` moves the lease behind its back.
+Each test has two stores on the same etcd prefix, as two API server processes would. `writer`
+makes the fenced writes and remembers the tenure it saw, and `other` moves the lease behind its back.
 """
 
 from __future__ import annotations
@@ -112,8 +112,8 @@ async def test_new_tenure_of_same_holder_accepted(writer, other):
     await other.release_lease("cm", "leader")
     renewed = await other.acquire_lease("cm", "leader", 30)
 
-    # The remembered tenure has ended, so the first transaction fails; the holder holds a new
-    # tenure, which the write reads and retries with, as a store without memory would have read it.
+    # The remembered tenure has ended, so the first transaction fails. The holder has a new tenure,
+    # which the write reads and retries with, as a store without memory would have read it.
     created = await writer.create(job_model("j2"), fence=FENCE)
     updated = await writer.update(job_model("j1", run="echo v2"), fence=FENCE)
 

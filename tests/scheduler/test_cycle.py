@@ -243,10 +243,10 @@ def test_cache_survives_fresh_capacity_report():
 def test_cache_echo_of_own_write_reserves_once():
     cache = SchedulerCache()
     cache.set_cluster(make_cluster("a", 4))
-    wanted = job(replicas=2)
-    cache.assume(wanted, {"a": 2}, 1)
+    placed = job(replicas=2)
+    cache.assume(placed, {"a": 2}, 1)
     info = cache.cluster_infos()[0]
-    assert info.fit_count(replica_request(wanted)) == 2
+    assert info.fit_count(replica_request(placed)) == 2
 
     # The informer shows the scheduler's own write: the same 2 replicas, still reserved once,
     # and the cluster keeps the fit counts it remembered.

@@ -64,8 +64,8 @@ class KubernetesClusterManager(ClusterManager):
     # Seconds between looks for pods that have not started while following logs.
     follow_poll_seconds: float = 0.5
     # Seconds a workload that submit created counts as existing without the informers listing it.
-    # Informers list a new object within milliseconds; if one is slower, the skylet submits the
-    # share again, which finds what exists (409 AlreadyExists) and creates nothing twice.
+    # In the tests, informers list a new object within milliseconds. If one is slower, the skylet
+    # submits the share again, which finds what exists (409 AlreadyExists) and creates nothing twice.
     submitted_ttl_seconds: float = 5.0
 
     def __init__(self, name: str, config: Mapping[str, Any]):

@@ -35,8 +35,8 @@ SERVICE_LABEL = "skyshift.io/service"
 WORK_KEY_ANNOTATION = "skyshift.io/work-key"
 # Global replica indices of the share, in the order of the Job's completion indices ("3,7,9").
 REPLICA_INDICES_ANNOTATION = "skyshift.io/replica-indices"
-# On each Deployment of a share (restart policy Always): the indices of the whole share, so that a
-# share with a Deployment missing (a crash between two creates) can be told from a complete one.
+# The indices of the whole share, on each of its Deployments (restart policy Always). They show
+# when a Deployment is missing, for example after a crash between two creates.
 SHARE_REPLICA_INDICES_ANNOTATION = "skyshift.io/share-replica-indices"
 # Set on the pods of an Indexed Job by the Job controller.
 COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
@@ -83,8 +83,9 @@ def kubernetes_namespace(prefix: str, namespace: str) -> str:
 
 
 def workload_name(job_name: str, key: str, replica: int | None = None) -> str:
-    """Return the name of a share's Job: the job's name and a hash of the key; with `replica`, the
-    name of that replica's Deployment, which ends in `-r<replica>`."""
+    """Return the name of a share's Job: the job's name and a hash of the key.
+
+    With `replica`, return the name of that replica's Deployment, which ends in `-r<replica>`."""
     suffix = f"-{short_hash(key)}" + (f"-r{replica}" if replica is not None else "")
     keep = MAX_WORKLOAD_NAME_LENGTH - len(suffix)
     return f"{job_name[:keep].rstrip('-')}{suffix}"
@@ -249,8 +250,8 @@ def replica_index_source(unit: WorkUnit) -> str:
     - "wrapper": the run script is wrapped in a prelude that picks the global index at position
       $JOB_COMPLETION_INDEX of SKYSHIFT_CLUSTER_REPLICA_INDICES, because the indices have gaps or
       do not start at 0.
-    - "deployment": restart policy Always; each replica has a Deployment of its own, whose pod
-      template holds the index as a plain value.
+    - "deployment": restart policy Always. Each replica has a Deployment of its own, whose pod
+      template contains the index as a plain value.
     - "unset": a gapped share whose Job has no `run` script to wrap.
     """
     job = unit.job
@@ -315,8 +316,8 @@ def container_env(unit: WorkUnit, source: str, replica: int | None = None) -> li
     """Return the environment of `WorkUnit.environment`, with SKYSHIFT_REPLICA_INDEX set per `source`
     (`replica` is the index of a Deployment's pod)."""
     entries: list[dict[str, Any]] = []
-    first = unit.replica_indices[0] if replica is None else replica
-    for name, value in unit.environment(first).items():
+    index = unit.replica_indices[0] if replica is None else replica
+    for name, value in unit.environment(index).items():
         if name != REPLICA_INDEX_VARIABLE or source in ("job-envs", "deployment"):
             entries.append({"name": name, "value": escape_references(value)})
         elif source == "completion-index":

@@ -102,7 +102,7 @@ async def test_always_job_runs_one_deployment_per_replica(make_manager, make_job
         lines = [entry async for entry in manager.logs(unit.key)]
         return sorted(lines) if len(lines) == 3 else None
 
-    # The index each process sees is global and fixed: the replica's own Deployment sets it.
+    # Each process prints a global, fixed index, because the replica's own Deployment sets it.
     assert await eventually(every_replica_printed) == [(2, "replica 2 of 6"), (3, "replica 3 of 6"), (5, "replica 5 of 6")]
 
 

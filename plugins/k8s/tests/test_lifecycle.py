@@ -61,15 +61,15 @@ async def test_restarted_manager_creates_no_duplicates(make_manager, make_job, m
     assert set(await second.statuses()) == {batch_unit.key, always_unit.key}
 
 
-async def test_share_with_a_missing_deployment_is_partial_until_submitted(
-    make_manager, make_job, make_unit, eventually, apps
-):
+async def test_missing_deployment_makes_share_partial(make_manager, make_job, make_unit, eventually, apps):
     # As after a crash between the creates of a share's Deployments, or a `kubectl delete` of one.
     first = await make_manager()
     unit = make_unit(make_job("web", replicas=3, run="sleep infinity", restart_policy="Always"))
     await first.submit(unit)
     await first.stop()
-    kept, lost, other = sorted(apps.list_namespaced_deployment("skyshift-default").items, key=lambda d: d.metadata.name)
+    first_kept, lost, second_kept = sorted(
+        apps.list_namespaced_deployment("skyshift-default").items, key=lambda d: d.metadata.name
+    )
     apps.delete_namespaced_deployment(lost.metadata.name, "skyshift-default")
     manager = await make_manager()
 
@@ -78,29 +78,30 @@ async def test_share_with_a_missing_deployment_is_partial_until_submitted(
         return status if status is not None and len(status.manager_job_ids) == 2 else None
 
     status = await eventually(partial)
-    assert status.partial is True
     await manager.submit(unit)
     restored = {d.metadata.name: d.metadata.uid for d in apps.list_namespaced_deployment("skyshift-default").items}
-    assert restored.keys() == {kept.metadata.name, lost.metadata.name, other.metadata.name}
-    assert (restored[kept.metadata.name], restored[other.metadata.name]) == (kept.metadata.uid, other.metadata.uid)
+
+    assert status.partial is True
+    assert restored.keys() == {first_kept.metadata.name, lost.metadata.name, second_kept.metadata.name}
+    assert restored[first_kept.metadata.name] == first_kept.metadata.uid
+    assert restored[second_kept.metadata.name] == second_kept.metadata.uid
     assert (await manager.statuses())[unit.key].partial is False
 
 
-async def test_workload_deleted_before_the_informer_saw_it_counts_after_a_while(
-    make_manager, make_job, make_unit, eventually, apps
-):
+async def test_unseen_deleted_workload_expires(make_manager, make_job, make_unit, eventually, apps):
+    # Deployments deleted before the informer listed them count as existing for submitted_ttl_seconds.
     manager = await make_manager()
     manager.submitted_ttl_seconds = 0.5
     unit = make_unit(make_job("web", replicas=2, run="sleep infinity", restart_policy="Always"))
     status = await manager.submit(unit)
-    assert len(status.manager_job_ids) == 2
     for deployment in apps.list_namespaced_deployment("skyshift-default").items:
         apps.delete_namespaced_deployment(deployment.metadata.name, "skyshift-default")
 
     async def gone():
         return unit.key not in await manager.statuses()
 
-    await eventually(gone)
+    assert len(status.manager_job_ids) == 2
+    assert await eventually(gone)
 
 
 async def test_submit_twice_returns_same_work(make_manager, make_job, make_unit, batch):
