@@ -84,6 +84,8 @@ def render_explanation(record: dict) -> str:
         lines.extend("  " + "   ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
         if cycle.get("feasible_omitted"):
             lines.append(f"  ... and {cycle['feasible_omitted']} more feasible clusters with lower scores")
+        if cycle.get("skipped_scores"):
+            lines.append(f"  Not scored (nothing to compare for this Job): {', '.join(cycle['skipped_scores'])}")
     filtered = cycle.get("filtered", [])
     if filtered:
         lines.append("Filtered out:")

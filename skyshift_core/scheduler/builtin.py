@@ -46,6 +46,15 @@ class Placement(FilterPlugin, ScorePlugin):
     name = "placement"
     provides = "filter and score: the Job's placement filters and weighted preferences"
 
+    def pre_filter(self, state: CycleState, job: Job) -> Status:
+        return Status.success() if job.spec.placement.filters else Status.skip()
+
+    def pre_score(self, state: CycleState, job: Job, clusters: list[ClusterInfo]) -> Status:
+        # Without preferences, or with weights that sum to 0, every cluster would score 0.
+        if any(preference.weight for preference in job.spec.placement.preferences):
+            return Status.success()
+        return Status.skip()
+
     def filter(self, state: CycleState, job: Job, cluster: ClusterInfo) -> Status:
         for rule in job.spec.placement.filters:
             if not rule.matches(cluster.labels):
@@ -68,6 +77,9 @@ class FilterPolicyFilter(FilterPlugin):
 
     name = "filter-policy"
     provides = "filter: FilterPolicy include and exclude lists"
+
+    def pre_filter(self, state: CycleState, job: Job) -> Status:
+        return Status.success() if state.get(POLICIES_KEY) else Status.skip()
 
     def filter(self, state: CycleState, job: Job, cluster: ClusterInfo) -> Status:
         policies: list[FilterPolicy] = state.get(POLICIES_KEY, [])

@@ -17,6 +17,7 @@ from skyshift_core.scheduler.framework import (
     MIN_SCORE,
     Candidate,
     ClusterInfo,
+    SKIP,
     SUCCESS,
     Code,
     CycleState,
@@ -48,6 +49,8 @@ class Decision:
     verdicts: list[ClusterVerdict]
     message: str
     error: bool = False
+    # Score plugins whose pre_score returned SKIP: they gave no cluster a score in this cycle.
+    skipped_scores: list[str] = field(default_factory=list)
 
     def explanation(self, max_clusters: int = 10) -> dict:
         """A compact, JSON-ready record of this cycle for the Job's status and `skyshift explain`.
@@ -71,6 +74,7 @@ class Decision:
                 for v in feasible[:max_clusters]
             ],
             "feasible_omitted": max(0, len(feasible) - max_clusters),
+            "skipped_scores": list(self.skipped_scores),
             "filtered": [{"reason": reason, "clusters": sorted(names)} for reason, names in sorted(filtered.items())],
         }
 
@@ -104,11 +108,27 @@ def schedule(
     state = CycleState()
     state[POLICIES_KEY] = policies_for(job, policies)
 
+    ordered = sorted(clusters, key=_name)
+    # Pre-filter: a plugin with nothing to check for this Job is left out. A plugin that rejects
+    # the Job itself rejects every cluster with its reasons.
+    filters = []
+    for plugin in profile.filters:
+        status = plugin.pre_filter(state, job)
+        if status is SUCCESS or status.ok:
+            filters.append(plugin)
+        elif status.code is Code.SKIP:
+            continue
+        elif status.code is Code.ERROR:
+            return _failed(profile, replicas, [], f"filter plugin {plugin.name!r} failed: {'; '.join(status.reasons)}")
+        else:
+            reasons = list(status.reasons) or [f"rejected by {plugin.name}"]
+            verdicts = [ClusterVerdict(cluster.name, False, reasons, status.plugin or plugin.name) for cluster in ordered]
+            return Decision(profile.name, replicas, None, verdicts, summarize(len(clusters), verdicts))
+
     # Filter: a cluster's verdict is the first plugin that rejects it.
     verdicts: list[ClusterVerdict] = []
     feasible: list[ClusterInfo] = []
-    filters = profile.filters
-    for cluster in sorted(clusters, key=_name):
+    for cluster in ordered:
         verdict = ClusterVerdict(cluster.name, True)
         for plugin in filters:
             status = plugin.filter(state, job, cluster)
@@ -131,7 +151,21 @@ def schedule(
         return Decision(profile.name, replicas, None, verdicts, summarize(len(clusters), verdicts))
 
     # Score: each plugin rates every feasible cluster, normalizes, and is weighted.
+    skipped: list[str] = []
     for plugin, weight in profile.scorers:
+        status = plugin.pre_score(state, job, feasible)
+        if status is SKIP:
+            skipped.append(plugin.name)
+            continue
+        if status is not SUCCESS and not status.ok:
+            if status.code is Code.SKIP:
+                skipped.append(plugin.name)
+                continue
+            if status.code is Code.ERROR:
+                reasons = "; ".join(status.reasons)
+            else:
+                reasons = f"pre_score returned {status.code.value}, expected Success, Skip or Error"
+            return _failed(profile, replicas, verdicts, f"score plugin {plugin.name!r} failed: {reasons}")
         scores = {cluster.name: plugin.score(state, job, cluster) for cluster in feasible}
         plugin.normalize_scores(state, job, scores)
         plugin_name = plugin.name
@@ -173,8 +207,9 @@ def schedule(
             )
         filtered = summarize(len(clusters), verdicts).partition(": ")[2]
         message += f"; filtered out: {filtered}" if filtered else "."
-        return Decision(profile.name, replicas, None, verdicts, message)
-    return Decision(profile.name, replicas, division, verdicts, f"placed {replicas} replicas: " + _format(division))
+        return Decision(profile.name, replicas, None, verdicts, message, skipped_scores=skipped)
+    message = f"placed {replicas} replicas: " + _format(division)
+    return Decision(profile.name, replicas, division, verdicts, message, skipped_scores=skipped)
 
 
 def _name(cluster: ClusterInfo) -> str:

@@ -3,9 +3,12 @@
 Modelled on the Kubernetes scheduling framework, with clusters in place of nodes. One scheduling
 cycle for a Job runs, in order:
 
-  1. filter   every FilterPlugin on every cluster; a cluster survives only if all return SUCCESS.
-  2. score    every ScorePlugin on every surviving cluster (0-100 each), then its normalize_scores;
-              a cluster's total is the sum of plugin score x profile weight.
+  1. filter   every FilterPlugin's pre_filter once, then its filter on every cluster; a cluster
+              survives only if all return SUCCESS. A pre_filter that returns SKIP leaves its
+              plugin's filter out of this cycle, as Kubernetes' PreFilter does.
+  2. score    every ScorePlugin's pre_score once, then its score on every surviving cluster (0-100
+              each) and its normalize_scores; a cluster's total is the sum of plugin score x
+              profile weight. A pre_score that returns SKIP leaves the plugin out of the totals.
   3. divide   the profile's one DividePlugin splits the Job's replicas among the survivors.
   4. reserve  every ReservePlugin, in order; if one fails, those before it are unreserved in
               reverse order and the Job waits.
@@ -36,6 +39,9 @@ class Code(str, Enum):
     UNRESOLVABLE = "UnschedulableAndUnresolvable"
     # The plugin failed; the cycle is aborted and retried with backoff.
     ERROR = "Error"
+    # From pre_filter or pre_score only: the plugin has nothing to decide for this Job, so its
+    # filter or score is not called in this cycle.
+    SKIP = "Skip"
 
 
 @dataclass(frozen=True)
@@ -67,10 +73,17 @@ class Status:
     def error(cls, *reasons: str, plugin: str = "") -> "Status":
         return cls(Code.ERROR, reasons, plugin)
 
+    @classmethod
+    def skip(cls) -> "Status":
+        return _SKIP
+
 
 _SUCCESS = Status()
 # The one successful Status that `Status.success` returns; a cycle compares against it first.
 SUCCESS = _SUCCESS
+_SKIP = Status(Code.SKIP)
+# The one Status that `Status.skip` returns.
+SKIP = _SKIP
 
 
 @dataclass
@@ -243,6 +256,16 @@ class Plugin:
 
 
 class FilterPlugin(Plugin):
+    def pre_filter(self, state: CycleState, job: Job) -> Status:
+        """Look at the Job once per cycle, before any `filter` call; optional.
+
+        Return SUCCESS to have `filter` called on every cluster, SKIP when the plugin would accept
+        every cluster for this Job (for example, the Job has no placement filters), which saves the
+        per-cluster calls. UNSCHEDULABLE or UNRESOLVABLE rejects every cluster with the reasons
+        given; ERROR aborts the cycle. A plugin may keep what it computes here in `state`.
+        """
+        return SUCCESS
+
     def filter(self, state: CycleState, job: Job, cluster: ClusterInfo) -> Status:
         """Decide whether `cluster` may take the Job at all.
 
@@ -254,6 +277,16 @@ class FilterPlugin(Plugin):
 
 
 class ScorePlugin(Plugin):
+    def pre_score(self, state: CycleState, job: Job, clusters: list[ClusterInfo]) -> Status:
+        """Look at the Job and the clusters that passed the filters once per cycle; optional.
+
+        Return SUCCESS to have `score` called on each of `clusters`, or SKIP when the plugin would
+        give every cluster the same score (for example, the Job has no placement preferences).
+        A skipped plugin adds nothing to any cluster's total and shows no score in `skyshift
+        explain`. ERROR aborts the cycle.
+        """
+        return SUCCESS
+
     def score(self, state: CycleState, job: Job, cluster: ClusterInfo) -> int:
         """Rate a cluster that passed the filters, from MIN_SCORE (0) to MAX_SCORE (100)."""
         raise NotImplementedError

@@ -33,6 +33,7 @@ from skyshift_core.scheduler.framework import (
     MIN_SCORE,
     Candidate,
     ClusterInfo,
+    Code,
     CycleState,
     DividePlugin,
     FilterPlugin,
@@ -93,6 +94,10 @@ class SchedulerPluginConformance:
 
 
 class FilterPluginConformance(SchedulerPluginConformance):
+    def test_pre_filter_returns_status(self):
+        status = self.make_plugin().pre_filter(CycleState(), sample_job())
+        assert isinstance(status, Status), f"pre_filter returned {status!r}, expected a Status"
+
     def test_filter_returns_status(self):
         plugin = self.make_plugin()
         for cluster in sample_clusters():
@@ -100,6 +105,11 @@ class FilterPluginConformance(SchedulerPluginConformance):
 
 
 class ScorePluginConformance(SchedulerPluginConformance):
+    def test_pre_score_returns_success_skip_or_error(self):
+        status = self.make_plugin().pre_score(CycleState(), sample_job(), sample_clusters())
+        assert isinstance(status, Status), f"pre_score returned {status!r}, expected a Status"
+        assert status.code in (Code.SUCCESS, Code.SKIP, Code.ERROR), status
+
     def test_scores_within_range_after_normalization(self):
         plugin = self.make_plugin()
         job = sample_job()

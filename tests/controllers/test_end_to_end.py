@@ -139,6 +139,9 @@ async def test_explain_and_logs_through_cli(client, control_plane, api_server, a
     assert explained.exit_code == 0, explained.output
     assert "Placement:  site-a=2" in explained.output
     assert "insufficient cpus (resources-fit): site-b" in explained.output
+    # The Job has preferences, so placement scores the clusters; spread's constant score is skipped.
+    assert "PLACEMENT" in explained.output
+    assert "Not scored (nothing to compare for this Job): spread" in explained.output
 
     logs = runner.invoke(app, [*server, "logs", "hello"])
     assert logs.exit_code == 0, logs.output

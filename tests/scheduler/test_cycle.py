@@ -13,7 +13,10 @@ from skyshift_core.scheduler.framework import (
     ClusterInfo,
     CycleState,
     DividePlugin,
+    FilterPlugin,
     NodeInfo,
+    ScorePlugin,
+    Status,
     first_feasible_clusters,
     replica_request,
 )
@@ -298,3 +301,102 @@ def test_first_feasible_clusters_in_order(replicas, expected):
     chosen = first_feasible_clusters(ordered, 2, replicas)
 
     assert [candidate.name for candidate in chosen] == expected
+
+
+class CountingFilter(FilterPlugin):
+    """Test filter: rejects clusters labelled `bad`, counts its calls, and returns `pre` from pre_filter."""
+
+    name = "counting"
+
+    def __init__(self, pre: Status):
+        super().__init__()
+        self.pre = pre
+        self.calls = 0
+
+    def pre_filter(self, state, job):
+        return self.pre
+
+    def filter(self, state, job, cluster):
+        self.calls += 1
+        return Status.unresolvable("labelled bad") if "bad" in cluster.labels else Status.success()
+
+
+def profile_with_filter(plugin: FilterPlugin) -> Profile:
+    base = profile()
+    return Profile(base.name, [*base.filters, plugin], base.scorers, base.divider, base.reservers)
+
+
+def test_pre_filter_skip_avoids_filter():
+    counting = CountingFilter(Status.skip())
+    clusters = [cluster("a", node("a1", 4), bad="1"), cluster("b", node("b1", 4))]
+    decision = schedule(profile_with_filter(counting), job(), clusters, [])
+    # Skipped, the filter neither ran nor rejected the labelled cluster.
+    assert counting.calls == 0
+    assert [verdict.feasible for verdict in decision.verdicts] == [True, True]
+
+    counting = CountingFilter(Status.success())
+    decision = schedule(profile_with_filter(counting), job(), clusters, [])
+    assert counting.calls == 2
+    assert decision.placement == {"b": 1}
+
+
+def test_pre_filter_rejection_rejects_all():
+    counting = CountingFilter(Status.unresolvable("the job asks for a zone no cluster has", plugin="counting"))
+    clusters = [cluster("a", node("a1", 4)), cluster("b", node("b1", 4))]
+    decision = schedule(profile_with_filter(counting), job(), clusters, [])
+    assert decision.placement is None
+    assert counting.calls == 0
+    assert decision.message == "0/2 clusters available: 2 the job asks for a zone no cluster has."
+    assert {verdict.plugin for verdict in decision.verdicts} == {"counting"}
+
+
+def test_pre_filter_error_fails_the_cycle():
+    decision = schedule(profile_with_filter(CountingFilter(Status.error("no zone data"))), job(), [cluster("a", node("a1", 4))], [])
+    assert decision.error and decision.message == "filter plugin 'counting' failed: no zone data"
+
+
+def test_placement_skipped_without_rules():
+    state = CycleState()
+    plain = job()
+    assert Placement().pre_filter(state, plain) is Status.skip()
+    assert Placement().pre_score(state, plain, []) is Status.skip()
+    zero = job(placement={"preferences": [{"weight": 1, "match_labels": {"tier": "gold"}}]})
+    assert Placement().pre_score(state, zero, []).ok
+    filtered = job(placement={"filters": [{"match_labels": {"tier": "gold"}}]})
+    assert Placement().pre_filter(state, filtered).ok
+    assert FilterPolicyFilter().pre_filter(state, plain) is Status.skip()
+
+
+def test_explanation_names_skipped_scores():
+    clusters = [cluster("a", node("a1", 4), tier="gold"), cluster("b", node("b1", 4))]
+    decision = schedule(profile(), job(), clusters, [])
+    assert decision.skipped_scores == ["placement"]
+    explanation = decision.explanation()
+    assert explanation["skipped_scores"] == ["placement"]
+    assert all(entry["scores"] == {} for entry in explanation["feasible"])
+
+    preferring = job(placement={"preferences": [{"weight": 100, "match_labels": {"tier": "gold"}}]})
+    decision = schedule(profile(), preferring, clusters, [])
+    assert decision.skipped_scores == []
+    assert decision.placement == {"a": 1}
+    assert decision.explanation()["feasible"][0]["scores"] == {"placement": 100}
+
+
+class BadPreScore(ScorePlugin):
+    name = "bad-pre-score"
+
+    def pre_score(self, state, job, clusters):
+        return Status.unschedulable("not a valid answer")
+
+    def score(self, state, job, cluster):
+        return 0
+
+
+def test_pre_score_unexpected_code_fails_cycle():
+    base = profile()
+    bad = Profile(base.name, base.filters, [(BadPreScore(), 1)], base.divider, base.reservers)
+    decision = schedule(bad, job(), [cluster("a", node("a1", 4))], [])
+    assert decision.error
+    assert decision.message == (
+        "score plugin 'bad-pre-score' failed: pre_score returned Unschedulable, expected Success, Skip or Error"
+    )

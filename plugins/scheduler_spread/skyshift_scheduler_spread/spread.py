@@ -55,6 +55,7 @@ from skyshift_core.scheduler.framework import (
     CycleState,
     DividePlugin,
     ScorePlugin,
+    Status,
     first_feasible_clusters,
 )
 
@@ -124,6 +125,10 @@ class SpreadPlugin(DividePlugin, ScorePlugin):
     def __init__(self, args: Mapping[str, Any] | None = None):
         super().__init__(args)
         self.config = SpreadArgs.parse(self.args)
+
+    def pre_score(self, state: CycleState, job: Job, clusters: list[ClusterInfo]) -> Status:
+        """Skip scoring: the score is the same for every cluster (see `score`)."""
+        return Status.skip()
 
     def score(self, state: CycleState, job: Job, cluster: ClusterInfo) -> int:
         """Return MIN_SCORE (0) for every cluster: spread balances replicas in `divide`, not through scores.
