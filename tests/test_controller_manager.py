@@ -6,7 +6,9 @@ import asyncio
 import os
 from pathlib import Path
 
-from skyshift_core.controllers.manager import ControllerManager
+import pytest
+
+from skyshift_core.controllers.manager import DEFAULT_SCHEDULER_WORKERS, ControllerManager, ControllerManagerConfig
 from skyshift_core.local.processes import free_port
 
 
@@ -44,3 +46,21 @@ async def test_controller_manager_stops_while_waiting_for_api(tmp_path: Path):
     await asyncio.wait_for(task, timeout=5)
 
     assert not ready_file.exists()
+
+
+def test_scheduler_workers_default_and_config(tmp_path: Path):
+    path = tmp_path / "controller-manager.yaml"
+    path.write_text("scheduler:\n  grace_period: 30\n")
+    assert ControllerManagerConfig.load(path).scheduler_workers == DEFAULT_SCHEDULER_WORKERS
+
+    path.write_text("scheduler:\n  workers: 2\n")
+    assert ControllerManagerConfig.load(path).scheduler_workers == 2
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "two", "1.5", "true"])
+def test_invalid_scheduler_workers_rejected(tmp_path: Path, value: str):
+    path = tmp_path / "controller-manager.yaml"
+    path.write_text(f"scheduler:\n  workers: {value}\n")
+
+    with pytest.raises(ValueError, match=r"invalid scheduler.workers .* expected an integer of at least 1"):
+        ControllerManagerConfig.load(path)
