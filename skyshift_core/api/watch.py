@@ -102,7 +102,7 @@ async def _stream(
                 yield _line("ERROR", status_body(error.status_code, error.reason, error.message))
                 return
             last_revision = event.revision
-            yield b'{"type":"' + event.type.encode() + b'","object":' + event.object.model_dump_json().encode() + b"}\n"
+            yield b'{"type":"' + event.type.encode() + b'","object":' + event.object_json() + b"}\n"
     finally:
         gauge.dec()
         if next_event is not None:

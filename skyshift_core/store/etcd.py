@@ -63,11 +63,68 @@ class ListResult:
     continue_token: str | None = None
 
 
-@dataclass
 class WatchEvent:
-    type: str  # ADDED, MODIFIED or DELETED
-    object: Object
-    revision: int
+    """One change seen by a watch: its type (ADDED, MODIFIED or DELETED), the object, the revision.
+
+    An event made from a stored value decodes the object only when `object` is first read.
+    `object_json` returns the object's JSON without decoding it when it can, which is what the
+    API server's watch streams send.
+    """
+
+    __slots__ = ("type", "revision", "_object", "_model", "_value")
+
+    def __init__(
+        self,
+        type: str,
+        object: Object | None = None,
+        revision: int = 0,
+        *,
+        model: type[Object] | None = None,
+        value: bytes | None = None,
+    ):
+        if object is None and (model is None or value is None):
+            raise ValueError("a WatchEvent needs an object, or a model and a stored value")
+        self.type = type
+        self.revision = revision
+        self._object = object
+        self._model = model
+        self._value = value
+
+    @property
+    def object(self) -> Object:
+        if self._object is None:
+            self._object = Store._decode(self._model, self._value, self.revision)
+        return self._object
+
+    def object_json(self) -> bytes:
+        """Return the object as JSON, with metadata.resource_version set to the event's revision."""
+        if self._object is None:
+            spliced = with_resource_version(self._value, self.revision)
+            if spliced is not None:
+                return spliced
+        return self.object.model_dump_json().encode()
+
+    def __repr__(self) -> str:
+        return f"WatchEvent({self.type}, revision={self.revision})"
+
+
+_METADATA = b'"metadata":{'
+
+
+def with_resource_version(value: bytes, revision: int) -> bytes | None:
+    """Insert `"resource_version": "<revision>"` into a stored value's top-level metadata.
+
+    Stored values are `Store._encode` output, which starts with the string fields api_version and
+    kind and then metadata. Returns None for a value of another shape, which the caller then
+    decodes and encodes in full.
+    """
+    start = value.find(_METADATA)
+    # A brace before metadata would mean that the first match is not at the top level.
+    if start < 0 or value.find(b"{", 1, start) >= 0:
+        return None
+    cut = start + len(_METADATA)
+    field = b'"resource_version":"%d"' % revision
+    return value[:cut] + field + (b"" if value[cut : cut + 1] == b"}" else b",") + value[cut:]
 
 
 def parse_endpoint(endpoint: str) -> tuple[str, int]:
@@ -618,8 +675,13 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
             return WatchEvent("DELETED", previous, revision)
 
         self._values.put(raw.kv.key, raw.kv.value, revision)
-        current = self._decode(model, raw.kv.value, revision)
-        matches = selector_matches(selector, current.metadata.labels)
+        if selector:
+            current = self._decode(model, raw.kv.value, revision)
+            matches = selector_matches(selector, current.metadata.labels)
+        else:
+            # Every object matches an empty selector, and the event decodes its object only if read.
+            current = None
+            matches = True
         previous_matched = False
         if raw.prev_kv is not None and raw.prev_kv.value and raw.kv.version > 1:
             if selector:
@@ -628,7 +690,8 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
             else:
                 previous_matched = True  # An empty selector matches every version; no need to parse the old one.
         if matches:
-            return WatchEvent("MODIFIED" if previous_matched else "ADDED", current, revision)
+            event_type = "MODIFIED" if previous_matched else "ADDED"
+            return WatchEvent(event_type, current, revision, model=model, value=raw.kv.value)
         if previous_matched:
             return WatchEvent("DELETED", current, revision)
         return None
