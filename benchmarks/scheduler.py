@@ -9,7 +9,9 @@ measures:
     its startup and the listing of every Job);
   * p50 and p99 of the scheduling cycle (filter, score, divide) and of the whole decision
     (cycle plus write), from the controller manager's Prometheus histograms;
-  * the controller manager's peak resident memory (VmHWM).
+  * the controller manager's peak resident memory (VmHWM);
+  * the CPU time that the API server, the controller manager and etcd each spend per decision,
+    which varies less between runs on a shared machine than the rate does.
 
 Run: python benchmarks/scheduler.py [--clusters 100] [--jobs 10000]
 """
@@ -32,6 +34,7 @@ from pathlib import Path
 import aiohttp
 import yaml
 
+from skyshift_core.controllers.manager import DEFAULT_SCHEDULER_WORKERS
 from skyshift_core.local.etcd import EtcdProcess
 from skyshift_core.local.processes import free_port, stop_process, wait_for_port
 
@@ -134,6 +137,12 @@ def scrape(port: int) -> str:
         return ""  # Not serving yet.
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time that process `pid` has used so far, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def counter_value(text: str, metric: str, label: str) -> float:
     for line in text.splitlines():
         if line.startswith(metric) and label in line:
@@ -154,7 +163,10 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=10000)
     parser.add_argument("--nodes-per-cluster", type=int, default=4)
     parser.add_argument("--cpus-per-node", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=4, help="scheduler workers in the controller manager")
+    parser.add_argument(
+        "--workers", type=int, default=None,
+        help=f"scheduler workers in the controller manager (default: its own, {DEFAULT_SCHEDULER_WORKERS})",
+    )  # fmt: skip
     args = parser.parse_args()
 
     base = "/dev/shm" if os.path.isdir("/dev/shm") else None
@@ -176,7 +188,8 @@ def main() -> None:
         print(f"created {args.clusters} clusters and {args.jobs} pending jobs in {time.perf_counter() - started:.1f} s")
 
         config = directory / "controller-manager.yaml"
-        config.write_text(yaml.safe_dump({"controllers": ["scheduler"], "scheduler": {"workers": args.workers}}))
+        scheduler = {"workers": args.workers} if args.workers else {}
+        config.write_text(yaml.safe_dump({"controllers": ["scheduler"], "scheduler": scheduler}))
         metrics_port = free_port()
         manager = subprocess.Popen(
             [sys.executable, "-m", "skyshift_core.cli.main", "controller-manager", "--server", url, "--config", str(config),
@@ -186,6 +199,8 @@ def main() -> None:
         # far cheaper than listing every Job and so does not slow down what is measured.
         start = time.perf_counter()
         placed = 0
+        processes = {"API server": api.pid, "controller manager": manager.pid, "etcd": etcd.pid}
+        cpu_at_first: dict[str, float] = {}
         first: tuple[float, int] | None = None  # (time, placements) at the first scrape that saw any
         while placed < args.jobs:
             time.sleep(0.2)
@@ -195,7 +210,9 @@ def main() -> None:
             placed = int(counter_value(metrics, "skyshift_scheduler_decision_duration_seconds_count", 'result="placed"'))
             if placed and first is None:
                 first = (time.perf_counter(), placed)
+                cpu_at_first = {name: cpu_seconds(pid) for name, pid in processes.items()}
         elapsed = time.perf_counter() - start
+        cpu_used = {name: cpu_seconds(pid) - cpu_at_first.get(name, 0.0) for name, pid in processes.items()}
         placing = elapsed - (first[0] - start) if first else elapsed
         placed_while_placing = args.jobs - (first[1] if first else 0)
         listed = asyncio.run(count_placed(url, token))
@@ -212,7 +229,7 @@ def main() -> None:
     cycle = "skyshift_scheduler_cycle_duration_seconds"
     decision = "skyshift_scheduler_decision_duration_seconds"
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
-    print(f"clusters: {args.clusters}, jobs: {args.jobs}, scheduler workers: {args.workers}")
+    print(f"clusters: {args.clusters}, jobs: {args.jobs}, scheduler workers: {args.workers or DEFAULT_SCHEDULER_WORKERS}")
     print(f"placed {args.jobs} jobs in {elapsed:.1f} s from controller manager start, including its startup "
           f"and informer sync: {args.jobs / elapsed:.0f} decisions/s")
     print(f"from the first placement seen to the last ({placed_while_placing} jobs in {placing:.1f} s, "
@@ -222,6 +239,9 @@ def main() -> None:
     print(f"decision (cycle + status write): p50 {quantile_from_histogram(metrics, decision, 0.5, 'placed') * 1000:.2f} ms, "
           f"p99 {quantile_from_histogram(metrics, decision, 0.99, 'placed') * 1000:.2f} ms")
     print(f"controller manager peak resident memory: {peak:.0f} MiB (target < 300 MiB)")
+    shares = ", ".join(f"{name} {seconds / placed_while_placing * 1000:.2f}" for name, seconds in cpu_used.items())
+    total = sum(cpu_used.values()) / placed_while_placing * 1000
+    print(f"CPU per decision from the first placement to the last, ms: {shares}; together {total:.2f}")
 
 
 if __name__ == "__main__":
