@@ -20,7 +20,16 @@ from datetime import datetime, timezone
 from skyshift_core.client import AsyncSkyShiftClient
 from skyshift_core.controllers.events import record_event
 from skyshift_core.errors import ConflictError, NotFoundError
-from skyshift_core.objects import Cluster, ClusterPhase, Condition, FilterPolicy, Job, JobPhase, set_condition
+from skyshift_core.objects import (
+    Cluster,
+    ClusterPhase,
+    Condition,
+    FilterPolicy,
+    Job,
+    JobPhase,
+    parse_object,
+    set_condition,
+)
 from skyshift_core.runtime.informer import Informer
 from skyshift_core.runtime.reconcile import Request, Result
 from skyshift_core.scheduler.cache import SchedulerCache, pending_replicas
@@ -74,6 +83,9 @@ class SchedulerReconciler:
         self.grace_period = grace_period
         self.cache = SchedulerCache()
         self._event_tasks: set[asyncio.Task] = set()
+        # The last FilterPolicy listing made because the informer was behind a Job: (revision, policies).
+        self._listed_policies: tuple[int, list[FilterPolicy]] = (0, [])
+        self._policy_listing: asyncio.Future[tuple[int, list[FilterPolicy]]] | None = None
 
         jobs.add_event_handler(
             on_add=self.cache.set_job,
@@ -136,7 +148,8 @@ class SchedulerReconciler:
         started = time.perf_counter()
         decision = Decision(profile.name, 0, {}, [], "")
         if need > 0:
-            policies = [policy for policy in self.policies.list() if isinstance(policy, FilterPolicy)]
+            policies = await self._policies_as_of(int(job.metadata.resource_version or 0))
+            started = time.perf_counter()
             decision = schedule(profile, job, self.cache.cluster_infos(), policies, replicas=need, current=keep)
             CYCLE_SECONDS.observe(time.perf_counter() - started)
             if decision.placement is None:
@@ -152,6 +165,32 @@ class SchedulerReconciler:
         await self._commit(job, placement, decision, lost)
         DECISION_SECONDS.labels("placed").observe(time.perf_counter() - started)
         return Result(requeue_after=recheck_after) if recheck_after else None
+
+    async def _policies_as_of(self, revision: int) -> list[FilterPolicy]:
+        """Return the FilterPolicies as they were at etcd revision `revision` or later.
+
+        Jobs and FilterPolicies arrive on separate watches, so the informer may not yet have a
+        policy created just before a Job. A placement made without it could not be taken back.
+        When the informer has seen nothing as recent as `revision`, the policies are listed
+        once, and every worker waiting at that moment shares the listing.
+        """
+        while True:
+            seen = int(self.policies.resource_version or 0)
+            if revision <= seen:
+                return [policy for policy in self.policies.list() if isinstance(policy, FilterPolicy)]
+            listed_at, listed = self._listed_policies
+            if revision <= listed_at:
+                return listed
+            if self._policy_listing is None or self._policy_listing.done():
+                self._policy_listing = asyncio.ensure_future(self._list_policies())
+            # A listing that started before this Job was seen may end below its revision. The loop
+            # then starts another one.
+            self._listed_policies = max(self._listed_policies, await asyncio.shield(self._policy_listing), key=_revision)
+
+    async def _list_policies(self) -> tuple[int, list[FilterPolicy]]:
+        listing = await self.client.list_all(FilterPolicy, all_namespaces=True)
+        policies = [parse_object(item, FilterPolicy) for item in listing["items"]]
+        return int(listing["metadata"]["resource_version"]), policies
 
     def _lost_clusters(self, placement: dict[str, int]) -> tuple[set[str], float | None]:
         """Clusters of the placement that are gone or unready for longer than the grace period, and
@@ -281,6 +320,10 @@ class SchedulerReconciler:
             for task in unfinished:
                 task.cancel()
             await asyncio.gather(*unfinished, return_exceptions=True)
+
+
+def _revision(listing: tuple[int, list[FilterPolicy]]) -> int:
+    return listing[0]
 
 
 def _unready_since(cluster: Cluster) -> float | None:
