@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 from pathlib import Path
 
@@ -64,3 +65,25 @@ def test_invalid_scheduler_workers_rejected(tmp_path: Path, value: str):
 
     with pytest.raises(ValueError, match=r"invalid scheduler.workers .* expected an integer of at least 1"):
         ControllerManagerConfig.load(path)
+
+
+class SyncedInformer:
+    """Test double of an Informer whose first listing has arrived."""
+
+    async def wait_for_sync(self, timeout=None) -> bool:
+        return True
+
+
+async def test_freeze_after_sync_exempts_objects():
+    from skyshift_core.controllers.manager import _freeze_after_sync
+
+    assert gc.get_freeze_count() == 0
+    try:
+        await _freeze_after_sync([SyncedInformer(), SyncedInformer()])
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+
+
+def test_manager_freezes_only_when_asked():
+    assert ControllerManager("http://127.0.0.1:1").freeze_after_sync is False

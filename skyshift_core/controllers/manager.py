@@ -158,8 +158,12 @@ class ControllerManager:
         token: str | None = None,
         config: ControllerManagerConfig | None = None,
         ca_file: str | None = None,
+        freeze_after_sync: bool = False,
     ):
         self.server_url = server_url
+        # Whether to call gc.freeze once the caches are filled. Only a process that runs nothing
+        # but this manager (`skyshift controller-manager`) should, because it affects the process.
+        self.freeze_after_sync = freeze_after_sync
         self.ready_file = ready_file
         self.health_interval = health_interval
         self.token = token
@@ -265,7 +269,8 @@ class ControllerManager:
         informers = [jobs, clusters, policies]
         for informer in informers:
             informer.start()
-        runners.append(_freeze_after_sync(informers))
+        if self.freeze_after_sync:
+            runners.append(_freeze_after_sync(informers))
         try:
             await asyncio.gather(*runners)
         finally:
@@ -311,7 +316,8 @@ def run_controller_manager(
     except ValueError as error:
         raise SystemExit(f"Error: {error}") from error
     manager = ControllerManager(
-        server_url, ready_file=ready_file, health_interval=health_interval, config=config, token=token, ca_file=ca_file
+        server_url, ready_file=ready_file, health_interval=health_interval, config=config, token=token, ca_file=ca_file,
+        freeze_after_sync=True,
     )
     if metrics_port is not None:
         from prometheus_client import start_http_server
