@@ -53,6 +53,7 @@ class _Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[HttpResponse] | None = None
         self._reason = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self._headers_done = False
         self._body: list[bytes] = []
         # Whether any byte of the current response arrived. When the connection breaks before
         # that, a request with an idempotent method may be sent again on another connection.
@@ -73,12 +74,13 @@ class _Connection(asyncio.Protocol):
             self._fail(ConnectionLostError(f"the server sent a response that is not valid HTTP/1.1: {error}"))
 
     def eof_received(self) -> bool:
-        # With a body delimited by the end of the connection, the end completes the message.
-        if self._waiter is not None and not self._waiter.done():
-            try:
-                self.parser.feed_data(b"")
-            except httptools.HttpParserError:
-                pass
+        # The server has closed its side, so the connection cannot carry another request. A
+        # response without Content-Length or chunked encoding ends here. Any other is cut short.
+        self.closed = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done() and self._headers_done and self._body_until_close():
+            self._waiter = None
+            waiter.set_result(self._response())
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -94,6 +96,9 @@ class _Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name, value))
 
+    def on_headers_complete(self) -> None:
+        self._headers_done = True
+
     def on_body(self, body: bytes) -> None:
         self._body.append(body)
 
@@ -103,9 +108,15 @@ class _Connection(asyncio.Protocol):
         if not self.parser.should_keep_alive():
             self.close()
         if waiter is not None and not waiter.done():
-            waiter.set_result(
-                HttpResponse(self.parser.get_status_code(), self._reason.decode("latin-1"), self._headers, b"".join(self._body))
-            )
+            waiter.set_result(self._response())
+
+    def _response(self) -> HttpResponse:
+        return HttpResponse(self.parser.get_status_code(), self._reason.decode("latin-1"), self._headers, b"".join(self._body))
+
+    def _body_until_close(self) -> bool:
+        """Tell whether the response's body is delimited by the end of the connection."""
+        names = {name.lower() for name, _ in self._headers}
+        return b"content-length" not in names and b"transfer-encoding" not in names
 
     # ---- requests --------------------------------------------------------------------------
 
@@ -114,6 +125,7 @@ class _Connection(asyncio.Protocol):
         self._waiter = loop.create_future()
         self._reason = b""
         self._headers = []
+        self._headers_done = False
         self._body = []
         self.received = False
         self.transport.write(data)

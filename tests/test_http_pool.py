@@ -17,7 +17,8 @@ from skyshift_core.local.processes import free_port
 class ScriptedServer:
     """A loopback server that reads each request and sends back `respond(request_bytes, index)`.
 
-    `respond` returns the raw bytes to send, or None to close the connection without a response.
+    `respond` returns the raw bytes to send, None to close the connection without a response, or
+    (bytes, True) to send the bytes and then close the connection.
     `connections` counts accepted connections, and `requests` keeps every request received.
     """
 
@@ -55,8 +56,11 @@ class ScriptedServer:
                 response = self.respond(request, len(self.requests) - 1)
                 if response is None:
                     break
-                writer.write(response)
+                data, close = response if isinstance(response, tuple) else (response, False)
+                writer.write(data)
                 await writer.drain()
+                if close:
+                    break
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
@@ -111,6 +115,42 @@ async def test_pool_reads_chunked_body():
     assert (response.status, response.reason, response.body) == (404, "Not Found", b'{"a":12}')
     assert again.body == b'{"a":12}'
     assert server.connections == 1
+
+
+async def test_pool_reads_body_until_close():
+    close = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end"
+    async with ScriptedServer(lambda request, index: (close, True)) as server:
+        pool = ConnectionPool(server.url)
+        try:
+            response = await pool.request("GET", "/x", [], None, 5)
+        finally:
+            pool.close()
+    assert response.body == b"until the end"
+
+
+async def test_pool_cut_response_fails():
+    cut = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part"
+    async with ScriptedServer(lambda request, index: (cut, True)) as server:
+        pool = ConnectionPool(server.url)
+        try:
+            with pytest.raises(ConnectionLostError, match="closed before the response was complete"):
+                await pool.request("GET", "/x", [], None, 5)
+        finally:
+            pool.close()
+
+
+async def test_pool_skips_connection_closed_by_server():
+    # The server closes each connection after its response, without saying so in a header.
+    async with ScriptedServer(lambda request, index: (ok(), True)) as server:
+        pool = ConnectionPool(server.url)
+        try:
+            await pool.request("POST", "/x", [], b"{}", 5)
+            await asyncio.sleep(0.05)
+            # A POST is never sent twice, so it must not go out on the closed connection.
+            assert (await pool.request("POST", "/x", [], b"{}", 5)).status == 200
+        finally:
+            pool.close()
+    assert server.connections == 2
 
 
 async def test_pool_honours_connection_close():
