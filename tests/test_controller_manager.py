@@ -85,5 +85,24 @@ async def test_freeze_after_sync_exempts_objects():
         gc.unfreeze()
 
 
+async def test_manager_unfreezes_when_term_ends(api_server: str, admin_token: str, tmp_path: Path):
+    manager = ControllerManager(
+        api_server, ready_file=tmp_path / "ready", health_interval=0.1, token=admin_token, freeze_after_sync=True
+    )
+    task = asyncio.create_task(manager.run())
+    try:
+        deadline = asyncio.get_running_loop().time() + 20
+        while gc.get_freeze_count() == 0 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        frozen_while_leading = gc.get_freeze_count()
+    finally:
+        manager.stop()
+        await asyncio.wait_for(task, timeout=10)
+
+    assert frozen_while_leading > 0
+    # The ended term's caches are collectable again.
+    assert gc.get_freeze_count() == 0
+
+
 def test_manager_freezes_only_when_asked():
     assert ControllerManager("http://127.0.0.1:1").freeze_after_sync is False

@@ -277,6 +277,10 @@ class ControllerManager:
             for informer in informers:
                 await informer.stop()
             await client.aclose()
+            if self.freeze_after_sync:
+                # This term's caches are in reference cycles, which only a collection frees, so
+                # they must not stay exempt once the term is over.
+                gc.unfreeze()
 
 
 # Thresholds of Python's garbage collector in the controller manager. The informer caches keep
@@ -289,9 +293,10 @@ GC_THRESHOLDS = (20_000, 20, 20)
 async def _freeze_after_sync(informers: list[Informer]) -> None:
     """Exempt what exists once the caches are filled from later collections (`gc.freeze`).
 
-    Objects created at startup (modules, plugins, the first listing) are then never walked again.
-    Reference counting still frees them when they are dropped, so only a reference cycle among
-    them would outlive its use.
+    Objects created at startup (modules, plugins, the first listing) are then not walked again
+    while this leadership term lasts. Reference counting still frees them when they are dropped.
+    Objects in reference cycles, such as the term's informers, wait for `_lead` to unfreeze them
+    when the term ends.
     """
     for informer in informers:
         await informer.wait_for_sync()
