@@ -14,7 +14,7 @@ import ssl
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Self
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import aiohttp
 import httpx
@@ -635,6 +635,7 @@ class AsyncSkyShiftClient(_ClientBase):
         super().__init__(server_url, timeout, token, headers, ca_file)
         self._http: aiohttp.ClientSession | None = None
         self._pool: ConnectionPool | None = None
+        self._base_path = urlsplit(self.server_url).path
 
     def _session(self) -> aiohttp.ClientSession:
         # Created on first use, inside the event loop that will use it. Only streams use it.
@@ -672,7 +673,8 @@ class AsyncSkyShiftClient(_ClientBase):
         return self.server_url + request.path
 
     def _target(self, request: ApiRequest) -> str:
-        target = quote(request.path, safe=_PATH_SAFE)
+        # A server URL with a path, such as a proxy's https://host/skyshift, prefixes every request.
+        target = quote(self._base_path + request.path, safe=_PATH_SAFE)
         return f"{target}?{urlencode(request.params)}" if request.params else target
 
     async def _exchange(self, request: ApiRequest) -> HttpResponse:

@@ -242,3 +242,14 @@ async def test_async_client_pool_errors():
             with pytest.raises(UnavailableError):
                 await client.get("jobs", "a b")
     assert server.requests[-1].startswith(b"GET /api/v1/namespaces/default/jobs/a%20b HTTP/1.1")
+
+
+async def test_async_client_keeps_server_path():
+    garbage = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+    async with ScriptedServer(lambda request, index: garbage) as server:
+        # A server behind a proxy path: every request goes below that path.
+        async with AsyncSkyShiftClient(server.url + "/skyshift/", timeout=2) as client:
+            await client.get("jobs", "web")
+            await client.list("jobs", label_selector="app=web,tier!=db")
+    assert server.requests[0].startswith(b"GET /skyshift/api/v1/namespaces/default/jobs/web HTTP/1.1")
+    assert server.requests[1].startswith(b"GET /skyshift/api/v1/namespaces/default/jobs?label_selector=app%3Dweb%2Ctier%21%3Ddb")
