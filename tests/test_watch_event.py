@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
@@ -67,3 +68,35 @@ def test_with_resource_version_other_shapes(value):
 def test_watch_event_needs_object_or_value():
     with pytest.raises(ValueError, match="needs an object"):
         WatchEvent("ADDED", revision=1)
+
+
+def raw_put(key: bytes, value: bytes, revision: int) -> SimpleNamespace:
+    """An etcd watch event as aetcd delivers it: a put of `value`, the key's first version."""
+    kv = SimpleNamespace(key=key, value=value, mod_revision=revision, version=1)
+    return SimpleNamespace(kind="PUT", kv=kv, prev_kv=None)
+
+
+def test_value_from_another_writer_is_decoded():
+    store = Store(["127.0.0.1:1"])
+    # A Job as an older version stored it, before status.start_time existed.
+    old = json.loads(stored(job()))
+    del old["status"]["start_time"]
+    value = json.dumps(old).encode()
+
+    event = store._watch_event(Job, raw_put(b"/skyshift/jobs/default/web", value, 9), ())
+
+    assert event._object is not None
+    assert json.loads(event.object_json())["status"]["start_time"] is None
+
+
+def test_value_encoded_here_is_sent_as_stored():
+    store = Store(["127.0.0.1:1"])
+    key, value = b"/skyshift/jobs/default/web", stored(job())
+    store._values.put(key, value, 9, encoded=True)
+
+    event = store._watch_event(Job, raw_put(key, value, 9), ())
+
+    assert event._object is None
+    assert json.loads(event.object_json())["metadata"]["resource_version"] == "9"
+    # The watch's own put of the same revision keeps the mark.
+    assert store._values.encoded_here(key, 9)

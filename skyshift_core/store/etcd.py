@@ -66,9 +66,9 @@ class ListResult:
 class WatchEvent:
     """One change seen by a watch: its type (ADDED, MODIFIED or DELETED), the object, the revision.
 
-    An event made from a stored value decodes the object only when `object` is first read.
-    `object_json` returns the object's JSON without decoding it when it can, which is what the
-    API server's watch streams send.
+    An event made from a stored value that this process encoded decodes the object only when
+    `object` is first read. `object_json` then returns the stored JSON with the resource_version
+    spliced in, which is what the API server's watch streams send.
     """
 
     __slots__ = ("type", "revision", "_object", "_model", "_value")
@@ -365,7 +365,7 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
             compare = [rpc.Compare(key=key, target=rpc.Compare.CREATE, result=rpc.Compare.EQUAL, create_revision=0), *fenced]
             response = await self._txn(compare, [rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value))])
             if response.succeeded:
-                self._values.put(key, value, response.header.revision)
+                self._values.put(key, value, response.header.revision, encoded=True)
                 metadata.resource_version = str(response.header.revision)
                 return obj
             refreshed = await self.recheck_fence(fence, fenced, retried=retried)
@@ -430,7 +430,7 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
                 compare.append(rpc.Compare(key=kv.key, target=rpc.Compare.VALUE, result=rpc.Compare.EQUAL, value=kv.value))
             response = await self._txn(compare, [rpc.RequestOp(request_put=rpc.PutRequest(key=kv.key, value=value))])
             if response.succeeded:
-                self._values.put(kv.key, value, response.header.revision)
+                self._values.put(kv.key, value, response.header.revision, encoded=True)
                 merged.metadata.resource_version = str(response.header.revision)
                 return merged
             refreshed = await self.recheck_fence(fence, fenced, retried=retried)
@@ -674,12 +674,15 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
                 return None
             return WatchEvent("DELETED", previous, revision)
 
+        # A value that this process encoded has every field of this version, so a watch without a
+        # selector sends it as stored. Any other value, possibly written by an older version, is
+        # decoded, which fills in the defaults of fields added since, as a GET does.
+        encoded_here = self._values.encoded_here(raw.kv.key, revision)
         self._values.put(raw.kv.key, raw.kv.value, revision)
-        if selector:
+        if selector or not encoded_here:
             current = self._decode(model, raw.kv.value, revision)
             matches = selector_matches(selector, current.metadata.labels)
         else:
-            # Every object matches an empty selector, and the event decodes its object only if read.
             current = None
             matches = True
         previous_matched = False

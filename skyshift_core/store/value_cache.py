@@ -23,6 +23,9 @@ class CachedValue:
     key: bytes
     value: bytes
     mod_revision: int
+    # Whether this process encoded the value (a create or update through this Store), which
+    # means the value has the current shape of its kind, with every field of this version.
+    encoded: bool = False
 
 
 class ValueCache:
@@ -50,16 +53,27 @@ class ValueCache:
         self._entries.move_to_end(key)
         return entry
 
-    def put(self, key: bytes, value: bytes, mod_revision: int) -> None:
-        """Remember `value` as `key`'s value at `mod_revision`, unless a newer one is cached."""
+    def encoded_here(self, key: bytes, mod_revision: int) -> bool:
+        """Tell whether this process encoded `key`'s value at `mod_revision` (see CachedValue.encoded)."""
+        entry = self._entries.get(key)
+        return entry is not None and entry.encoded and entry.mod_revision == mod_revision
+
+    def put(self, key: bytes, value: bytes, mod_revision: int, encoded: bool = False) -> None:
+        """Remember `value` as `key`'s value at `mod_revision`, unless a newer one is cached.
+
+        `encoded` marks a value that this process encoded. A later put of the same revision, such
+        as the watch event of this process's own write, keeps that mark."""
         if len(value) > self.max_bytes:
             return
         entry = self._entries.get(key)
         if entry is not None:
             if entry.mod_revision > mod_revision:
                 return
+            if entry.mod_revision == mod_revision and entry.encoded:
+                self._entries.move_to_end(key)
+                return
             self._bytes -= len(entry.value)
-        self._entries[key] = CachedValue(key, value, mod_revision)
+        self._entries[key] = CachedValue(key, value, mod_revision, encoded)
         self._entries.move_to_end(key)
         self._bytes += len(value)
         while self._bytes > self.max_bytes:
