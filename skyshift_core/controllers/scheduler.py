@@ -149,9 +149,9 @@ class SchedulerReconciler:
         decision = Decision(profile.name, 0, {}, [], "")
         if need > 0:
             policies = await self._policies_as_of(int(job.metadata.resource_version or 0))
-            started = time.perf_counter()
+            cycle_started = time.perf_counter()
             decision = schedule(profile, job, self.cache.cluster_infos(), policies, replicas=need, current=keep)
-            CYCLE_SECONDS.observe(time.perf_counter() - started)
+            CYCLE_SECONDS.observe(time.perf_counter() - cycle_started)
             if decision.placement is None:
                 reason = "SchedulerError" if decision.error else "Unschedulable"
                 await self._write_unscheduled(job, reason, decision.message, decision)
