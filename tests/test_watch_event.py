@@ -100,3 +100,14 @@ def test_value_encoded_here_is_sent_as_stored():
     assert json.loads(event.object_json())["metadata"]["resource_version"] == "9"
     # The watch's own put of the same revision keeps the mark.
     assert store._values.encoded_here(key, 9)
+
+
+def test_value_in_flight_is_sent_as_stored():
+    # The watch event of this process's own write can arrive before the write's response.
+    store = Store(["127.0.0.1:1"])
+    key, value = b"/skyshift/jobs/default/web", stored(job())
+    store._writing[key] = value
+
+    assert store._watch_event(Job, raw_put(key, value, 9), ())._object is None
+    # Other bytes at that key were not encoded by this write.
+    assert store._watch_event(Job, raw_put(key, value + b" ", 10), ())._object is not None

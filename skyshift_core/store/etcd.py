@@ -177,6 +177,9 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
         # Fence -> create_revision of the holder's tenure, as last read (see `LeaseStoreMixin`).
         self._fence_revisions: dict[Fence, int] = {}
         self._values = ValueCache(value_cache_bytes)
+        # Values this process encoded whose transactions are in flight, by key. The watch event of
+        # such a write may arrive before the transaction's response.
+        self._writing: dict[bytes, bytes] = {}
 
     # ---- connection -------------------------------------------------------------------
 
@@ -312,6 +315,21 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
 
         return await self._call(operation)
 
+    async def _put_encoded(self, key: bytes, value: bytes, compare: list):
+        """Put `value`, which this process encoded, at `key` when `compare` holds; return the response.
+
+        While the transaction runs and after it succeeds, a watch event of this value is known
+        to carry the current shape of its kind (see `_watch_event`)."""
+        self._writing[key] = value
+        try:
+            response = await self._txn(compare, [rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value))])
+            if response.succeeded:
+                self._values.put(key, value, response.header.revision, encoded=True)
+            return response
+        finally:
+            if self._writing.get(key) is value:
+                del self._writing[key]
+
     # ---- encoding -----------------------------------------------------------------------
 
     def _key(self, model: type[Object], namespace: str | None, name: str) -> bytes:
@@ -363,9 +381,8 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
         retried = False
         while True:
             compare = [rpc.Compare(key=key, target=rpc.Compare.CREATE, result=rpc.Compare.EQUAL, create_revision=0), *fenced]
-            response = await self._txn(compare, [rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value))])
+            response = await self._put_encoded(key, value, compare)
             if response.succeeded:
-                self._values.put(key, value, response.header.revision, encoded=True)
                 metadata.resource_version = str(response.header.revision)
                 return obj
             refreshed = await self.recheck_fence(fence, fenced, retried=retried)
@@ -428,9 +445,8 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
             compare = [rpc.Compare(key=kv.key, target=rpc.Compare.MOD, result=rpc.Compare.EQUAL, mod_revision=kv.mod_revision), *fenced]
             if cached is not None:
                 compare.append(rpc.Compare(key=kv.key, target=rpc.Compare.VALUE, result=rpc.Compare.EQUAL, value=kv.value))
-            response = await self._txn(compare, [rpc.RequestOp(request_put=rpc.PutRequest(key=kv.key, value=value))])
+            response = await self._put_encoded(kv.key, value, compare)
             if response.succeeded:
-                self._values.put(kv.key, value, response.header.revision, encoded=True)
                 merged.metadata.resource_version = str(response.header.revision)
                 return merged
             refreshed = await self.recheck_fence(fence, fenced, retried=retried)
@@ -677,7 +693,7 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
         # A value that this process encoded has every field of this version, so a watch without a
         # selector sends it as stored. Any other value, possibly written by an older version, is
         # decoded, which fills in the defaults of fields added since, as a GET does.
-        encoded_here = self._values.encoded_here(raw.kv.key, revision)
+        encoded_here = self._values.encoded_here(raw.kv.key, revision) or self._writing.get(raw.kv.key) == raw.kv.value
         self._values.put(raw.kv.key, raw.kv.value, revision)
         if selector or not encoded_here:
             current = self._decode(model, raw.kv.value, revision)
