@@ -149,6 +149,10 @@ class SchedulerReconciler:
         decision = Decision(profile.name, 0, {}, [], "")
         if need > 0:
             policies = await self._policies_as_of(int(job.metadata.resource_version or 0))
+            if self.jobs.get(request.name, request.namespace) is not job:
+                # The Job changed or was deleted while the policies were listed. A change queues
+                # this request again, and a deleted Job must not be put back in the cache.
+                return None
             cycle_started = time.perf_counter()
             decision = schedule(profile, job, self.cache.cluster_infos(), policies, replicas=need, current=keep)
             CYCLE_SECONDS.observe(time.perf_counter() - cycle_started)

@@ -72,3 +72,30 @@ async def test_listing_older_than_job_lists_again():
 
     assert client.calls == 2
     assert [policy.metadata.name for policy in result] == ["ml-policy"]
+
+
+async def test_job_deleted_during_listing_not_scheduled():
+    from skyshift_core.objects import Job
+    from skyshift_core.runtime import Request
+    from skyshift_core.scheduler.builtin import ClusterReady, FilterPolicyFilter, Placement, ResourcesFit
+    from skyshift_core.scheduler.profile import build_profile
+    from skyshift_scheduler_spread import SpreadPlugin
+
+    plugins = {"cluster-ready": ClusterReady, "placement": Placement, "filter-policy": FilterPolicyFilter,
+               "resources-fit": ResourcesFit, "spread": SpreadPlugin}  # fmt: skip
+    client = ListingClient([(70, [])])
+    client.release.clear()
+    scheduler = scheduler_with(client, informer_revision=50)
+    scheduler.profiles = {"default": build_profile({"name": "default", "divide": "spread"}, plugins.__getitem__)}
+    job = Job.model_validate({"kind": "Job", "metadata": {"name": "train", "namespace": "default", "uid": "u1",
+                                                         "resource_version": "60"}, "spec": {"run": "true"}})  # fmt: skip
+    scheduler.jobs._cache[("default", "train")] = job
+
+    reconcile = asyncio.ensure_future(scheduler.reconcile(Request("jobs", "default", "train")))
+    await asyncio.sleep(0.01)
+    # The Job is deleted while its FilterPolicies are being listed.
+    del scheduler.jobs._cache[("default", "train")]
+    client.release.set()
+
+    assert await reconcile is None
+    assert scheduler.cache._jobs == {}
