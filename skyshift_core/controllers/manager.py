@@ -193,9 +193,11 @@ class ControllerManager:
                     self.server_url, attempts, MAX_RETRY_DELAY,
                 )  # fmt: skip
                 last_log = time.monotonic()
+            # asyncio.timeout keeps a cancellation that arrives with the stop, which wait_for drops on 3.11.
             try:
-                await asyncio.wait_for(self._stopping.wait(), timeout=delay)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(delay):
+                    await self._stopping.wait()
+            except TimeoutError:
                 pass
             delay = min(delay * RETRY_FACTOR, MAX_RETRY_DELAY)
         return False

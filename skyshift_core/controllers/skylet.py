@@ -127,9 +127,12 @@ class Skylet:
                     delay = backoff
                     logger.warning("Skylet %s: cycle failed, retrying in %.1f s: %s", self.cluster, backoff, error)
                     await self._report_error(f"{type(error).__name__}: {error}")
+                # asyncio.timeout, not wait_for: on Python 3.11, wait_for drops a cancellation that
+                # arrives as the wake-up does, and this loop would then never end.
                 try:
-                    await asyncio.wait_for(self._wake.wait(), delay)
-                except asyncio.TimeoutError:
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
+                except TimeoutError:
                     pass
         finally:
             if follower is not None:

@@ -260,3 +260,17 @@ def test_invalid_fast_poll_interval_rejected(tmp_path: Path, value: str):
 
     with pytest.raises(ValueError, match=r"invalid skylet.fast_poll_interval .* expected a number of seconds greater than 0"):
         ControllerManagerConfig.load(path)
+
+
+async def test_skylet_stops_when_cancelled_as_woken(async_client, run_skylet):
+    skylet = await run_skylet(ScriptedManager(CLUSTER))
+    await asyncio.sleep(0.3)  # The skylet has run its first cycle and waits for a wake-up.
+    (task,) = [task for task in asyncio.all_tasks() if task.get_coro().__qualname__ == "Skylet.run"]
+
+    # A wake-up and a cancellation in the same turn of the event loop: the cancellation wins.
+    skylet.wake()
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=5)
+
+    assert task in done
+    assert task.cancelled()

@@ -184,8 +184,10 @@ async def follow_logs(
                 return
 
             timeout = poll_seconds if len(streams) < len(selected) else None
+            # asyncio.timeout keeps a cancellation that arrives with an item, which wait_for drops on 3.11.
             try:
-                item = await asyncio.wait_for(queue.get(), timeout)
+                async with asyncio.timeout(timeout):
+                    item = await queue.get()
             except TimeoutError:
                 continue
             while True:

@@ -316,8 +316,11 @@ class KubernetesClusterManager(ClusterManager):
                     yield current
                     last = current
                 # Waking up now and then also picks up changes while the informers are down.
+                # asyncio.timeout, not wait_for: on Python 3.11, wait_for drops a cancellation that
+                # arrives with the event, and the caller's loop would then go on.
                 try:
-                    await asyncio.wait_for(event.wait(), timeout=5.0)
+                    async with asyncio.timeout(5.0):
+                        await event.wait()
                 except TimeoutError:
                     pass
         finally:
