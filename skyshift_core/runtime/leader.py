@@ -119,7 +119,10 @@ class LeaderElector:
             headers={"Content-Type": "application/json"},
             body=json.dumps({"holder": self.identity, **body}).encode(),
         )
-        return await asyncio.wait_for(self.client._send(request), timeout=max(timeout, 0.01))
+        # asyncio.timeout keeps a cancellation that arrives with the response, which wait_for drops
+        # on Python 3.11, so the renewing loop always stops when it is cancelled.
+        async with asyncio.timeout(max(timeout, 0.01)):
+            return await self.client._send(request)
 
     # ---- election ------------------------------------------------------------------------
 
