@@ -118,6 +118,10 @@ class Skylet:
                         if self.manager.supports_watch:
                             follower = asyncio.get_running_loop().create_task(self._follow_statuses())
                     await self.cycle()
+                    if asyncio.current_task().cancelling():
+                        # A call inside the cycle swallowed a cancellation, as Python 3.11's
+                        # asyncio.wait_for can. The skylet stops all the same.
+                        raise asyncio.CancelledError
                     backoff = self.poll_interval
                     delay = self.fast_poll_interval if time.monotonic() < self._fast_until else self.poll_interval
                 except asyncio.CancelledError:

@@ -86,8 +86,11 @@ class Transport:
                 "install Slurm's client commands (Debian package slurm-client) or fix PATH",
                 retryable=False,
             ) from error
+        # asyncio.timeout, not wait_for: on Python 3.11, wait_for drops a cancellation that arrives
+        # as the command ends, and the caller would then go on as if it had not been cancelled.
         try:
-            stdout, stderr = await asyncio.wait_for(process.communicate(stdin), timeout)
+            async with asyncio.timeout(timeout):
+                stdout, stderr = await process.communicate(stdin)
         except TimeoutError as error:
             await _kill(process)
             raise ClusterManagerError(f"{command!r} {self.description} timed out after {timeout:g} s") from error
