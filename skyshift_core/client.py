@@ -236,6 +236,20 @@ class _ClientBase:
             ) from error
         return self._ssl_context
 
+    # ---- transport errors -------------------------------------------------------------------
+
+    def _unreachable_error(self, error: BaseException) -> ServerUnreachableError:
+        return ServerUnreachableError(
+            f"cannot reach the SkyShift API server at {self.server_url}: {error}; "
+            "start it with 'skyshift up' or pass --server"
+        )
+
+    def _timeout_error(self, request: ApiRequest) -> UnavailableError:
+        return UnavailableError(
+            f"{request.method} {self.server_url}{request.path} timed out after {self.timeout:g} s; "
+            "the API server or etcd may be overloaded, retry later"
+        )
+
     # ---- paths ----------------------------------------------------------------------------
 
     @staticmethod
@@ -380,15 +394,9 @@ class _ClientBase:
     def _transport_error(self, request: ApiRequest, error: httpx.TransportError) -> SkyShiftError:
         """Map an httpx failure below HTTP to UnavailableError; refused connections get the start hint."""
         if isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout)):
-            return ServerUnreachableError(
-                f"cannot reach the SkyShift API server at {self.server_url}: {error}; "
-                "start it with 'skyshift up' or pass --server"
-            )
+            return self._unreachable_error(error)
         if isinstance(error, httpx.TimeoutException):
-            return UnavailableError(
-                f"{request.method} {self.server_url}{request.path} timed out after {self.timeout:g} s; "
-                "the API server or etcd may be overloaded, retry later"
-            )
+            return self._timeout_error(request)
         return UnavailableError(f"{request.method} {self.server_url}{request.path} failed: {error!r}")
 
     def _watch_error(
@@ -685,15 +693,9 @@ class AsyncSkyShiftClient(_ClientBase):
                 request.method, self._target(request), headers, request.body, self.timeout
             )
         except ConnectFailedError as error:
-            raise ServerUnreachableError(
-                f"cannot reach the SkyShift API server at {self.server_url}: {error}; "
-                "start it with 'skyshift up' or pass --server"
-            ) from error
+            raise self._unreachable_error(error) from error
         except TimeoutError as error:
-            raise UnavailableError(
-                f"{request.method} {self.server_url}{request.path} timed out after {self.timeout:g} s; "
-                "the API server or etcd may be overloaded, retry later"
-            ) from error
+            raise self._timeout_error(request) from error
         except OSError as error:
             raise UnavailableError(f"{request.method} {self.server_url}{request.path} failed: {error}") from error
 
@@ -709,28 +711,18 @@ class AsyncSkyShiftClient(_ClientBase):
                 f"is {self.server_url} a SkyShift API server?"
             ) from error
 
-    def _aiohttp_error(self, request: ApiRequest, error: BaseException, watch: bool = False) -> SkyShiftError:
-        """Map an aiohttp failure below HTTP to UnavailableError; refused connections get the start hint."""
+    def _aiohttp_watch_error(self, request: ApiRequest, error: BaseException) -> SkyShiftError:
+        """Map an aiohttp failure of a watch to UnavailableError; refused connections get the start hint."""
         if isinstance(error, aiohttp.ClientConnectorError):
-            return ServerUnreachableError(
-                f"cannot reach the SkyShift API server at {self.server_url}: {error}; "
-                "start it with 'skyshift up' or pass --server"
-            )
+            return self._unreachable_error(error)
         if isinstance(error, asyncio.TimeoutError):
-            if watch:
-                return UnavailableError(
-                    f"the watch on {self.server_url}{request.path} received nothing in time; "
-                    "watch again from the last resource_version"
-                )
             return UnavailableError(
-                f"{request.method} {self.server_url}{request.path} timed out after {self.timeout:g} s; "
-                "the API server or etcd may be overloaded, retry later"
+                f"the watch on {self.server_url}{request.path} received nothing in time; "
+                "watch again from the last resource_version"
             )
-        if watch:
-            return UnavailableError(
-                f"the watch on {self.server_url}{request.path} was cut: {error!r}; watch again from the last resource_version"
-            )
-        return UnavailableError(f"{request.method} {self.server_url}{request.path} failed: {error!r}")
+        return UnavailableError(
+            f"the watch on {self.server_url}{request.path} was cut: {error!r}; watch again from the last resource_version"
+        )
 
     async def is_ready(self) -> bool:
         """Return True when `GET /readyz` returns 200, that is, the server runs and reaches etcd."""
@@ -850,4 +842,4 @@ class AsyncSkyShiftClient(_ClientBase):
                             continue
                         yield event
         except (aiohttp.ClientError, asyncio.TimeoutError) as error:
-            raise self._aiohttp_error(request, error, watch=True) from error
+            raise self._aiohttp_watch_error(request, error) from error
