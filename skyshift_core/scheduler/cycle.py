@@ -17,7 +17,6 @@ from skyshift_core.scheduler.framework import (
     MIN_SCORE,
     Candidate,
     ClusterInfo,
-    SKIP,
     SUCCESS,
     Code,
     CycleState,
@@ -114,7 +113,7 @@ def schedule(
     filters = []
     for plugin in profile.filters:
         status = plugin.pre_filter(state, job)
-        if status is SUCCESS or status.ok:
+        if status.ok:
             filters.append(plugin)
         elif status.code is Code.SKIP:
             continue
@@ -154,13 +153,10 @@ def schedule(
     skipped: list[str] = []
     for plugin, weight in profile.scorers:
         status = plugin.pre_score(state, job, feasible)
-        if status is SKIP:
+        if status.code is Code.SKIP:
             skipped.append(plugin.name)
             continue
-        if status is not SUCCESS and not status.ok:
-            if status.code is Code.SKIP:
-                skipped.append(plugin.name)
-                continue
+        if not status.ok:
             if status.code is Code.ERROR:
                 reasons = "; ".join(status.reasons)
             else:
