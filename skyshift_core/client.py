@@ -629,7 +629,7 @@ class AsyncSkyShiftClient(_ClientBase):
     `watch` is an async generator. Close the client with `await client.aclose()` or `async with`.
     Requests go through `skyshift_core.http_pool`, a lean pool of kept-alive HTTP/1.1 connections:
     controllers send thousands of requests, and it spends about 40 us of CPU on each, against
-    135 us for aiohttp and several times that for httpx. Watches and other streams use aiohttp.
+    135 us for aiohttp and several times that for httpx. Watches use aiohttp.
     """
 
     def __init__(
@@ -646,7 +646,7 @@ class AsyncSkyShiftClient(_ClientBase):
         self._base_path = urlsplit(self.server_url).path
 
     def _session(self) -> aiohttp.ClientSession:
-        # Created on first use, inside the event loop that will use it. Only streams use it.
+        # Created on first use, inside the event loop that will use it. Only watches use it.
         if self._http is None or self._http.closed:
             self._http = aiohttp.ClientSession(
                 headers=self.headers,

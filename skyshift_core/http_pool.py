@@ -6,8 +6,8 @@ one such request and this client about 40 us. It does only what the API client n
 no cookies, no redirects, no proxies and no compression. Responses are parsed by httptools (llhttp, the parser
 uvicorn uses), which handles Content-Length, chunked bodies and keep-alive.
 
-Streams (watches, logs) still go through aiohttp; this pool serves requests whose response is
-read whole.
+This pool serves requests whose response is read whole. The async client's watches still go
+through aiohttp.
 """
 
 from __future__ import annotations

@@ -44,8 +44,8 @@ WAITING_LOG_INTERVAL = 30.0
 PROBE_TIMEOUT = 5.0
 LEASE_NAME = "controller-manager"
 # Jobs the scheduler decides on at once. A decision waits mostly for its status write, so several
-# in flight keep the API server and etcd busy: benchmarks/scheduler.py placed about 500 Jobs per
-# second with 4 and about 600 with 8 on a 2-CPU machine.
+# in flight keep the API server and etcd busy. On a 2-CPU machine benchmarks/scheduler.py placed
+# 575-600 Jobs per second with 8 and 566 with 4.
 DEFAULT_SCHEDULER_WORKERS = 8
 CONTROLLERS = ("scheduler", "job-status", "skylets")
 
@@ -286,8 +286,8 @@ class ControllerManager:
 
 
 # Thresholds of Python's garbage collector in the controller manager. The informer caches keep
-# about 80 container objects per Job, and every collection of the oldest generation walks all of
-# them. With the default thresholds (700, 10, 10), benchmarks/scheduler.py measured 2 to 3 s of
+# about 23 tracked objects per placed Job (counted with gc.get_objects), and every collection of
+# the oldest generation walks all of them. With the default thresholds (700, 10, 10), benchmarks/scheduler.py measured 2 to 3 s of
 # collections while placing 10,000 Jobs. With these it measured about 0.6 s, at the same peak memory.
 GC_THRESHOLDS = (20_000, 20, 20)
 
