@@ -91,9 +91,11 @@ class Informer:
 
     async def wait_for_sync(self, timeout: float | None = None) -> bool:
         """Wait until the first list is delivered; return False when `timeout` seconds pass first."""
+        # asyncio.timeout keeps a cancellation that arrives with the sync, which wait_for drops on 3.11.
         try:
-            await asyncio.wait_for(self._synced.wait(), timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout):
+                await self._synced.wait()
+        except TimeoutError:
             return False
         return True
 

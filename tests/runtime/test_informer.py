@@ -190,3 +190,17 @@ async def test_relist_after_gone_emits_deletes(restartable_api, admin_token, sto
             assert len(recorder.events) == 7
         finally:
             await informer.stop()
+
+
+async def test_wait_for_sync_keeps_cancellation(client):
+    informer = Informer(client, "jobs")  # Never started: the test sets its sync flag itself.
+    waiter = asyncio.create_task(informer.wait_for_sync(timeout=5))
+    await asyncio.sleep(0.05)  # The waiter now waits for the first list.
+
+    # The sync and a cancellation in the same turn of the event loop: the cancellation wins.
+    informer._synced.set()  # What the informer's task does after its first list.
+    waiter.cancel()
+    done, _ = await asyncio.wait({waiter}, timeout=5)
+
+    assert waiter in done
+    assert waiter.cancelled()

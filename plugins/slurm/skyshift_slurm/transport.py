@@ -287,7 +287,8 @@ async def _kill(process: asyncio.subprocess.Process, graceful: bool = False) -> 
         else:
             process.kill()
     try:
-        await asyncio.wait_for(process.wait(), 5.0)
+        async with asyncio.timeout(5.0):
+            await process.wait()
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             process.kill()
