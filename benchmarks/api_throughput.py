@@ -34,7 +34,38 @@ from skyshift_core.local.processes import free_port, stop_process, wait_for_port
 from skyshift_core.store import Store
 
 
-async def run_concurrently(count: int, concurrency: int, operation) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time that process `pid` has used so far, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    """Return the pids of the direct children of `pid`, such as uvicorn's worker processes."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found.extend(int(child) for child in (task / "children").read_text().split())
+    return found
+
+
+class CpuMeter:
+    """CPU time per operation of named processes over one measurement, read from /proc."""
+
+    def __init__(self, processes: dict[str, list[int]]):
+        self.processes = processes
+        self.per_operation: dict[str, dict[str, float]] = {}
+
+    def snapshot(self) -> dict[str, float]:
+        return {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in self.processes.items()}
+
+    def record(self, measurement: str, before: dict[str, float], count: int) -> None:
+        after = self.snapshot()
+        self.per_operation[measurement] = {name: (after[name] - before[name]) / count for name in after}
+
+
+async def run_concurrently(
+    count: int, concurrency: int, operation, meter: CpuMeter | None = None, name: str = ""
+) -> float:
     """Run operation(i) for i in range(count) with `concurrency` in flight; return operations per second."""
     queue = iter(range(count))
 
@@ -42,9 +73,13 @@ async def run_concurrently(count: int, concurrency: int, operation) -> float:
         for index in queue:
             await operation(index)
 
+    before = meter.snapshot() if meter else {}
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return count / (time.perf_counter() - start)
+    rate = count / (time.perf_counter() - start)
+    if meter:
+        meter.record(name, before, count)
+    return rate
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -52,7 +87,7 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
-async def measure_raw(endpoint: str, objects: int, concurrency: int) -> dict[str, float]:
+async def measure_raw(endpoint: str, objects: int, concurrency: int, meter: CpuMeter) -> dict[str, float]:
     host, port = endpoint.split(":")
     payload = json.dumps({"kind": "Job", "metadata": {"name": "x" * 20}, "spec": {"run": "true"}}).encode() * 4
     async with aetcd.Client(host=host, port=int(port)) as client:
@@ -64,8 +99,8 @@ async def measure_raw(endpoint: str, objects: int, concurrency: int) -> dict[str
             await client.get(f"/raw/jobs/default/job-{index}".encode())
 
         return {
-            "put": await run_concurrently(objects, concurrency, put),
-            "get": await run_concurrently(objects, concurrency, get),
+            "put": await run_concurrently(objects, concurrency, put, meter, "etcd put (raw aetcd)"),
+            "get": await run_concurrently(objects, concurrency, get, meter, "etcd get (raw aetcd)"),
         }
 
 
@@ -119,7 +154,7 @@ class LeanHttpConnection:
             await self.writer.wait_closed()
 
 
-async def measure_api(url: str, token: str, objects: int, concurrency: int) -> dict[str, float]:
+async def measure_api(url: str, token: str, objects: int, concurrency: int, meter: CpuMeter) -> dict[str, float]:
     host, port = url.removeprefix("http://").split(":")
     connections = [await LeanHttpConnection(host, int(port), token).connect() for _ in range(concurrency)]
     # One connection per request in flight, as aiohttp's pool with `limit=concurrency` would keep.
@@ -146,9 +181,11 @@ async def measure_api(url: str, token: str, objects: int, concurrency: int) -> d
 
     try:
         return {
-            "create": await run_concurrently(objects, concurrency, create),
-            "get": await run_concurrently(objects, concurrency, get),
-            "list of 100": await run_concurrently(max(objects // 20, 50), concurrency, list_page),
+            "create": await run_concurrently(objects, concurrency, create, meter, "API create"),
+            "get": await run_concurrently(objects, concurrency, get, meter, "API get"),
+            "list of 100": await run_concurrently(
+                max(objects // 20, 50), concurrency, list_page, meter, "API list of 100"
+            ),
         }
     finally:
         for connection in connections:
@@ -239,8 +276,14 @@ def main() -> None:
     api_process, url = start_api_server(etcd.endpoint, args.api_workers)
     try:
         token = admin_token(etcd.endpoint)
-        raw = asyncio.run(measure_raw(etcd.endpoint, args.objects, args.concurrency))
-        api = asyncio.run(measure_api(url, token, args.objects, args.concurrency))
+        processes = {"load generator": [os.getpid()], "API server": [api_process.pid], "etcd": [etcd.pid]}
+        if args.api_workers > 1:
+            processes.pop("API server")
+            for number, pid in enumerate(children(api_process.pid), 1):
+                processes[f"worker {number}"] = [pid]
+        meter = CpuMeter(processes)
+        raw = asyncio.run(measure_raw(etcd.endpoint, args.objects, args.concurrency, meter))
+        api = asyncio.run(measure_api(url, token, args.objects, args.concurrency, meter))
         delays = asyncio.run(measure_watch_latency(url, token, args.watchers, args.writes))
     finally:
         stop_process(api_process.pid)
@@ -249,11 +292,13 @@ def main() -> None:
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     print(f"objects: {args.objects}, concurrency: {args.concurrency}, API server workers: {args.api_workers}")
-    print(f"{'operation':<28}{'per second':>12}")
-    print(f"{'etcd put (raw aetcd)':<28}{raw['put']:>12.0f}")
-    print(f"{'etcd get (raw aetcd)':<28}{raw['get']:>12.0f}")
-    for name, rate in api.items():
-        print(f"{'API ' + name:<28}{rate:>12.0f}")
+    rates = {"etcd put (raw aetcd)": raw["put"], "etcd get (raw aetcd)": raw["get"]}
+    rates.update({f"API {name}": rate for name, rate in api.items()})
+    columns = list(meter.processes)
+    print(f"{'operation':<28}{'per second':>12}   CPU us per operation: " + " / ".join(columns))
+    for name, rate in rates.items():
+        cpu = " / ".join(f"{meter.per_operation[name][column] * 1e6:.0f}" for column in columns)
+        print(f"{name:<28}{rate:>12.0f}   {cpu}")
     print(f"API create / raw put ratio: {api['create'] / raw['put']:.2f} (target >= 0.50)")
     print(f"API get / raw get ratio: {api['get'] / raw['get']:.2f}")
     print(
