@@ -581,6 +581,21 @@ def test_hook_register_kinds(kind_registry):
     assert resolve_kind("gadgets") is Gadget
 
 
+def test_api_worker_app_serves_plugin_kinds(kind_registry, monkeypatch):
+    """uvicorn's worker processes build the app with `app_from_environment`, without the CLI."""
+    from skyshift_core import plugins
+    from skyshift_core.api import server
+
+    monkeypatch.setattr(plugins, "hook_manager", lambda: hook_manager(hooks_catalog(("gadgets", GadgetHooks()))))
+    # The app is only built, never started, so it connects to no etcd.
+    monkeypatch.setenv(server._SETTINGS_VARIABLE, json.dumps({}))
+
+    app = server.app_from_environment()
+
+    assert resolve_kind("gadgets") is Gadget
+    assert "/api/v1/namespaces/{namespace}/gadgets" in app.openapi()["paths"]
+
+
 def test_apply_kind_hooks_idempotent(kind_registry):
     manager = hook_manager(hooks_catalog(("gadgets", GadgetHooks())))
     apply_kind_hooks(manager)

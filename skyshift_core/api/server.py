@@ -42,7 +42,11 @@ def serve(
 
 
 def app_from_environment():
-    """App factory for uvicorn worker processes (see `serve`)."""
+    """Build the app in a uvicorn worker process from the settings that `serve` put in the environment."""
+    from skyshift_core.plugins import apply_kind_hooks
+
+    # A worker is a new interpreter: it registers plugin kinds itself, as `skyshift api-server` does.
+    apply_kind_hooks()
     data = json.loads(os.environ[_SETTINGS_VARIABLE])
     data["auth"] = AuthSettings(**data.get("auth", {}))
     return create_app(ApiSettings(**data))
