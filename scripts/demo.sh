@@ -94,4 +94,8 @@ fi
 if [ "$STATE_DIR" != "$HOME/.skyshift" ]; then
     echo "To use the CLI with this control plane: export SKYSHIFT_CONFIG=$SKYSHIFT_CONFIG"
 fi
-echo "Everything is still running. Stop it with: bash scripts/demo-down.sh"
+if [ "$STATE_DIR" != "$HOME/.skyshift" ] || [ "$SLURM_DIR" != /var/tmp/skyshift-demo ] || [ "$VENV" != .venv ]; then
+    echo "Everything is still running. Stop it with the same SKYSHIFT_* variables set: bash scripts/demo-down.sh"
+else
+    echo "Everything is still running. Stop it with: bash scripts/demo-down.sh"
+fi
