@@ -27,7 +27,17 @@ from skyshift_core.client import AsyncSkyShiftClient
 from skyshift_core.cluster_manager import ClusterManager, ClusterManagerError, WorkStatus, WorkUnit
 from skyshift_core.controllers.events import record_event
 from skyshift_core.errors import ConflictError, InvalidError, NotFoundError, SkyShiftError
-from skyshift_core.objects import Cluster, ClusterPhase, Condition, Job, JobPhase, Service, set_condition, utc_now
+from skyshift_core.objects import (
+    Cluster,
+    ClusterPhase,
+    ClusterShare,
+    Condition,
+    Job,
+    JobPhase,
+    Service,
+    set_condition,
+    utc_now,
+)
 from skyshift_core.runtime.informer import Informer
 
 logger = logging.getLogger(__name__)
@@ -344,7 +354,19 @@ class Skylet:
             version = str(written.get("metadata", {}).get("resource_version") or "")
             if version.isdigit():
                 self._unseen_task_writes[(job.metadata.namespace or "default", job.metadata.name)] = int(version)
+            await self._record_restarts(job, share, status)
         return changed
+
+    async def _record_restarts(self, job: Job, share: ClusterShare, status: WorkStatus) -> None:
+        """Record a Restarted Event for each replica whose restart count grew since the Job last showed it.
+
+        The message stays the same from one restart to the next, so repeats count up on one Event."""
+        for index, task in sorted(status.tasks.items()):
+            known = share.tasks.get(index)
+            if task.restarts <= (known.restarts if known is not None else 0):
+                continue
+            message = f"replica {index} restarted on cluster {self.cluster} (restart_policy {job.spec.restart_policy.value})"
+            await record_event(self.client, job, "Normal", "Restarted", message, f"skylet/{self.cluster}")
 
     # ---- service controller --------------------------------------------------------------
 

@@ -30,6 +30,7 @@ class ScriptedManager(ClusterManager):
     def __init__(self, name: str):
         super().__init__(name, {})
         self.state = "Pending"
+        self.restarts = 0
         self.submitted: dict[str, WorkUnit] = {}
         self.changed = asyncio.Event()
         # While set, submit waits for `release` after setting `entered` and then fails, so that
@@ -45,7 +46,7 @@ class ScriptedManager(ClusterManager):
         return {}
 
     def _status(self, unit: WorkUnit) -> WorkStatus:
-        tasks = {str(index): TaskStatus(state=self.state) for index in unit.replica_indices}
+        tasks = {str(index): TaskStatus(state=self.state, restarts=self.restarts) for index in unit.replica_indices}
         return WorkStatus(key=unit.key, tasks=tasks, manager_job_ids=[f"scripted-{unit.key}"])
 
     async def submit(self, unit: WorkUnit) -> WorkStatus:
@@ -145,6 +146,38 @@ async def test_pushed_status_change_wakes_the_skylet(async_client, run_skylet):
     manager.set_state("Running")
 
     assert await wait_for(lambda: task_state(async_client, "web", "Running"), timeout=10)
+
+
+async def restarted_events(client, name: str) -> list[dict]:
+    events = (await client.list("Event", "default"))["items"]
+    return [event for event in events if event["involved_object"]["name"] == name and event["reason"] == "Restarted"]
+
+
+async def event_count(client, name: str, count: int) -> bool:
+    events = await restarted_events(client, name)
+    return bool(events) and events[0]["count"] == count
+
+
+async def test_replica_restart_recorded_as_event(async_client, run_skylet):
+    manager = PushingManager(CLUSTER)
+    await run_skylet(manager, fast_poll_interval=0.05, fast_poll_window=0.001)
+    await place(async_client, "web")
+    await wait_for(lambda: task_state(async_client, "web", "Pending"))
+    assert await restarted_events(async_client, "web") == []
+
+    manager.restarts = 1
+    manager.set_state("Running")
+    (event,) = await wait_for(lambda: restarted_events(async_client, "web"), timeout=10)
+
+    assert event["type"] == "Normal"
+    assert event["message"] == "replica 0 restarted on cluster edge (restart_policy Always)"
+    assert event["source"] == f"skylet/{CLUSTER}"
+
+    # A second restart counts up on the same Event.
+    manager.restarts = 2
+    manager.set_state("Pending")
+    assert await wait_for(lambda: event_count(async_client, "web", 2), timeout=10)
+    assert len(await restarted_events(async_client, "web")) == 1
 
 
 async def test_wake_during_a_cycle_is_not_lost(async_client, run_skylet):
