@@ -5,6 +5,7 @@ Needs root and the packages of scripts/install-slurm.sh; the Slurm tests skip wi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pwd
@@ -29,7 +30,9 @@ from skyshift_slurm.localcluster import (
     LocalClusterError,
     LocalSlurmCluster,
     SharedMunged,
+    _user_can_read,
 )
+from skyshift_core.objects import Namespace
 
 SBIN_PATH = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
 JOB_DEADLINE = 30.0
@@ -485,3 +488,33 @@ def test_stop_during_outage_ends_running_job(work_dir: Path) -> None:
     assert job_start_ticks is not None
     assert not is_process_running(job_pid, job_start_ticks)
     assert list((cluster.base_dir / "spool").glob(f"{cluster.node_name}_*")) == []
+
+
+@requires_slurm
+async def test_user_switch_while_grpc_busy(store, work_dir: Path) -> None:
+    """Commands run as another user must not fork a process whose gRPC threads are busy.
+
+    Python's subprocess forks the whole process for `user=`, and gRPC's fork handlers then
+    aborted some of the children. Run through setpriv, every check must succeed.
+    """
+    readable = work_dir / "readable.txt"
+    readable.write_text("for the munge user\n")
+    readable.chmod(0o644)
+    stop = asyncio.Event()
+
+    async def keep_grpc_busy() -> int:
+        calls = 0
+        while not stop.is_set():
+            await store.list(Namespace)
+            calls += 1
+        return calls
+
+    busy = asyncio.create_task(keep_grpc_busy())
+    try:
+        results = await asyncio.to_thread(lambda: [_user_can_read("munge", readable) for _ in range(200)])
+    finally:
+        stop.set()
+    calls = await busy
+
+    assert calls > 0
+    assert results.count(False) == 0
