@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -15,7 +16,8 @@ import pytest
 import yaml
 
 from skyshift_core.local.processes import free_port, stop_process, wait_for_port
-from skyshift_core.objects import kinds
+from skyshift_core.errors import NotFoundError
+from skyshift_core.objects import Job, Namespace, kinds
 from manifests_minimal import MINIMAL, SPEC_CHANGE
 
 MERGE = {"content-type": "application/merge-patch+json"}
@@ -311,6 +313,37 @@ def test_deleting_namespace_deletes_its_objects(api):
     assert api.get(collection_path("Job", "doomed")).json()["items"] == []
     assert api.get(collection_path("Service", "doomed")).json()["items"] == []
     assert [j["metadata"]["name"] for j in api.get(collection_path("Job", "doomed2")).json()["items"]] == ["survivor"]
+
+
+async def test_create_racing_namespace_delete_leaves_nothing(store):
+    """A create that checked the namespace before a concurrent delete of it must not leave its object behind."""
+    for round_number in range(10):
+        namespace = f"racing-{round_number}"
+        await store.create(Namespace(metadata={"name": namespace}))
+
+        async def create(index: int) -> str:
+            job = Job.model_validate({"kind": "Job", "metadata": {"name": f"job-{index}", "namespace": namespace}})
+            try:
+                await store.create(job)
+            except NotFoundError:
+                return "namespace gone"
+            return "created"
+
+        creates = [create(index) for index in range(40)]
+        results = await asyncio.gather(*creates[:20], store.delete(Namespace, None, namespace), *creates[20:])
+        deleted = results.pop(20)
+
+        assert deleted.metadata.name == namespace
+        assert set(results) <= {"created", "namespace gone"}
+        assert (await store.list(Job, namespace)).items == []
+
+
+def test_default_namespace_cannot_be_deleted(api):
+    response = api.delete("/api/v1/namespaces/default")
+
+    assert response.status_code == 403
+    assert "namespace 'default' cannot be deleted" in response.json()["message"]
+    assert api.get("/api/v1/namespaces/default").status_code == 200
 
 
 def test_pagination_over_1000_objects(api_server, admin_token):

@@ -26,6 +26,7 @@ from skyshift_core.errors import (
     AlreadyExistsError,
     BadRequestError,
     ConflictError,
+    ForbiddenError,
     GoneError,
     NotFoundError,
     SkyShiftError,
@@ -137,6 +138,10 @@ def parse_endpoint(endpoint: str) -> tuple[str, int]:
         raise ValueError(f"invalid etcd endpoint {endpoint!r}: expected host:port, for example 127.0.0.1:2379")
     return host, int(port)
 
+
+
+def _namespace_not_found(namespace: str) -> str:
+    return f"namespace '{namespace}' not found; create it first: skyshift create namespace {namespace}"
 
 class Store(LeaseStoreMixin, SecretStoreMixin):
     """Async access to SkyShift's objects (and leader-election leases) in etcd.
@@ -308,21 +313,22 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
 
         return await self._call(operation)
 
-    async def _txn(self, compare: list, success: list):
+    async def _txn(self, compare: list, success: list, failure: list | None = None):
         async def operation(client: aetcd.Client):
-            request = rpc.TxnRequest(compare=compare, success=success, failure=[])
+            request = rpc.TxnRequest(compare=compare, success=success, failure=failure or [])
             return await client.kvstub.Txn(request, timeout=_ATTEMPT_TIMEOUT, metadata=client.metadata)
 
         return await self._call(operation)
 
-    async def _put_encoded(self, key: bytes, value: bytes, compare: list):
+    async def _put_encoded(self, key: bytes, value: bytes, compare: list, failure: list | None = None):
         """Put `value`, which this process encoded, at `key` when `compare` holds; return the response.
 
         While the transaction runs and after it succeeds, a watch event of this value is known
         to carry the current shape of its kind (see `_watch_event`)."""
         self._writing[key] = value
         try:
-            response = await self._txn(compare, [rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value))])
+            put = rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value))
+            response = await self._txn(compare, [put], failure)
             if response.succeeded:
                 self._values.put(key, value, response.header.revision, encoded=True)
             return response
@@ -371,8 +377,15 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
         """Store a new object; raise AlreadyExistsError when the name is taken."""
         model = type(obj)
         namespace = (obj.metadata.namespace or DEFAULT_NAMESPACE) if model.namespaced else None
+        # The transaction also checks that the namespace exists. A concurrent delete of the
+        # namespace, which removes everything in it, then cannot leave this object behind.
+        namespace_compare, namespace_read = [], []
         if model.namespaced and model is not Namespace and namespace != DEFAULT_NAMESPACE:
-            await self._require_namespace(namespace)
+            namespace_key = self._key(Namespace, None, namespace)
+            namespace_compare = [
+                rpc.Compare(key=namespace_key, target=rpc.Compare.CREATE, result=rpc.Compare.GREATER, create_revision=0)
+            ]
+            namespace_read = [rpc.RequestOp(request_range=rpc.RangeRequest(key=namespace_key, count_only=True))]
         obj = self.prepare_new(obj)
         metadata = obj.metadata
         key = self._key(model, namespace, obj.metadata.name)
@@ -380,11 +393,17 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
         fenced = await self.fence_compare(fence)
         retried = False
         while True:
-            compare = [rpc.Compare(key=key, target=rpc.Compare.CREATE, result=rpc.Compare.EQUAL, create_revision=0), *fenced]
-            response = await self._put_encoded(key, value, compare)
+            compare = [
+                rpc.Compare(key=key, target=rpc.Compare.CREATE, result=rpc.Compare.EQUAL, create_revision=0),
+                *namespace_compare,
+                *fenced,
+            ]
+            response = await self._put_encoded(key, value, compare, namespace_read)
             if response.succeeded:
                 metadata.resource_version = str(response.header.revision)
                 return obj
+            if namespace_read and response.responses[0].response_range.count == 0:
+                raise NotFoundError(_namespace_not_found(namespace))
             refreshed = await self.recheck_fence(fence, fenced, retried=retried)
             if refreshed is None:
                 break
@@ -396,10 +415,6 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
             return self._decode(model, existing.kvs[0].value, existing.kvs[0].mod_revision)
         raise AlreadyExistsError(f"{self._describe(model, namespace, obj.metadata.name)} already exists")
 
-    async def _require_namespace(self, namespace: str) -> None:
-        response = await self._range(self._key(Namespace, None, namespace))
-        if not response.kvs:
-            raise NotFoundError(f"namespace '{namespace}' not found; create it first: skyshift create namespace {namespace}")
 
     async def _get_raw(self, model: type[Object], namespace: str | None, name: str):
         response = await self._range(self._key(model, namespace, name))
@@ -499,6 +514,9 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
     ) -> Object:
         """Delete an object and return its last state; with resource_version, only that version."""
         namespace = (namespace or DEFAULT_NAMESPACE) if model.namespaced else None
+        if model is Namespace and name == DEFAULT_NAMESPACE:
+            # Objects created without a namespace go to 'default', so it must always exist.
+            raise ForbiddenError(f"namespace '{DEFAULT_NAMESPACE}' cannot be deleted: it holds objects created without a namespace")
         precondition = self.parse_resource_version(resource_version)
         fenced = await self.fence_compare(fence)
         retried = False
