@@ -103,6 +103,11 @@ def test_env_mapping_accepted():
             id="in-without-values",
         ),
         pytest.param({"env": [{"A": "1", "B": "2"}]}, "expected a mapping with one key", id="env-list-two-keys"),
+        # Field names in other letter case are misspelt fields, not accelerator types requesting GPUs.
+        pytest.param({"resources": {"CPUs": 4}}, "unknown resource 'CPUs' (did you mean 'cpus'?)", id="resource-upper-case"),
+        pytest.param({"resources": {"Cpus": 2}}, "unknown resource 'Cpus' (did you mean 'cpus'?)", id="resource-capitalized"),
+        pytest.param({"resources": {"Memory": "2G"}}, "unknown resource 'Memory' (did you mean 'memory'?)", id="resource-memory-case"),
+        pytest.param({"resources": {"GPU": 1}}, "unknown resource 'GPU' (did you mean 'gpus'?)", id="resource-singular-gpu"),
     ],
 )
 def test_invalid_job_spec_names_problem(spec, fragment):
@@ -141,6 +146,14 @@ def test_unknown_kind_suggests_closest():
 def test_missing_kind_lists_kinds():
     with pytest.raises(InvalidError, match="missing field 'kind'"):
         parse_object({"metadata": {"name": "a"}})
+
+
+@pytest.mark.parametrize("name", ["A100", "T4", "L40S", "TPU-v4", "A10G", "A100-80GB", "H100"])
+def test_accelerator_types_accepted(name):
+    job = parse_object({"kind": "Job", "metadata": {"name": "a"}, "spec": {"resources": {name: 2}}})
+
+    assert job.spec.resources.accelerators == {name: 2}
+    assert job.spec.resources.gpus == 2
 
 
 @pytest.mark.parametrize(

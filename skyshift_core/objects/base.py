@@ -15,6 +15,9 @@ from pydantic.alias_generators import to_camel
 
 def suggest(name: str, choices: list[str]) -> str:
     """Return a ` (did you mean 'x'?)` hint for the closest choice, or an empty string."""
+    same_letters = [choice for choice in choices if choice.lower() == name.lower()]
+    if same_letters:
+        return f" (did you mean '{same_letters[0]}'?)"
     matches = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
     if not matches:
         matches = difflib.get_close_matches(name.lower(), [c.lower() for c in choices], n=1, cutoff=0.6)

@@ -6,6 +6,7 @@ SkyPilot do; they are gathered into `accelerators`.
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Any
 
@@ -17,6 +18,13 @@ from skyshift_core.objects.quantity import parse_mebibytes
 # Accelerator names carry an upper-case letter or a digit (A100, H100, T4, L40S, TPU-v4);
 # an all-lower-case unknown key is much more likely a misspelt field than a GPU model.
 _ACCELERATOR = re.compile(r"^(?=.*[A-Z0-9])[A-Za-z][A-Za-z0-9_.-]*$")
+
+
+def _resembles_field(key: str, names: list[str]) -> bool:
+    """Return True when `key` is a field name in other letter case or nearly so (`CPUs`, `Memory`, `GPU`).
+
+    Such a key is a misspelt field, not an accelerator type, and would otherwise request GPUs."""
+    return bool(difflib.get_close_matches(key.lower(), names, n=1, cutoff=0.75))
 
 
 class ResourceList(SkyModel):
@@ -37,11 +45,11 @@ class ResourceList(SkyModel):
         accepted = cls.accepted_keys()
         accelerators = dict(data.get("accelerators") or {})
         problems = []
+        names = sorted(cls.model_fields)
         for key in [key for key in data if key not in accepted]:
-            if isinstance(key, str) and _ACCELERATOR.match(key):
+            if isinstance(key, str) and _ACCELERATOR.match(key) and not _resembles_field(key, names):
                 accelerators[key] = data.pop(key)
                 continue
-            names = sorted(cls.model_fields)
             problems.append(
                 f"unknown resource '{key}'{suggest(str(key), names)}; valid resources: "
                 f"{', '.join(names)}, or an accelerator type such as 'A100: 1'"
