@@ -250,7 +250,7 @@ def test_get_table_columns(cli, two_namespaces):
 
     lines = result.stdout.splitlines()
     assert result.exit_code == 0, result.output
-    assert lines[0].split() == ["NAME", "PHASE", "REPLICAS", "CLUSTERS", "AGE"]
+    assert lines[0].split() == ["NAME", "STATUS", "REPLICAS", "CLUSTERS", "AGE"]
     assert lines[1].split()[:4] == ["serve", "Pending", "0/1", "<none>"]
     assert lines[2].split()[:4] == ["train", "Pending", "0/2", "<none>"]
     assert lines[2].split()[4].endswith("s")
@@ -259,7 +259,7 @@ def test_get_table_columns(cli, two_namespaces):
 def test_get_columns_are_aligned(cli, two_namespaces):
     lines = cli("get", "jobs").stdout.splitlines()
 
-    assert lines[0].index("PHASE") == lines[1].index("Pending") == lines[2].index("Pending")
+    assert lines[0].index("STATUS") == lines[1].index("Pending") == lines[2].index("Pending")
 
 
 @pytest.mark.parametrize("alias", ["jobs", "job", "jb", "Job", "JOBS"])

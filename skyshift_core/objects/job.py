@@ -194,7 +194,7 @@ class Job(Object):
     plural: ClassVar[str] = "jobs"
     singular: ClassVar[str] = "job"
     short_names: ClassVar[tuple[str, ...]] = ("jb",)
-    table_columns: ClassVar[tuple[str, ...]] = ("PHASE", "REPLICAS", "CLUSTERS", "AGE")
+    table_columns: ClassVar[tuple[str, ...]] = ("STATUS", "REPLICAS", "CLUSTERS", "AGE")
 
     kind: Literal["Job"] = "Job"
     spec: JobSpec = Field(default_factory=JobSpec)
@@ -211,7 +211,7 @@ class Job(Object):
         )
         clusters = ",".join(f"{name}:{count}" for name, count in sorted(self.status.placement.items()))
         return {
-            "PHASE": self.status.phase.value,
+            "STATUS": self.status.phase.value,
             "REPLICAS": f"{started}/{self.spec.replicas}",
             "CLUSTERS": clusters or "<none>",
         }
