@@ -6,6 +6,7 @@ Any number of API server processes may serve one etcd; they share no state but e
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -13,6 +14,8 @@ from dataclasses import dataclass, field
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from skyshift_core import __version__
 from skyshift_core.auth.middleware import AuthMiddleware
@@ -23,7 +26,7 @@ from skyshift_core.api.jobs import router as jobs_router
 from skyshift_core.api.leases import router as lease_router
 from skyshift_core.api.metrics import ApiMetrics, MetricsMiddleware
 from skyshift_core.api.resources import build_router, json_response
-from skyshift_core.api.status import error_response, status_body
+from skyshift_core.api.status import error_response, routing_error_body, status_body
 from skyshift_core.errors import AlreadyExistsError, SkyShiftError, UnavailableError
 from skyshift_core.objects import Namespace, kinds
 from skyshift_core.objects.meta import DEFAULT_NAMESPACE
@@ -32,6 +35,13 @@ from skyshift_core.store.keys import ROOT
 from skyshift_core.store.tls import EtcdTls
 
 logger = logging.getLogger(__name__)
+
+# Seconds /readyz waits for etcd before it responds 503. The store alone would retry for up to
+# `Store.deadline` (15 s by default), far longer than a readiness probe waits. Kubernetes' probe
+# timeoutSeconds defaults to 1 s, so a probe of /readyz needs a timeoutSeconds above this bound.
+READINESS_TIMEOUT = 2.0
+# Methods tried when a 405 response lists the methods that the request's path allows.
+_HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 @dataclass
@@ -91,6 +101,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.metrics = metrics
+    endpoints = ", ".join(settings.etcd_endpoints)
+    readiness = _Readiness()
     # Authentication runs inside the metrics middleware, so rejected requests are counted too.
     app.add_middleware(AuthMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
@@ -108,6 +120,25 @@ def create_app(settings: ApiSettings) -> FastAPI:
         )
         return json_response(status_body(422, "Invalid", f"invalid request: {problems}"), 422)
 
+    @app.exception_handler(HTTPException)
+    async def handle_http_exception(request: Request, error: HTTPException) -> Response:
+        # Routing raises these: 404 for a path that no route matches, and 405 for a method that
+        # the path's routes do not accept.
+        headers = dict(error.headers or {})
+        allowed: list[str] = []
+        if error.status_code == 405:
+            # Starlette's Allow header lists the methods of the first route that matched the path
+            # only, so the methods of all its routes are collected.
+            allowed = _allowed_methods(request.app, request.url.path)
+            if allowed:
+                headers["Allow"] = ", ".join(allowed)
+            else:
+                allowed = [method.strip() for method in headers.get("Allow", "").split(",") if method.strip()]
+        body = routing_error_body(error.status_code, request.method, request.url.path, str(error.detail), allowed)
+        response = json_response(body, error.status_code)
+        response.headers.update(headers)
+        return response
+
     @app.exception_handler(Exception)
     async def handle_unexpected(request: Request, error: Exception) -> Response:
         logger.exception("Unexpected error in %s %s", request.method, request.url.path)
@@ -121,10 +152,29 @@ def create_app(settings: ApiSettings) -> FastAPI:
     @app.get("/readyz", tags=["health"], summary="Readiness: etcd answers")
     async def readyz(request: Request) -> Response:
         try:
-            await request.app.state.store.ping()
+            # Not asyncio.wait_for, because up to Python 3.11 it can hide a cancellation of the
+            # calling task that arrives as the awaited call finishes (fixed in Python 3.12).
+            async with asyncio.timeout(READINESS_TIMEOUT):
+                await request.app.state.store.ping()
+        except TimeoutError:
+            failure = f"no answer within {READINESS_TIMEOUT:g} s"
         except SkyShiftError as error:
-            return Response(f"etcd unreachable: {error.message}", status_code=503, media_type="text/plain")
-        return Response("ok", media_type="text/plain")
+            failure = error.message
+        else:
+            if not readiness.ready:
+                logger.info("Ready again: etcd at %s responds", endpoints)
+                readiness.ready = True
+            return Response("ok", media_type="text/plain")
+
+        message = (
+            f"not ready: the readiness check of etcd at {endpoints} failed: {failure}; "
+            "check that etcd runs and that this API server can reach it"
+        )
+        if readiness.ready:
+            # Logged when readiness is lost, not on every probe, which may come every few seconds.
+            logger.warning("Not ready: the readiness check of etcd at %s failed: %s", endpoints, failure)
+            readiness.ready = False
+        return json_response(status_body(503, "ServiceUnavailable", message), 503)
 
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics (needs the get verb on resource 'metrics')")
     async def metrics_endpoint(request: Request) -> Response:
@@ -164,6 +214,24 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(jobs_router)
     app.include_router(auth_router)
     return app
+
+
+@dataclass
+class _Readiness:
+    """The outcome of the last /readyz check, so only changes of readiness are logged."""
+
+    ready: bool = True
+
+
+def _allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """List the methods for which some route of `app` matches `path` fully."""
+    allowed = []
+    for method in _HTTP_METHODS:
+        scope = {"type": "http", "method": method, "path": path, "root_path": "", "headers": [], "query_string": b""}
+        # Each route gets a scope of its own, because matching may add keys to it.
+        if any(route.matches(dict(scope))[0] == Match.FULL for route in app.router.routes):
+            allowed.append(method)
+    return allowed
 
 
 async def _ensure_default_namespace(store: Store) -> None:

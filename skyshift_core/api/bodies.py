@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -77,10 +78,155 @@ async def apply_patch(request: Request, document: dict[str, Any]) -> dict[str, A
     if media == JSON_PATCH:
         if not isinstance(patch, list):
             raise BadRequestError("a JSON patch must be a list of operations, like [{\"op\": \"replace\", ...}]")
-        try:
-            return jsonpatch.apply_patch(document, patch)
-        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError) as error:
-            raise InvalidError(f"JSON patch could not be applied: {error}") from error
+        return apply_json_patch(document, patch)
     if not isinstance(patch, dict):
         raise BadRequestError("a merge patch must be an object")
     return merge_patch(document, patch)
+
+
+# Exceptions that jsonpatch raises when an operation is malformed or does not fit the document.
+_JSON_PATCH_ERRORS = (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError, IndexError)
+_JSON_PATCH_OPS = ("add", "remove", "replace", "move", "copy", "test")
+_OPS_WITH_VALUE = ("add", "replace", "test")
+_OPS_WITH_FROM = ("move", "copy")
+
+
+def apply_json_patch(document: dict[str, Any], operations: list[Any]) -> Any:
+    """Apply an RFC 6902 JSON patch to a copy of `document`; all operations apply or none does.
+
+    Raises InvalidError naming the first operation that fails (its index, op, path and from) and
+    what is wrong with it. The message never contains the document.
+    """
+    result = copy.deepcopy(document)
+    for index, operation in enumerate(operations):
+        try:
+            result = jsonpatch.apply_patch(result, [operation], in_place=True)
+        except _JSON_PATCH_ERRORS as error:
+            # A move that fails while adding has already removed its source from `result`, so the
+            # failure is explained against the document as the earlier operations left it.
+            before = jsonpatch.apply_patch(document, operations[:index])
+            problem = _explain_operation_failure(operation, before) or (
+                f"jsonpatch raised {type(error).__name__}; check the operation against the object's current JSON"
+            )
+            raise InvalidError(
+                f"{_describe_operation(index, operation)} failed: {problem}; the object was not changed"
+            ) from error
+    return result
+
+
+def _describe_operation(index: int, operation: Any) -> str:
+    """Name an operation by its index and its op, from and path members, leaving out its value."""
+    if not isinstance(operation, dict):
+        return f"JSON patch operation {index}"
+    members = [
+        f"{member} {json.dumps(operation[member], default=str)}"
+        for member in ("op", "from", "path")
+        if member in operation
+    ]
+    return f"JSON patch operation {index} ({', '.join(members)})" if members else f"JSON patch operation {index}"
+
+
+def _explain_operation_failure(operation: Any, document: Any) -> str | None:
+    """Say why `operation` cannot apply to `document`, or return None when no reason is found."""
+    if not isinstance(operation, dict):
+        return (
+            f"an operation must be an object like {{\"op\": \"replace\", \"path\": \"/spec/replicas\", "
+            f"\"value\": 2}}, not {_json_type(operation)}"
+        )
+    op = operation.get("op")
+    if op not in _JSON_PATCH_OPS:
+        found = "is missing" if "op" not in operation else f"{json.dumps(op, default=str)} is unknown"
+        return f"the op member {found}; use one of {', '.join(_JSON_PATCH_OPS)}"
+    required = ["path", *(["from"] if op in _OPS_WITH_FROM else []), *(["value"] if op in _OPS_WITH_VALUE else [])]
+    for member in required:
+        if member not in operation:
+            return f"the {member} member is missing; {op} needs {', '.join(required)}"
+
+    pointers: dict[str, list[str]] = {}
+    for member in ("from", "path") if op in _OPS_WITH_FROM else ("path",):
+        pointer = operation[member]
+        if not isinstance(pointer, str):
+            return f"{member} must be a string holding a JSON pointer like /spec/replicas, not {_json_type(pointer)}"
+        try:
+            pointers[member] = jsonpatch.JsonPointer(pointer).parts
+        except jsonpatch.JsonPointerException as error:
+            return (
+                f"{member} {pointer!r} is not a valid JSON pointer ({error}); write it like /spec/replicas, "
+                "with ~1 for '/' and ~0 for '~' inside a member name"
+            )
+    path = operation["path"]
+
+    if op in _OPS_WITH_FROM:
+        source = operation["from"]
+        problem = _find_location_problem(document, pointers["from"], target_must_exist=True)
+        if problem:
+            return f"from {source}: {problem}"
+        if op == "move":
+            source_parts = pointers["from"]
+            if pointers["path"][: len(source_parts)] == source_parts and pointers["path"] != source_parts:
+                shown_source = source or '""'
+                return f"path {path} is inside from {shown_source}, and a value cannot be moved into itself"
+            # A move removes its source before it adds, so its path is resolved without the source.
+            document = jsonpatch.apply_patch(document, [{"op": "remove", "path": source}])
+        problem = _find_location_problem(document, pointers["path"], target_must_exist=False)
+    elif op == "remove" and not pointers["path"]:
+        return "the path \"\" is the whole object, which cannot be removed"
+    else:
+        problem = _find_location_problem(document, pointers["path"], target_must_exist=op != "add")
+    if problem:
+        return f"path {path}: {problem}"
+    if op == "test":
+        return f"the value at {path} does not equal the tested value"
+    return None
+
+
+def _find_location_problem(document: Any, parts: list[str], *, target_must_exist: bool) -> str | None:
+    """Say why the JSON pointer made of `parts` does not resolve in `document`, or return None.
+
+    Every part but the last must exist, and so must the last when `target_must_exist`. Otherwise, as
+    for the path of add, move and copy, its parent must only be an object or a list that can take it.
+    """
+    node = document
+    for depth, part in enumerate(parts):
+        location = jsonpatch.JsonPointer.from_parts(parts[: depth + 1]).path
+        parent = jsonpatch.JsonPointer.from_parts(parts[:depth]).path or "the object's root"
+        may_be_new = depth == len(parts) - 1 and not target_must_exist
+        if isinstance(node, dict):
+            if part in node:
+                node = node[part]
+                continue
+            return None if may_be_new else f"{location} does not exist"
+        if isinstance(node, list):
+            if part == "-":
+                return None if may_be_new else f"'-' (the end of {parent}) can only be the path of add, move or copy"
+            if not (part.isascii() and part.isdecimal()):
+                ending = ", or - to append" if may_be_new else ""
+                return f"{parent} is a list, so '{part}' must be an index such as 0{ending}"
+            index = int(part)
+            limit = len(node) if may_be_new else len(node) - 1
+            if index > limit:
+                accepted = f"; add accepts 0 to {len(node)}, or - to append" if may_be_new else ""
+                return f"index {index} is out of range for a list of {len(node)} items{accepted}"
+            if index == len(node):
+                return None
+            node = node[index]
+            continue
+        return f"{parent} is {_json_type(node)}, not an object or a list, so it has no member '{part}'"
+    return None
+
+
+def _json_type(value: Any) -> str:
+    """Name the JSON type of a decoded value, with its article: 'a string', 'an object'."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if value is None:
+        return "null"
+    return f"a {type(value).__name__}"
