@@ -205,6 +205,49 @@ def test_invalid_json_patch_is_client_error(api):
     assert response.json()["kind"] == "Status"
 
 
+def test_merge_patch_accepts_camel_case_and_aliases(api):
+    make_job(api, "camel")
+    patch = {"spec": {"restartPolicy": "Never", "env": {"A": "1"}, "placement": {"filters": [{"matchLabels": {"zone": "x"}}]}}}
+
+    response = api.patch(item_path("Job", "camel"), json=patch, headers=MERGE)
+
+    assert response.status_code == 200, response.text
+    spec = response.json()["spec"]
+    assert spec["restart_policy"] == "Never"
+    assert spec["envs"] == {"A": "1"}
+    assert spec["placement"]["filters"][0]["match_labels"] == {"zone": "x"}
+
+
+def test_json_patch_accepts_camel_case_paths(api):
+    make_job(api, "camel-jp")
+    operations = [{"op": "replace", "path": "/spec/restartPolicy", "value": "OnFailure"}]
+
+    response = api.patch(item_path("Job", "camel-jp"), json=operations, headers=JSON_PATCH)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["spec"]["restart_policy"] == "OnFailure"
+
+
+def test_merge_patch_camel_case_resource_version_is_precondition(api):
+    created = make_job(api, "camel-rv")
+    api.patch(item_path("Job", "camel-rv"), json={"spec": {"replicas": 2}}, headers=MERGE)
+    stale = {"metadata": {"resourceVersion": created["metadata"]["resource_version"]}, "spec": {"replicas": 3}}
+
+    response = api.patch(item_path("Job", "camel-rv"), json=stale, headers=MERGE)
+
+    assert response.status_code == 409, response.text
+    assert api.get(item_path("Job", "camel-rv")).json()["spec"]["replicas"] == 2
+
+
+def test_merge_patch_spelling_field_twice_rejected(api):
+    make_job(api, "twice")
+
+    response = api.patch(item_path("Job", "twice"), json={"spec": {"env": {"A": "1"}, "envs": {"B": "2"}}}, headers=MERGE)
+
+    assert response.status_code == 422
+    assert "sets spec.envs twice, as 'env' and 'envs'" in response.json()["message"]
+
+
 def test_patch_invalid_value_names_field(api):
     make_job(api, "pv")
     response = api.patch(item_path("Job", "pv"), json={"spec": {"replicas": -1}}, headers=MERGE)

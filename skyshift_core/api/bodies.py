@@ -9,8 +9,10 @@ from typing import Any
 import jsonpatch
 import yaml
 from fastapi import Request
+from pydantic import BaseModel
 
 from skyshift_core.errors import BadRequestError, InvalidError
+from skyshift_core.objects.aliases import canonical_json_patch, canonical_merge_patch
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 JSON_PATCH = "application/json-patch+json"
@@ -63,8 +65,11 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-async def apply_patch(request: Request, document: dict[str, Any]) -> dict[str, Any]:
-    """Apply the request's patch to `document` according to its Content-Type."""
+async def apply_patch(request: Request, document: dict[str, Any], model: type[BaseModel] | None = None) -> dict[str, Any]:
+    """Apply the request's patch to `document` according to its Content-Type.
+
+    With `model`, the model of `document`, fields that the patch spells in camelCase or by an
+    alias (`restartPolicy`, `env`) are first renamed to the field names that `document` uses."""
     media = _media_type(request) or MERGE_PATCH
     if media == "application/json":
         media = MERGE_PATCH
@@ -78,10 +83,10 @@ async def apply_patch(request: Request, document: dict[str, Any]) -> dict[str, A
     if media == JSON_PATCH:
         if not isinstance(patch, list):
             raise BadRequestError("a JSON patch must be a list of operations, like [{\"op\": \"replace\", ...}]")
-        return apply_json_patch(document, patch)
+        return apply_json_patch(document, canonical_json_patch(model, patch) if model else patch)
     if not isinstance(patch, dict):
         raise BadRequestError("a merge patch must be an object")
-    return merge_patch(document, patch)
+    return merge_patch(document, canonical_merge_patch(model, patch) if model else patch)
 
 
 # Exceptions that jsonpatch raises when an operation is malformed or does not fit the document.

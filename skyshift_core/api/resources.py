@@ -185,7 +185,7 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
         for attempt in range(_PATCH_ATTEMPTS):
             current = await store.get(model, namespace, name)
             document = dump(current)
-            patched = await apply_patch(request, document)
+            patched = await apply_patch(request, document, model)
             if not isinstance(patched, dict):
                 raise InvalidError("the patched object is not an object")
             metadata = patched.get("metadata") if isinstance(patched.get("metadata"), dict) else {}
