@@ -6,14 +6,18 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from skyshift_core.local import controlplane
+from skyshift_core.local.controlplane import LocalControlPlane
 from skyshift_core.local.processes import free_port, is_alive, stop_process
 
 pytestmark = pytest.mark.skipif(
@@ -39,6 +43,14 @@ def recorded_pids(state_dir: Path) -> dict[str, int]:
     return {name: record["pid"] for name, record in processes.items()}
 
 
+def port_accepts_connections(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 @pytest.fixture
 def state_dir(tmp_path: Path):
     """A state directory whose processes are stopped after the test, whatever happened."""
@@ -52,6 +64,29 @@ def state_dir(tmp_path: Path):
         for pid in pids.values():
             if is_alive(pid):
                 stop_process(pid)
+
+
+@pytest.fixture
+def default_port(monkeypatch: pytest.MonkeyPatch) -> int:
+    """A free loopback port that replaces 50051 as the default of an in-process `up`, so a test that
+    leaves out --port never starts a server on 50051, even if `up` wrongly falls back to the default."""
+    port = free_port()
+    monkeypatch.setattr(controlplane, "DEFAULT_PORT", port)
+    return port
+
+
+def other_free_port(port: int) -> int:
+    """Return a free loopback port other than `port`."""
+    while (other := free_port()) == port:
+        pass
+    return other
+
+
+def status_rows(state_dir: Path) -> tuple[int, dict[str, list[str]]]:
+    """Run `skyshift status` and return its exit code and its rows by component name."""
+    result = skyshift("status", "--state-dir", str(state_dir))
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:]}
+    return result.returncode, rows
 
 
 def test_up_status_apply_down(state_dir: Path):
@@ -161,3 +196,110 @@ def test_up_failure_stops_what_it_started(state_dir: Path):
     assert recorded_pids(state_dir) == {}
     pid = int(re.search(r"api-server \(pid (\d+)\)", result.stderr).group(1))
     assert not is_alive(pid)
+
+
+def test_up_reuses_recorded_port(state_dir: Path, default_port: int):
+    port = other_free_port(default_port)
+    server = f"http://127.0.0.1:{port}"
+    first = skyshift("up", "--state-dir", str(state_dir), "--port", str(port))
+    assert first.returncode == 0, first.stdout + first.stderr
+    pids = recorded_pids(state_dir)
+    stop_process(pids["api-server"])
+
+    # Without --port, up starts the API server again where the running controller manager expects it.
+    state = LocalControlPlane(state_dir).up()
+
+    assert state.server_url == server
+    new_pids = recorded_pids(state_dir)
+    assert new_pids["api-server"] != pids["api-server"]
+    assert new_pids["controller-manager"] == pids["controller-manager"]
+    assert httpx.get(f"{server}/readyz").status_code == 200
+    returncode, rows = status_rows(state_dir)
+    assert returncode == 0, rows
+    assert rows["api-server"][2:4] == ["ready", server]
+    assert rows["controller-manager"][2:4] == ["ready", server]
+
+
+def test_up_rejects_other_port(state_dir: Path):
+    port = free_port()
+    other_port = other_free_port(port)
+    first = skyshift("up", "--state-dir", str(state_dir), "--port", str(port))
+    assert first.returncode == 0, first.stdout + first.stderr
+    pids = recorded_pids(state_dir)
+    stop_process(pids["api-server"])
+
+    rejected = skyshift("up", "--state-dir", str(state_dir), "--port", str(other_port))
+
+    assert rejected.returncode == 1
+    assert f"sends its requests to http://127.0.0.1:{port}" in rejected.stderr
+    assert f"would start at http://127.0.0.1:{other_port}" in rejected.stderr
+    assert f"skyshift down --state-dir {state_dir.absolute()}" in rejected.stderr
+    assert "Traceback" not in rejected.stderr
+    assert recorded_pids(state_dir) == pids
+
+    # The recorded port is still accepted, and a second run with it starts nothing.
+    for _ in range(2):
+        repaired = skyshift("up", "--state-dir", str(state_dir), "--port", str(port))
+        assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+        assert f"controller-manager  already running (pid {pids['controller-manager']}" in repaired.stdout
+    assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
+
+
+def test_up_during_api_server_shutdown(state_dir: Path):
+    port = free_port()
+    first = skyshift("up", "--state-dir", str(state_dir), "--port", str(port))
+    assert first.returncode == 0, first.stdout + first.stderr
+    old_pid = recorded_pids(state_dir)["api-server"]
+
+    # After SIGTERM the server closes its port first and then waits for open watches (the controller
+    # manager's) to close. SIGSTOP keeps it in that state until up has found it still running.
+    os.kill(old_pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while port_accepts_connections(port):
+        assert time.monotonic() < deadline, f"API server pid {old_pid} still accepts connections after SIGTERM"
+        time.sleep(0.05)
+    os.kill(old_pid, signal.SIGSTOP)
+    try:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "skyshift_core.cli.main", "up", "--state-dir", str(state_dir)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        # up prints etcd's line after it has recorded which components run, so it has seen the old server.
+        etcd_line = up.stdout.readline()
+    finally:
+        os.kill(old_pid, signal.SIGCONT)
+    stdout, stderr = up.communicate(timeout=120)
+    stdout = etcd_line + stdout
+
+    assert up.returncode == 0, stdout + stderr
+    assert f"pid {old_pid} exited while up waited for it to be ready" in stdout
+    assert not is_alive(old_pid)
+    new_pid = recorded_pids(state_dir)["api-server"]
+    assert new_pid != old_pid
+    assert f"ready (pid {new_pid}, http://127.0.0.1:{port})" in stdout
+    assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
+
+
+def test_status_controller_manager_wrong_server(state_dir: Path):
+    port = free_port()
+    other_server = f"http://127.0.0.1:{other_free_port(port)}"
+    first = skyshift("up", "--state-dir", str(state_dir), "--port", str(port))
+    assert first.returncode == 0, first.stdout + first.stderr
+
+    # Older versions of up left this state behind: the API server restarted on another port than
+    # the one that the running controller manager was started with.
+    state_file = state_dir / "state.json"
+    state = json.loads(state_file.read_text())
+    state["processes"]["controller-manager"]["endpoint"] = other_server
+    state_file.write_text(json.dumps(state))
+
+    returncode, rows = status_rows(state_dir)
+    assert returncode == 1
+    assert rows["api-server"][2] == "ready"
+    assert rows["controller-manager"][2:5] == ["not", "ready", other_server]
+
+    rejected = skyshift("up", "--state-dir", str(state_dir))
+    assert rejected.returncode == 1
+    assert f"sends its requests to {other_server}" in rejected.stderr
+    assert f"but the API server runs at http://127.0.0.1:{port}" in rejected.stderr
+    assert f"Run skyshift down --state-dir {state_dir.absolute()}, then skyshift up." in rejected.stderr

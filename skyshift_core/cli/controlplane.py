@@ -94,11 +94,17 @@ def up(
     ] = None,
     port: Annotated[
         int | None,
-        typer.Option("--port", help=f"API server port. Default: {DEFAULT_PORT}, or the running server's."),
+        typer.Option(
+            "--port",
+            help=f"API server port. Default: the port recorded in STATE_DIR by the last up, else {DEFAULT_PORT}.",
+        ),
     ] = None,
     host: Annotated[
         str | None,
-        typer.Option("--host", help=f"API server address. Default: {DEFAULT_HOST}, or the running server's."),
+        typer.Option(
+            "--host",
+            help=f"API server address. Default: the address recorded in STATE_DIR by the last up, else {DEFAULT_HOST}.",
+        ),
     ] = None,
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds each component may take to become ready.")

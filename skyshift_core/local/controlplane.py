@@ -194,6 +194,10 @@ class Progress:
         pass
 
 
+class ProcessExitedError(ControlPlaneError):
+    """A component's process exited while `up` waited for it to become ready."""
+
+
 @dataclass
 class ComponentStatus:
     """One row of `skyshift status`."""
@@ -245,9 +249,11 @@ class LocalControlPlane:
         password to `admin.password`, and `bootstrap_result` holds the administrator's token, which
         is `admin_token` again while that one is valid.
 
-        Options left out keep the values of components that still run, else take the defaults.
-        ControlPlaneError is raised when a running component uses other settings than requested, or
-        when a component fails to start. Before it raises, this call stops the processes it started.
+        A left-out `host` or `port` takes the value that the last `up` recorded in state.json, or the
+        default when there is none. A left-out `etcd` keeps the etcd of a running API server, and
+        otherwise means a local etcd. ControlPlaneError is raised when a running component uses other
+        settings than requested, or when a component fails to start. Before it raises, this call stops
+        the processes it started.
         """
         progress = progress or Progress()
         state = self.load_state()
@@ -255,12 +261,14 @@ class LocalControlPlane:
         self._check_settings(state, running, etcd, host, port)
 
         if API_SERVER not in running:
-            state.host = host or DEFAULT_HOST
-            state.port = port or DEFAULT_PORT
+            # Keep the recorded address, because a controller manager that still runs was started with it.
+            state.host = host or state.host
+            state.port = port or state.port
         if etcd is not None:
             state.external_etcd = etcd
         elif ETCD in running or API_SERVER not in running:
             state.external_etcd = None
+        self._check_controller_manager_server(state, running, host, port)
         self._preflight(state, running)
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -277,10 +285,11 @@ class LocalControlPlane:
                     self.bootstrap_result = self._bootstrap(state, admin_token)
                 record = state.processes.get(component)
                 if component in running and record is not None:
-                    if component == API_SERVER:
-                        self._wait_for_api(state, record)
-                    progress.finished(component, f"already running (pid {record.pid}, {record.endpoint})")
-                    continue
+                    if self._wait_for_running(component, state, record):
+                        progress.finished(component, f"already running (pid {record.pid}, {record.endpoint})")
+                        continue
+                    progress.finished(component, f"pid {record.pid} exited while up waited for it to be ready")
+                    self._check_api_port(state, running)
                 progress.starting(component)
                 record = self._start(component, state)
                 state.processes[component] = record
@@ -316,6 +325,28 @@ class LocalControlPlane:
                 "run skyshift down first to switch to --etcd"
             )
 
+    def _check_controller_manager_server(
+        self, state: ControlPlaneState, running: set[str], host: str | None, port: int | None
+    ) -> None:
+        """Raise unless a running controller manager was started with the API server URL of `state`."""
+        record = state.processes.get(CONTROLLER_MANAGER)
+        if CONTROLLER_MANAGER not in running or record is None or record.endpoint == state.server_url:
+            return
+        # A controller manager's record stores the --server URL it was started with as its endpoint.
+        verb = "runs" if API_SERVER in running else "would start"
+        if host or port:
+            advice = (
+                f"Leave out --host and --port to keep {record.endpoint}, or run "
+                f"skyshift down --state-dir {self.state_dir} first to change them."
+            )
+        else:
+            advice = f"Run skyshift down --state-dir {self.state_dir}, then skyshift up."
+        raise ControlPlaneError(
+            f"the controller manager (pid {record.pid}) is running and sends its requests to {record.endpoint}, "
+            f"but the API server {verb} at {state.server_url}, so the controller manager could not reach it. "
+            + advice
+        )
+
     def _preflight(self, state: ControlPlaneState, running: set[str]) -> None:
         """Check what can be checked before anything starts, so a failure leaves nothing behind."""
         if state.external_etcd is None and ETCD not in running:
@@ -331,11 +362,26 @@ class LocalControlPlane:
                         "running API server expects etcd on them; run skyshift down, then skyshift up"
                     )
                 state.etcd_client_port, state.etcd_peer_port = free_port(), free_port()
-        if API_SERVER not in running and port_in_use(state.host, state.port):
+        if API_SERVER not in running:
+            self._check_api_port(state, running)
+
+    def _check_api_port(self, state: ControlPlaneState, running: set[str]) -> None:
+        """Raise unless the API server's port is free, with advice that fits the components in `running`."""
+        if not port_in_use(state.host, state.port):
+            return
+        message = (
+            f"port {state.port} on {state.host} is already in use by another process, so the API server "
+            "cannot listen there"
+        )
+        if CONTROLLER_MANAGER in running:
             raise ControlPlaneError(
-                f"port {state.port} on {state.host} is already in use by another process, so the API server "
-                f"cannot listen there; choose another port with --port, for example: skyshift up --port {state.port + 1}"
+                f"{message}. The running controller manager expects the API server on this port, so stop the "
+                f"other process, or run skyshift down --state-dir {self.state_dir} and then "
+                f"skyshift up --port {state.port + 1}"
             )
+        raise ControlPlaneError(
+            f"{message}; choose another port with --port, for example: skyshift up --port {state.port + 1}"
+        )
 
     def _start(self, component: str, state: ControlPlaneState) -> ProcessRecord:
         log = self.log_path(component)
@@ -398,6 +444,27 @@ class LocalControlPlane:
             write_private_file(self.admin_password_path, result.admin_password + "\n")
         return result
 
+    def _wait_for_running(self, component: str, state: ControlPlaneState, record: ProcessRecord) -> bool:
+        """Wait until an API server that ran when `up` began is ready; return False if it exits first.
+
+        Other components count as ready while they run. After SIGTERM the API server closes its port
+        at once but keeps running while it closes open watches, for up to the timeout_graceful_shutdown
+        that skyshift_core.api.server gives uvicorn. So `up` can find a running API server that will
+        never be ready again.
+        """
+        if component != API_SERVER:
+            return True
+        advice = (
+            f"it was running before this up began, so stop it with skyshift down --state-dir {self.state_dir}, "
+            "then run skyshift up again"
+        )
+        try:
+            self._wait_for_api(state, record, advice=advice)
+        except ProcessExitedError:
+            logger.info("The API server (pid %d) exited while up waited for it; starting a new one", record.pid)
+            return False
+        return True
+
     def _wait_until_ready(self, component: str, state: ControlPlaneState, record: ProcessRecord) -> None:
         if component == API_SERVER:
             self._wait_for_api(state, record)
@@ -406,7 +473,7 @@ class LocalControlPlane:
                 component, record, lambda: None if self._controller_manager_ready(record) else "not ready yet"
             )
 
-    def _wait_for_api(self, state: ControlPlaneState, record: ProcessRecord) -> None:
+    def _wait_for_api(self, state: ControlPlaneState, record: ProcessRecord, advice: str | None = None) -> None:
         def probe() -> str | None:
             try:
                 response = httpx.get(state.server_url + "/readyz", timeout=2.0)
@@ -418,7 +485,7 @@ class LocalControlPlane:
                 else f"/readyz answered {response.status_code}: {response.text.strip()}"
             )
 
-        self._wait_for(API_SERVER, record, probe)
+        self._wait_for(API_SERVER, record, probe, advice)
 
     def _controller_manager_ready(self, record: ProcessRecord) -> bool:
         try:
@@ -426,19 +493,26 @@ class LocalControlPlane:
         except OSError:
             return False
 
-    def _wait_for(self, component: str, record: ProcessRecord, probe: Callable[[], str | None]) -> None:
-        """Poll `probe` (None when ready, else why not) until ready, the process exits, or the timeout passes."""
+    def _wait_for(
+        self, component: str, record: ProcessRecord, probe: Callable[[], str | None], advice: str | None = None
+    ) -> None:
+        """Poll `probe` (None when ready, else why not) until ready, the process exits, or the timeout passes.
+
+        ProcessExitedError is raised when the process exits, ControlPlaneError (with `advice`, when
+        given) when the timeout passes.
+        """
         deadline = time.monotonic() + self.ready_timeout
         while (reason := probe()) is not None:
             if not is_alive(record.pid):
                 reap(record.pid)
-                raise ControlPlaneError(
+                raise ProcessExitedError(
                     f"{component} exited while starting; last lines of {record.log}:\n{log_tail(Path(record.log))}"
                 )
             if time.monotonic() > deadline:
                 raise ControlPlaneError(
                     f"{component} (pid {record.pid}) was not ready within {self.ready_timeout:g} s ({reason}); "
-                    f"last lines of {record.log}:\n{log_tail(Path(record.log))}"
+                    + (f"{advice}; " if advice else "")
+                    + f"last lines of {record.log}:\n{log_tail(Path(record.log))}"
                 )
             time.sleep(0.1)
 
@@ -490,11 +564,13 @@ class LocalControlPlane:
                 rows.append(ComponentStatus(component, None, "stopped", "-", str(self.log_path(component))))
                 continue
             rows.append(
-                ComponentStatus(component, record.pid, self._status_of(component, record), record.endpoint, record.log)
+                ComponentStatus(
+                    component, record.pid, self._status_of(component, record, state), record.endpoint, record.log
+                )
             )
         return rows
 
-    def _status_of(self, component: str, record: ProcessRecord) -> str:
+    def _status_of(self, component: str, record: ProcessRecord, state: ControlPlaneState) -> str:
         if not record.is_running():
             return "stopped"
         if component == API_SERVER:
@@ -504,5 +580,9 @@ class LocalControlPlane:
                 ok = False
             return "ready" if ok else "not ready"
         if component == CONTROLLER_MANAGER:
+            # The ready file stays while the process runs, even when its --server URL (stored as its endpoint)
+            # is no longer where the API server listens, so that mismatch is checked here.
+            if record.endpoint != state.server_url:
+                return "not ready"
             return "ready" if self._controller_manager_ready(record) else "not ready"
         return "running"
