@@ -8,6 +8,7 @@ import pytest
 from skyshift_core.api.app import READINESS_TIMEOUT, ApiSettings
 from skyshift_core.api.server import ServerThread
 from skyshift_core.auth.service import AuthSettings
+from skyshift_core.local.etcd import EtcdProcess
 from skyshift_core.local.processes import free_port
 
 JSON_PATCH = {"content-type": "application/json-patch+json"}
@@ -196,13 +197,15 @@ def test_readyz_ok_without_token(anonymous_api):
 
 @pytest.fixture
 def server_without_etcd(tmp_path):
-    """An API server whose etcd endpoint is a free loopback port on which nothing listens."""
-    endpoint = f"127.0.0.1:{free_port()}"
-    settings = ApiSettings(etcd_endpoints=[endpoint], auth=AuthSettings(audit_log=str(tmp_path / "audit.log")))
-    # Startup waits for the store's deadline twice (default namespace, built-in Roles) before it serves.
-    server = ServerThread(settings, free_port()).start(timeout=90)
+    """An API server whose own etcd has stopped after the server started."""
+    etcd = EtcdProcess(data_dir=tmp_path / "etcd").start()
     try:
-        yield server.url, endpoint
+        settings = ApiSettings(etcd_endpoints=[etcd.endpoint], auth=AuthSettings(audit_log=str(tmp_path / "audit.log")))
+        server = ServerThread(settings, free_port()).start()
+    finally:
+        etcd.stop()
+    try:
+        yield server.url, etcd.endpoint
     finally:
         server.stop()
 
