@@ -18,6 +18,7 @@ import pytest
 
 from skyshift_core.local import controlplane
 from skyshift_core.local.controlplane import LocalControlPlane
+from skyshift_core.local.etcd import EtcdProcess
 from skyshift_core.local.processes import free_port, is_alive, stop_process
 
 pytestmark = pytest.mark.skipif(
@@ -218,6 +219,25 @@ def test_up_reuses_recorded_port(state_dir: Path, default_port: int):
     assert returncode == 0, rows
     assert rows["api-server"][2:4] == ["ready", server]
     assert rows["controller-manager"][2:4] == ["ready", server]
+
+
+def test_up_keeps_external_etcd_on_restart(state_dir: Path, tmp_path: Path):
+    external = EtcdProcess(data_dir=tmp_path / "external-etcd").start()
+    try:
+        first = skyshift("up", "--state-dir", str(state_dir), "--port", str(free_port()), "--etcd", external.endpoint)
+        assert first.returncode == 0, first.stdout + first.stderr
+        pids = recorded_pids(state_dir)
+        stop_process(pids["api-server"])
+
+        # Without --etcd, the API server comes back on the etcd that the controller manager's data is in.
+        again = skyshift("up", "--state-dir", str(state_dir))
+
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert f"external ({external.endpoint})" in again.stdout
+        assert "etcd" not in recorded_pids(state_dir)
+    finally:
+        skyshift("down", "--state-dir", str(state_dir))
+        external.stop()
 
 
 def test_up_rejects_other_port(state_dir: Path):

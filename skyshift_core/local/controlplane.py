@@ -250,8 +250,8 @@ class LocalControlPlane:
         is `admin_token` again while that one is valid.
 
         A left-out `host` or `port` takes the value that the last `up` recorded in state.json, or the
-        default when there is none. A left-out `etcd` keeps the etcd of a running API server, and
-        otherwise means a local etcd. ControlPlaneError is raised when a running component uses other
+        default when there is none. A left-out `etcd` keeps the recorded etcd while any component of
+        this control plane still runs, and otherwise means a local etcd. ControlPlaneError is raised when a running component uses other
         settings than requested, or when a component fails to start. Before it raises, this call stops
         the processes it started.
         """
@@ -266,7 +266,8 @@ class LocalControlPlane:
             state.port = port or state.port
         if etcd is not None:
             state.external_etcd = etcd
-        elif ETCD in running or API_SERVER not in running:
+        elif ETCD in running or not running:
+            # Components that still run keep the etcd they were started with, external or local.
             state.external_etcd = None
         self._check_controller_manager_server(state, running, host, port)
         self._preflight(state, running)
