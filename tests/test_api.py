@@ -239,6 +239,34 @@ def test_merge_patch_camel_case_resource_version_is_precondition(api):
     assert api.get(item_path("Job", "camel-rv")).json()["spec"]["replicas"] == 2
 
 
+@pytest.mark.parametrize("method", ["PUT", "PATCH"])
+def test_query_resource_version_is_precondition(api, method):
+    created = make_job(api, f"query-rv-{method.lower()}")
+    path = item_path("Job", created["metadata"]["name"])
+    api.patch(path, json={"spec": {"replicas": 2}}, headers=MERGE)
+    stale = created["metadata"]["resource_version"]
+    body = {**created, "metadata": {**created["metadata"], "resource_version": None}, "spec": {"run": "true", "replicas": 3}}
+    if method == "PATCH":
+        body, headers = {"spec": {"replicas": 3}}, MERGE
+    else:
+        headers = {}
+
+    response = api.request(method, path, params={"resourceVersion": stale}, json=body, headers=headers)
+
+    assert response.status_code == 409, response.text
+    assert api.get(path).json()["spec"]["replicas"] == 2
+
+
+def test_query_and_body_resource_versions_must_agree(api):
+    created = make_job(api, "query-rv-both")
+    path = item_path("Job", "query-rv-both")
+
+    response = api.put(path, params={"resource_version": "1"}, json=created)
+
+    assert response.status_code == 400
+    assert "resource_version '1' in the query differs from metadata.resource_version" in response.json()["message"]
+
+
 def test_merge_patch_spelling_field_twice_rejected(api):
     make_job(api, "twice")
 

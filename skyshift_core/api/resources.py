@@ -53,6 +53,21 @@ def query(request: Request, *names: str) -> str | None:
     return None
 
 
+def precondition(request: Request, in_body: str | None) -> str | None:
+    """Return the resource_version that a PUT or PATCH must match: from the query or from the body.
+
+    Raises BadRequestError when both are given and differ."""
+    in_query = query(request, "resource_version", "resourceVersion")
+    if in_query is None:
+        return in_body
+    if in_body not in (None, "", in_query):
+        raise BadRequestError(
+            f"resource_version {in_query!r} in the query differs from metadata.resource_version {in_body!r} "
+            "in the body; send the precondition in one place"
+        )
+    return in_query
+
+
 def query_bool(request: Request, *names: str) -> bool:
     value = query(request, *names)
     if value is None:
@@ -172,6 +187,7 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
                     f"metadata.namespace {obj.metadata.namespace!r} does not match the namespace in the path, {namespace!r}"
                 )
             obj.metadata.namespace = namespace
+        obj.metadata.resource_version = precondition(request, obj.metadata.resource_version)
         if model is Role and subresource is None:
             obj = await check_role_write(request, obj, await get_store(request).get(Role, None, name))
         updated = await get_store(request).update(obj, subresource=subresource, fence=fence_from_request(request))
@@ -199,7 +215,11 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
                 or b"resource_version" in raw
                 or b"resourceVersion" in raw
             )
-            if not explicit:
+            required = precondition(request, metadata.get("resource_version") if explicit else None)
+            if required is not None:
+                patched["metadata"] = {**metadata, "resource_version": required}
+                explicit = True
+            elif not explicit:
                 patched["metadata"] = {**metadata, "resource_version": current.metadata.resource_version}
             obj = parse_object(patched, model)
             if subresource is None:
