@@ -216,6 +216,10 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
                     await self._close_quietly(client)
                     self._endpoint_index += 1
                     raise
+                except BaseException:
+                    # Cancelled while logging in (a timed-out /readyz, for one): close the channel too.
+                    await self._close_quietly(client)
+                    raise
                 self._client = client
             return self._client
 
