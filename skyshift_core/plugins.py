@@ -187,7 +187,20 @@ class PluginCatalog:
         return selected
 
     def plugins(self) -> list[PluginInfo]:
-        return [entry.info() for entry in self.entries()]
+        """Return one record per entry point. The record of a plugin installed under several names in
+        one group (an alias such as `k8s` for `kubernetes`) lists the other names in `provides`."""
+        entries = self.entries()
+        infos = [entry.info() for entry in entries]
+        names: dict[tuple[str, int], list[str]] = defaultdict(list)
+        for entry, info in zip(entries, infos):
+            if info.status == "loaded":
+                names[(entry.group, id(entry.plugin))].append(entry.name)
+        for index, (entry, info) in enumerate(zip(entries, infos)):
+            others = [name for name in names.get((entry.group, id(entry.plugin)), []) if name != entry.name]
+            if info.status == "loaded" and others:
+                aliases = ", ".join(f"'{name}'" for name in others)
+                infos[index] = dataclasses.replace(info, provides=f"{info.provides} (also installed as {aliases})")
+        return infos
 
     def load_driver(self, group: str, name: str) -> Any:
         """Return the object (usually a class) that driver `name` of `group` names; import only that entry.

@@ -226,6 +226,8 @@ def test_alias_same_distribution_loads():
     infos = list_plugins(catalog)
 
     assert [(info.name, info.status) for info in infos] == [("k8s", "loaded"), ("kubernetes", "loaded")]
+    assert infos[0].provides.endswith("(also installed as 'kubernetes')")
+    assert infos[1].provides.endswith("(also installed as 'k8s')")
     assert load_driver(CLUSTER_MANAGERS, "k8s", catalog) is KubernetesSample
     assert load_driver(CLUSTER_MANAGERS, "kubernetes", catalog) is KubernetesSample
 
@@ -794,7 +796,7 @@ def test_installed_good_plugin_loads(core_venv, fixture_sites):
         "group": "skyshift.scheduler_plugins",
         "distribution": "skyshift-testplugin-good",
         "version": "1.2.3",
-        "provides": "cost-based cluster scoring (test fixture)",
+        "provides": "cost-based cluster scoring (test fixture) (also installed as 'cheapest-test')",
         "status": "loaded",
         "error": None,
     }
