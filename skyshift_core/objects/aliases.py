@@ -26,7 +26,12 @@ def field_names(model: type[BaseModel]) -> dict[str, str]:
         names[name] = name
         names.setdefault(to_camel(name), name)
         alias = field.validation_alias
-        choices = [alias] if isinstance(alias, str) else alias.choices if isinstance(alias, AliasChoices) else []
+        if isinstance(alias, AliasChoices):
+            choices = alias.choices
+        elif isinstance(alias, str):
+            choices = [alias]
+        else:
+            choices = []
         for choice in choices:
             if isinstance(choice, str):
                 names.setdefault(choice, name)
