@@ -85,64 +85,56 @@ def canonical_merge_patch(model: type[BaseModel], patch: Any, where: str = "") -
         name = names.get(key, key)
         path = f"{where}.{name}" if where else name
         if name in spelt:
-            raise InvalidError(f"the patch sets {path} twice, as '{spelt[name]}' and '{key}'; keep one of them")
+            raise InvalidError(f"invalid patch: it sets {path} twice, as '{spelt[name]}' and '{key}'; keep one of them")
         spelt[name] = key
         field = model.model_fields.get(name)
         result[name] = _canonical_value(field.annotation, value, path) if field is not None else value
     return result
 
 
-def canonical_pointer(model: type[BaseModel], pointer: str) -> str:
-    """Return a JSON patch path (an RFC 6901 pointer) with each field spelt as its field name."""
+def _resolve(model: type[BaseModel], pointer: str) -> tuple[str, Any]:
+    """Return `pointer` with each field spelt as its field name, and the annotation of what it points at.
+
+    The annotation is None when the pointer leaves the fields that the models describe."""
+    if not pointer:
+        return pointer, model
     if not pointer.startswith("/"):
-        return pointer
+        return pointer, None
     segments = pointer[1:].split("/")
     annotation: Any = model
     for index, segment in enumerate(segments):
         kind, inner = _shape(annotation)
         if kind == "model":
-            unescaped = segment.replace("~1", "/").replace("~0", "~")
-            name = field_names(inner).get(unescaped)
+            name = field_names(inner).get(segment.replace("~1", "/").replace("~0", "~"))
             if name is None:
-                break
+                return "/" + "/".join(segments), None
             segments[index] = name.replace("~", "~0").replace("/", "~1")
             annotation = inner.model_fields[name].annotation
         elif kind in ("list", "dict"):
             annotation = inner
         else:
-            break
-    return "/" + "/".join(segments)
+            return "/" + "/".join(segments), None
+    return "/" + "/".join(segments), annotation
+
+
+def canonical_pointer(model: type[BaseModel], pointer: str) -> str:
+    """Return a JSON patch path (an RFC 6901 pointer) with each field spelt as its field name."""
+    return _resolve(model, pointer)[0]
 
 
 def canonical_json_patch(model: type[BaseModel], operations: Any) -> Any:
-    """Return a JSON patch for `model` whose `path` and `from` pointers spell fields by their names."""
+    """Return a JSON patch for `model` whose pointers and written values spell fields by their names."""
     if not isinstance(operations, list):
         return operations
     result = []
     for operation in operations:
         if isinstance(operation, dict):
             operation = dict(operation)
-            for member in ("path", "from"):
-                if isinstance(operation.get(member), str):
-                    operation[member] = canonical_pointer(model, operation[member])
-            if isinstance(operation.get("value"), (dict, list)) and isinstance(operation.get("path"), str):
-                operation["value"] = _canonical_at(model, operation["path"], operation["value"])
+            if isinstance(operation.get("from"), str):
+                operation["from"] = canonical_pointer(model, operation["from"])
+            if isinstance(operation.get("path"), str):
+                operation["path"], annotation = _resolve(model, operation["path"])
+                if annotation is not None and isinstance(operation.get("value"), (dict, list)):
+                    operation["value"] = _canonical_value(annotation, operation["value"], operation["path"])
         result.append(operation)
     return result
-
-
-def _canonical_at(model: type[BaseModel], pointer: str, value: Any) -> Any:
-    """Spell the keys of `value`, which a JSON patch writes at `pointer`, as field names."""
-    annotation: Any = model
-    for segment in pointer[1:].split("/") if pointer.startswith("/") and pointer != "/" else []:
-        kind, inner = _shape(annotation)
-        if kind == "model":
-            field = inner.model_fields.get(segment.replace("~1", "/").replace("~0", "~"))
-            if field is None:
-                return value
-            annotation = field.annotation
-        elif kind in ("list", "dict"):
-            annotation = inner
-        else:
-            return value
-    return _canonical_value(annotation, value, pointer)
