@@ -4,9 +4,10 @@
 two servers that do only the unavoidable part of a create, with the same load generator, the same
 concurrency and the same etcd client, in one run next to the raw puts:
 
-  * `protocol`: an asyncio protocol on uvloop that parses HTTP/1.1 with httptools, validates the
-    body as a Job with pydantic, encodes it, writes it with the API server's conditional create
-    (one etcd transaction through aetcd) and responds with 201 and the encoded object in one write;
+  * `protocol`: an asyncio protocol on uvloop that parses HTTP/1.1 with httptools. It validates
+    the body as a Job with pydantic and encodes it. It writes the Job with the API server's
+    conditional create, one etcd transaction through aetcd, and responds with 201 and the
+    encoded object in one write;
   * `uvicorn`: the same work as a bare ASGI application under uvicorn (uvloop and httptools).
 
 Neither authenticates, authorizes, audits, counts metrics, fills in metadata or handles anything
@@ -31,7 +32,7 @@ from pathlib import Path
 import aetcd
 from aetcd import rpc
 
-from api_throughput import CpuMeter, LeanHttpConnection, measure_raw, run_concurrently
+from api_throughput import CpuMeter, LeanHttpPool, measure_raw, run_concurrently
 from skyshift_core.local.etcd import EtcdProcess
 from skyshift_core.local.processes import free_port, stop_process, wait_for_port
 from skyshift_core.objects import Job
@@ -133,25 +134,17 @@ SERVERS = {"protocol": serve_protocol, "uvicorn": serve_uvicorn}
 
 
 async def measure_creates(port: int, objects: int, concurrency: int, meter: CpuMeter, name: str) -> float:
-    connections = [await LeanHttpConnection("127.0.0.1", port, "unused").connect() for _ in range(concurrency)]
-    idle: asyncio.Queue[LeanHttpConnection] = asyncio.Queue()
-    for connection in connections:
-        idle.put_nowait(connection)
+    pool = await LeanHttpPool.open("127.0.0.1", port, "unused", concurrency)
 
     async def create(index: int) -> None:
-        connection = await idle.get()
-        try:
-            body = {"kind": "Job", "metadata": {"name": f"{name}-{index}"}, "spec": {"run": "true"}}
-            await connection.request("POST", CREATE_PATH, body)
-        finally:
-            idle.put_nowait(connection)
+        body = {"kind": "Job", "metadata": {"name": f"{name}-{index}"}, "spec": {"run": "true"}}
+        await pool.send("POST", CREATE_PATH, body)
 
     try:
         await run_concurrently(min(300, objects), concurrency, lambda index: create(objects + index))  # warm up
         return await run_concurrently(objects, concurrency, create, meter, name)
     finally:
-        for connection in connections:
-            await connection.close()
+        await pool.close()
 
 
 def main() -> None:

@@ -154,20 +154,36 @@ class LeanHttpConnection:
             await self.writer.wait_closed()
 
 
-async def measure_api(url: str, token: str, objects: int, concurrency: int, meter: CpuMeter) -> dict[str, float]:
-    host, port = url.removeprefix("http://").split(":")
-    connections = [await LeanHttpConnection(host, int(port), token).connect() for _ in range(concurrency)]
-    # One connection per request in flight, as aiohttp's pool with `limit=concurrency` would keep.
-    idle: asyncio.Queue[LeanHttpConnection] = asyncio.Queue()
-    for connection in connections:
-        idle.put_nowait(connection)
+class LeanHttpPool:
+    """Kept-alive `LeanHttpConnection`s, one per request in flight, as aiohttp's pool with `limit` keeps."""
 
-    async def send(method: str, target: str, data: Any = None) -> None:
-        connection = await idle.get()
+    def __init__(self, connections: list[LeanHttpConnection]):
+        self.connections = connections
+        self.idle: asyncio.Queue[LeanHttpConnection] = asyncio.Queue()
+        for connection in connections:
+            self.idle.put_nowait(connection)
+
+    @classmethod
+    async def open(cls, host: str, port: int, token: str, size: int) -> "LeanHttpPool":
+        return cls([await LeanHttpConnection(host, port, token).connect() for _ in range(size)])
+
+    async def send(self, method: str, target: str, data: Any = None) -> None:
+        """Send one request on an idle connection and read its response."""
+        connection = await self.idle.get()
         try:
             await connection.request(method, target, data)
         finally:
-            idle.put_nowait(connection)
+            self.idle.put_nowait(connection)
+
+    async def close(self) -> None:
+        for connection in self.connections:
+            await connection.close()
+
+
+async def measure_api(url: str, token: str, objects: int, concurrency: int, meter: CpuMeter) -> dict[str, float]:
+    host, port = url.removeprefix("http://").split(":")
+    pool = await LeanHttpPool.open(host, int(port), token, concurrency)
+    send = pool.send
 
     async def create(index: int) -> None:
         body = {"kind": "Job", "metadata": {"name": f"job-{index}"}, "spec": {"run": "true"}}
@@ -188,8 +204,7 @@ async def measure_api(url: str, token: str, objects: int, concurrency: int, mete
             ),
         }
     finally:
-        for connection in connections:
-            await connection.close()
+        await pool.close()
 
 
 async def measure_watch_latency(url: str, token: str, watchers: int, writes: int) -> list[float]:
