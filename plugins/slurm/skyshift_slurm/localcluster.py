@@ -116,9 +116,13 @@ def _read_process_state(pid: int) -> str | None:
     return None
 
 
+def _search_path() -> str:
+    """Return PATH with the sbin directories appended, where Debian installs the Slurm and munge daemons."""
+    return os.environ.get("PATH", "") + os.pathsep + os.pathsep.join(_SBIN_DIRS)
+
+
 def _find_program(program: str) -> str:
-    path = os.environ.get("PATH", "") + os.pathsep + os.pathsep.join(_SBIN_DIRS)
-    found = shutil.which(program, path=path)
+    found = shutil.which(program, path=_search_path())
     if found is None:
         raise SlurmNotInstalledError(
             f"Program {program!r} not found on PATH or in {', '.join(_SBIN_DIRS)}; "
@@ -135,7 +139,7 @@ def _as_user(user: str, command: list[str]) -> list[str]:
     In a process whose gRPC threads are busy, such as one with an etcd client, gRPC's fork
     handlers then aborted 23 to 56 of 200 children in tests with grpcio 1.85.
     """
-    setpriv = shutil.which("setpriv", path=os.environ.get("PATH", "") + os.pathsep + os.pathsep.join(_SBIN_DIRS))
+    setpriv = shutil.which("setpriv", path=_search_path())
     if setpriv is None:
         raise LocalClusterError(
             f"Program 'setpriv' not found on PATH; it is needed to run Slurm's helpers as user {user!r}. "
