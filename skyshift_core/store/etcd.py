@@ -139,10 +139,6 @@ def parse_endpoint(endpoint: str) -> tuple[str, int]:
     return host, int(port)
 
 
-
-def _namespace_not_found(namespace: str) -> str:
-    return f"namespace '{namespace}' not found; create it first: skyshift create namespace {namespace}"
-
 class Store(LeaseStoreMixin, SecretStoreMixin):
     """Async access to SkyShift's objects (and leader-election leases) in etcd.
 
@@ -407,7 +403,9 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
                 metadata.resource_version = str(response.header.revision)
                 return obj
             if namespace_read and response.responses[0].response_range.count == 0:
-                raise NotFoundError(_namespace_not_found(namespace))
+                raise NotFoundError(
+                    f"namespace '{namespace}' not found; create it first: skyshift create namespace {namespace}"
+                )
             refreshed = await self.recheck_fence(fence, fenced, retried=retried)
             if refreshed is None:
                 break
@@ -520,7 +518,9 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
         namespace = (namespace or DEFAULT_NAMESPACE) if model.namespaced else None
         if model is Namespace and name == DEFAULT_NAMESPACE:
             # Objects created without a namespace go to 'default', so it must always exist.
-            raise ForbiddenError(f"namespace '{DEFAULT_NAMESPACE}' cannot be deleted: it holds objects created without a namespace")
+            raise ForbiddenError(
+                f"namespace '{DEFAULT_NAMESPACE}' cannot be deleted: it contains the objects created without a namespace"
+            )
         precondition = self.parse_resource_version(resource_version)
         fenced = await self.fence_compare(fence)
         retried = False
