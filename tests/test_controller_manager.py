@@ -37,6 +37,44 @@ async def test_controller_manager_ready_file_lifecycle(api_server: str, admin_to
     assert not ready_file.exists()
 
 
+async def wait_for_absence(path: Path, timeout: float = 10.0) -> bool:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while path.exists():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+async def test_ready_file_follows_api_server_health(etcd_server, etcd_root: str, admin_token: str, tmp_path: Path):
+    """The ready file goes while the API server is down and comes back when it answers again."""
+    from skyshift_core.api.app import ApiSettings
+    from skyshift_core.api.server import ServerThread
+    from skyshift_core.auth.service import AuthSettings
+
+    settings = ApiSettings(
+        etcd_endpoints=[etcd_server.endpoint], etcd_root=etcd_root,
+        auth=AuthSettings(audit_log=str(tmp_path / "audit.log")),
+    )  # fmt: skip
+    port = free_port()
+    server = await asyncio.to_thread(ServerThread(settings, port).start)
+    ready_file = tmp_path / "ready"
+    manager = ControllerManager(server.url, ready_file=ready_file, health_interval=0.1, token=admin_token)
+    task = asyncio.create_task(manager.run())
+    try:
+        assert await wait_for_file(ready_file)
+        await asyncio.to_thread(server.stop)
+        assert await wait_for_absence(ready_file), "the ready file stayed while the API server was down"
+        server = await asyncio.to_thread(ServerThread(settings, port).start)
+        assert await wait_for_file(ready_file), "the ready file did not come back with the API server"
+        assert ready_file.read_text().strip() == str(os.getpid())
+    finally:
+        manager.stop()
+        await asyncio.wait_for(task, timeout=10)
+        await asyncio.to_thread(server.stop)
+    assert not ready_file.exists()
+
+
 async def test_controller_manager_stops_while_waiting_for_api(tmp_path: Path):
     ready_file = tmp_path / "ready"
     manager = ControllerManager(f"http://127.0.0.1:{free_port()}", ready_file=ready_file)

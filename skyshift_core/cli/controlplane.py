@@ -347,7 +347,12 @@ def controller_manager(
         Path | None, typer.Option("--ready-file", help="File that contains this process's pid while it is ready.")
     ] = None,
     health_interval: Annotated[
-        float, typer.Option("--health-interval", help="Seconds between API server health checks.")
+        float,
+        typer.Option(
+            "--health-interval",
+            min=0.1,
+            help="Seconds between API server health checks; the ready file is removed while a check fails.",
+        ),
     ] = 10.0,
     config: Annotated[
         Path | None,

@@ -215,11 +215,13 @@ class ControllerManager:
         logger.info("Scheduler profiles: %s", ", ".join(sorted(self.profiles)))
         client = AsyncSkyShiftClient(self.server_url, timeout=PROBE_TIMEOUT * 6, token=self.token, ca_file=self.ca_file)
         elector = LeaderElector(client, self.config.lease_name, self.config.identity, ttl=self.config.lease_ttl)
+        health: asyncio.Task[None] | None = None
         try:
             logger.info("Controller manager starting; waiting for the API server at %s", self.server_url)
             if not await self._wait_for_api(client):
                 return
             self._write_ready_file()
+            health = asyncio.create_task(self._check_health(client))
             logger.info("Controller manager ready; campaigning for leadership as %s", elector.identity)
             while not self._stopping.is_set():
                 campaign = asyncio.ensure_future(elector.run(lambda: self._lead(elector)))
@@ -236,10 +238,41 @@ class ControllerManager:
                 else:
                     logger.warning("Lost leadership; controllers stopped, campaigning again")
         finally:
+            if health is not None:
+                health.cancel()
+                await asyncio.gather(health, return_exceptions=True)
             if self.ready_file is not None:
                 self.ready_file.unlink(missing_ok=True)
             await client.aclose()
             logger.info("Controller manager stopped")
+
+    async def _check_health(self, client: AsyncSkyShiftClient) -> None:
+        """Probe the API server every `health_interval` seconds; the ready file exists only while it answers.
+
+        `skyshift status` reads the ready file, so it shows the manager "not ready" while the API
+        server or its etcd is unreachable, and "ready" again once they answer.
+        """
+        ready = True
+        while True:
+            await asyncio.sleep(self.health_interval)
+            try:
+                async with asyncio.timeout(PROBE_TIMEOUT):
+                    answered = await client.is_ready()
+            except TimeoutError:
+                answered = False
+            if answered == ready:
+                continue
+            ready = answered
+            if ready:
+                self._write_ready_file()
+                logger.info("API server at %s is ready again", self.server_url)
+            else:
+                if self.ready_file is not None:
+                    self.ready_file.unlink(missing_ok=True)
+                logger.warning(
+                    "API server at %s is not ready; this controller manager reports not ready until it is",
+                    self.server_url,
+                )
 
     async def _lead(self, elector: LeaderElector) -> None:
         """Run every controller until cancelled; every write is fenced by the lease."""

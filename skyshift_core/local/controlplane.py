@@ -581,8 +581,8 @@ class LocalControlPlane:
                 ok = False
             return "ready" if ok else "not ready"
         if component == CONTROLLER_MANAGER:
-            # The ready file stays while the process runs, even when its --server URL (stored as its endpoint)
-            # is no longer where the API server listens, so that mismatch is checked here.
+            # The manager removes its ready file while its --server URL (stored as its endpoint) does not
+            # answer, but another server could answer there, so a URL other than this plane's is checked here.
             if record.endpoint != state.server_url:
                 return "not ready"
             return "ready" if self._controller_manager_ready(record) else "not ready"
