@@ -247,22 +247,22 @@ class ControllerManager:
             logger.info("Controller manager stopped")
 
     async def _check_health(self, client: AsyncSkyShiftClient) -> None:
-        """Probe the API server every `health_interval` seconds; the ready file exists only while it answers.
+        """Probe /readyz every `health_interval` seconds, keeping the ready file only while the API server is ready.
 
         `skyshift status` reads the ready file, so it shows the manager "not ready" while the API
-        server or its etcd is unreachable, and "ready" again once they answer.
+        server or its etcd is unreachable, and "ready" again once both respond.
         """
         ready = True
         while True:
             await asyncio.sleep(self.health_interval)
             try:
                 async with asyncio.timeout(PROBE_TIMEOUT):
-                    answered = await client.is_ready()
+                    healthy = await client.is_ready()
             except TimeoutError:
-                answered = False
-            if answered == ready:
+                healthy = False
+            if healthy == ready:
                 continue
-            ready = answered
+            ready = healthy
             if ready:
                 self._write_ready_file()
                 logger.info("API server at %s is ready again", self.server_url)
@@ -270,7 +270,7 @@ class ControllerManager:
                 if self.ready_file is not None:
                     self.ready_file.unlink(missing_ok=True)
                 logger.warning(
-                    "API server at %s is not ready; this controller manager reports not ready until it is",
+                    "API server at %s is not ready; this controller manager reports not ready until it is ready again",
                     self.server_url,
                 )
 
