@@ -187,6 +187,9 @@ class SchedulerReconciler:
                 return listed
             if self._policy_listing is None or self._policy_listing.done():
                 self._policy_listing = asyncio.ensure_future(self._list_policies())
+                # Every waiter may be cancelled (the manager stopping) before the listing fails, and
+                # asyncio would then log its error as never retrieved.
+                self._policy_listing.add_done_callback(_retrieve_error)
             # A listing that started before this Job was seen may end below its revision. The loop
             # then starts another one.
             self._listed_policies = max(self._listed_policies, await asyncio.shield(self._policy_listing), key=_revision)
@@ -328,6 +331,12 @@ class SchedulerReconciler:
 
 def _revision(listing: tuple[int, list[FilterPolicy]]) -> int:
     return listing[0]
+
+
+def _retrieve_error(task: asyncio.Future) -> None:
+    """Mark a finished task's error as retrieved; the waiters that are left raise it themselves."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _unready_since(cluster: Cluster) -> float | None:
