@@ -306,6 +306,13 @@ def test_legacy_manifest_over_api(api):
     [
         pytest.param(b"{not json", {"content-type": "application/json"}, 400, "not valid JSON", id="bad-json"),
         pytest.param(b"a: [", {"content-type": "application/yaml"}, 400, "not valid YAML", id="bad-yaml"),
+        pytest.param(
+            b"kind: Job\nmetadata: {name: x}\nspec: {replicas: 2, replicas: 3}\n",
+            {"content-type": "application/yaml"},
+            400,
+            "found duplicate key 'replicas'",
+            id="yaml-duplicate-key",
+        ),
         pytest.param(b"[1, 2]", {"content-type": "application/json"}, 400, "must be an object", id="not-object"),
         pytest.param(b"", {"content-type": "application/json"}, 400, "empty", id="empty"),
         pytest.param(

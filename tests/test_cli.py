@@ -163,6 +163,24 @@ def test_apply_invalid_yaml_names_file(cli, tmp_path: Path):
     assert f"Error: {path}: invalid YAML:" in result.stderr
 
 
+def test_apply_duplicate_key_rejected(cli, client: SkyShiftClient):
+    result = cli("apply", "-f", "-", input="kind: Job\nmetadata: {name: twice}\nspec:\n  replicas: 2\n  replicas: 5\n")
+
+    assert result.exit_code == 1
+    assert "found duplicate key 'replicas', first given on line 4" in result.stderr
+    assert not [job for job in client.list("Job", "default")["items"] if job["metadata"]["name"] == "twice"]
+
+
+def test_apply_keeps_clock_time_as_text(cli, client: SkyShiftClient):
+    manifest = "kind: Job\nmetadata:\n  name: clock\n  annotations: {window: 10:00, day: 2024-01-01}\nspec: {run: 'true'}\n"
+
+    result = cli("apply", "-f", "-", input=manifest)
+
+    assert result.exit_code == 0, result.stderr
+    annotations = client.get("Job", "clock", "default")["metadata"]["annotations"]
+    assert annotations == {"window": "10:00", "day": "2024-01-01"}
+
+
 def test_apply_missing_file(cli, tmp_path: Path):
     result = cli("apply", "-f", str(tmp_path / "nope.yaml"))
 

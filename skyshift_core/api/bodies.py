@@ -11,6 +11,7 @@ import yaml
 from fastapi import Request
 from pydantic import BaseModel
 
+from skyshift_core import manifest_yaml
 from skyshift_core.errors import BadRequestError, InvalidError
 from skyshift_core.objects.aliases import canonical_json_patch, canonical_merge_patch
 
@@ -39,13 +40,14 @@ async def read_manifest(request: Request) -> dict[str, Any]:
     media = _media_type(request)
     try:
         if media in YAML_TYPES:
-            data = yaml.safe_load(raw)
+            data = manifest_yaml.load(raw)
         else:
             data = json.loads(raw)
     except (yaml.YAMLError, ValueError, UnicodeDecodeError) as error:
-        form = "YAML" if media in YAML_TYPES else "JSON"
+        if media in YAML_TYPES:
+            raise BadRequestError(f"request body is not valid YAML: {error}") from error
         raise BadRequestError(
-            f"request body is not valid {form}: {error}; set Content-Type: application/yaml for YAML"
+            f"request body is not valid JSON: {error}; for a YAML body, set Content-Type: application/yaml"
         ) from error
     if not isinstance(data, dict):
         raise BadRequestError(f"request body must be an object, got {type(data).__name__}")
@@ -77,9 +79,10 @@ async def apply_patch(request: Request, document: dict[str, Any], model: type[Ba
         raise BadRequestError(f"unsupported patch Content-Type {media!r}: use one of {', '.join(PATCH_TYPES)}")
     raw = await request.body()
     try:
-        patch = yaml.safe_load(raw) if media in YAML_TYPES else json.loads(raw or b"null")
+        patch = manifest_yaml.load(raw) if media in YAML_TYPES else json.loads(raw or b"null")
     except (yaml.YAMLError, ValueError, UnicodeDecodeError) as error:
-        raise BadRequestError(f"patch body is not valid JSON: {error}") from error
+        form = "YAML" if media in YAML_TYPES else "JSON"
+        raise BadRequestError(f"patch body is not valid {form}: {error}") from error
     if media == JSON_PATCH:
         if not isinstance(patch, list):
             raise BadRequestError("a JSON patch must be a list of operations, like [{\"op\": \"replace\", ...}]")

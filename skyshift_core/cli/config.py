@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from skyshift_core import manifest_yaml
 from skyshift_core.client import DEFAULT_SERVER
 from skyshift_core.errors import InvalidError
 
@@ -78,7 +79,7 @@ class ClientConfig:
         except OSError as error:
             raise InvalidError(f"cannot read the client config {path}: {error}") from error
         try:
-            data = yaml.safe_load(text) or {}
+            data = manifest_yaml.load(text) or {}
         except yaml.YAMLError as error:
             raise InvalidError(f"the client config {path} is not valid YAML: {error}; fix or delete it") from error
         if not isinstance(data, dict):

@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 import yaml
 
+from skyshift_core import manifest_yaml
 from skyshift_core.errors import InvalidError
 from skyshift_core.objects import Object, kinds, parse_object
 from skyshift_core.objects.base import suggest
@@ -76,7 +77,7 @@ def _load_text(source: str, text: str, as_json: bool) -> list[Any]:
     try:
         if as_json:
             return [json.loads(text)]
-        return list(yaml.safe_load_all(text))
+        return list(manifest_yaml.load_all(text))
     except json.JSONDecodeError as error:
         raise InvalidError(f"{source}: invalid JSON: {error}") from error
     except yaml.YAMLError as error:

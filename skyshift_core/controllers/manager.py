@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from skyshift_core import manifest_yaml
 from skyshift_core.client import AsyncSkyShiftClient
 from skyshift_core.controllers.jobstatus import JobStatusReconciler
 from skyshift_core.controllers.scheduler import DEFAULT_GRACE_PERIOD, SchedulerReconciler
@@ -88,7 +89,7 @@ class ControllerManagerConfig:
         if path is None:
             return cls()
         try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
+            data = manifest_yaml.load(Path(path).read_text()) or {}
         except (OSError, yaml.YAMLError) as error:
             raise ValueError(f"cannot read controller manager config {path}: {error}") from error
         if not isinstance(data, dict):
