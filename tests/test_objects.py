@@ -108,12 +108,43 @@ def test_env_mapping_accepted():
         pytest.param({"resources": {"Cpus": 2}}, "unknown resource 'Cpus' (did you mean 'cpus'?)", id="resource-capitalized"),
         pytest.param({"resources": {"Memory": "2G"}}, "unknown resource 'Memory' (did you mean 'memory'?)", id="resource-memory-case"),
         pytest.param({"resources": {"GPU": 1}}, "unknown resource 'GPU' (did you mean 'gpus'?)", id="resource-singular-gpu"),
+        pytest.param({"resources": {"cpus": "5x"}}, "invalid cpus '5x': expected a number of CPUs", id="cpus-unit"),
+        pytest.param({"resources": {"cpus": -1}}, "invalid cpus -1: must not be negative", id="cpus-negative"),
+        pytest.param(
+            {"resources": {"accelerators": "V100:two"}},
+            "invalid accelerators 'V100:two': expected a mapping of accelerator type to count",
+            id="accelerator-count-text",
+        ),
+        pytest.param(
+            {"resources": {"accelerators": ["V100", "A100"]}},
+            "or one type with an optional count such as 'V100:2'",
+            id="accelerator-list",
+        ),
     ],
 )
 def test_invalid_job_spec_names_problem(spec, fragment):
     with pytest.raises(InvalidError) as raised:
         parse_object({"kind": "Job", "metadata": {"name": "a"}, "spec": spec})
     assert fragment in raised.value.message
+
+
+@pytest.mark.parametrize(
+    "resources, cpus, accelerators",
+    [
+        pytest.param({"cpus": "500m"}, 0.5, {}, id="millicores"),
+        pytest.param({"cpus": "2"}, 2.0, {}, id="number-as-text"),
+        pytest.param({"cpus": 1.5}, 1.5, {}, id="number"),
+        pytest.param({"accelerators": "V100:2"}, 1.0, {"V100": 2}, id="skypilot-type-and-count"),
+        pytest.param({"accelerators": "T4"}, 1.0, {"T4": 1}, id="skypilot-type-only"),
+        pytest.param({"accelerators": {"A100": 1}}, 1.0, {"A100": 1}, id="mapping"),
+    ],
+)
+def test_resource_spellings_accepted(resources, cpus, accelerators):
+    spec = parse_object({"kind": "Job", "metadata": {"name": "a"}, "spec": {"resources": resources}}).spec
+
+    assert spec.resources.cpus == cpus
+    assert spec.resources.accelerators == accelerators
+    assert spec.resources.gpus == sum(accelerators.values())
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Parsing of memory and disk sizes: plain numbers are MiB, strings may carry a unit.
+"""Parsing of CPU counts and of memory and disk sizes: plain numbers are MiB, strings may carry a unit.
 
 SkyShift stores sizes in MiB, the unit Slurm calls "MB" in `--mem`, so the original SkyShift
 manifests that wrote `memory: 128` keep their meaning. Kubernetes quantities (`512Mi`, `2G`,
@@ -33,6 +33,28 @@ _BYTES_PER_UNIT = {
 }
 
 _QUANTITY = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*$")
+_CPUS = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)(m?)\s*$")
+
+
+def parse_cpus(value: object, field: str = "cpus") -> float:
+    """Convert a CPU count to a number: `2`, `0.5`, or Kubernetes' millicores such as `'500m'`.
+
+    Raises ValueError naming the value and the accepted forms.
+    """
+    expected = "expected a number of CPUs such as 2 or 0.5, or millicores such as '500m'"
+    if isinstance(value, bool):
+        raise ValueError(f"invalid {field} {value!r}: {expected}")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError(f"invalid {field} {value!r}: must not be negative")
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError(f"invalid {field} {value!r}: {expected}")
+    match = _CPUS.match(value)
+    if not match:
+        raise ValueError(f"invalid {field} {value!r}: {expected}")
+    number = float(match.group(1))
+    return number / 1000 if match.group(2) else number
 
 
 def parse_mebibytes(value: object, field: str = "size") -> float:

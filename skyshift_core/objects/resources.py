@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from skyshift_core.objects.base import SkyModel, suggest
-from skyshift_core.objects.quantity import parse_mebibytes
+from skyshift_core.objects.quantity import parse_cpus, parse_mebibytes
 
 # Accelerator names carry an upper-case letter or a digit (A100, H100, T4, L40S, TPU-v4);
 # an all-lower-case unknown key is much more likely a misspelt field than a GPU model.
@@ -25,6 +25,23 @@ def _resembles_field(key: str, names: list[str]) -> bool:
 
     Such a key is a misspelt field, not an accelerator type, and would otherwise request GPUs."""
     return bool(difflib.get_close_matches(key.lower(), names, n=1, cutoff=0.75))
+
+
+def _accelerator_counts(value: Any) -> dict[str, Any]:
+    """Read `accelerators` as a mapping (`{V100: 2}`) or in SkyPilot's spelling (`V100:2`, `V100`)."""
+    if not value:
+        return {}
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, str):
+        name, _, count = value.partition(":")
+        name, count = name.strip(), count.strip()
+        if _ACCELERATOR.match(name) and (not count or count.isdigit()):
+            return {name: int(count) if count else 1}
+    raise ValueError(
+        f"invalid accelerators {value!r}: expected a mapping of accelerator type to count such as "
+        "{V100: 2}, or one type with an optional count such as 'V100:2'"
+    )
 
 
 class ResourceList(SkyModel):
@@ -43,7 +60,7 @@ class ResourceList(SkyModel):
             return data
         data = dict(data)
         accepted = cls.accepted_keys()
-        accelerators = dict(data.get("accelerators") or {})
+        accelerators = _accelerator_counts(data.get("accelerators"))
         problems = []
         names = sorted(cls.model_fields)
         for key in [key for key in data if key not in accepted]:
@@ -64,6 +81,11 @@ class ResourceList(SkyModel):
     @classmethod
     def _parse_size(cls, value: Any, info) -> float:
         return parse_mebibytes(value, info.field_name)
+
+    @field_validator("cpus", mode="before")
+    @classmethod
+    def _parse_cpus(cls, value: Any) -> float:
+        return parse_cpus(value)
 
     @field_validator("accelerators")
     @classmethod
