@@ -23,7 +23,7 @@ def aggregate_phase(job: Job) -> tuple[JobPhase, str]:
     - Failed: a replica failed for good (restart policy Never, or OnFailure retries exhausted,
       which backends report as Failed).
     - Succeeded: every replica succeeded (batch restart policies only).
-    - Running: at least one replica runs.
+    - Running: at least one replica runs or has succeeded, so the Job's work has begun.
     - Pending: otherwise.
     """
     tasks = {}
@@ -45,7 +45,7 @@ def aggregate_phase(job: Job) -> tuple[JobPhase, str]:
     if batch and succeeded >= job.spec.replicas:
         return JobPhase.SUCCEEDED, f"all {job.spec.replicas} replicas succeeded"
     running = sum(1 for _, task in tasks.values() if task.state == "Running")
-    if running:
+    if running or succeeded:
         return JobPhase.RUNNING, f"{running} of {job.spec.replicas} replicas running, {succeeded} succeeded"
     return JobPhase.PENDING, f"{len(tasks)} of {job.spec.replicas} replicas reported, none running"
 

@@ -75,3 +75,14 @@ async def test_quick_job_starts_before_it_completes():
     assert finished.status.phase.value == "Succeeded"
     assert finished.status.start_time == started.status.start_time
     assert finished.status.completion_time > finished.status.start_time
+
+
+async def test_partly_succeeded_job_is_running():
+    client = RecordingClient()
+    reconciler = JobStatusReconciler(client, OneJob(job_with_tasks("Succeeded", "Succeeded", "Pending", "Pending")))  # type: ignore[arg-type]
+
+    await reconciler.reconcile(Request("Job", "default", "train"))
+
+    (written,) = client.written
+    assert written.status.phase.value == "Running"
+    assert written.status.completion_time is None
