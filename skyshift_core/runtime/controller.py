@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 RECONCILED_REASON = "Reconciled"
 # Attempts of a condition write that loses a race with another writer of the object.
 _CONDITION_WRITE_ATTEMPTS = 3
+# Conflicts in a row that log at INFO; from the next one on they log at WARNING.
+ROUTINE_CONFLICTS = 3
 
 
 @dataclass(frozen=True)
@@ -182,11 +184,15 @@ class Controller:
             )
         except Exception as error:
             delay = self.queue.add_rate_limited(request)
+            attempts = self.queue.num_requeues(request)
             # Expected failures (the API or a cluster is unavailable) log their message;
-            # anything else is a bug in the reconciler and logs its traceback.
-            logger.warning(
+            # anything else is a bug in the reconciler and logs its traceback. A conflict means
+            # the object changed since the cache saw it, which is routine until it repeats.
+            routine = isinstance(error, ConflictError) and attempts <= ROUTINE_CONFLICTS
+            logger.log(
+                logging.INFO if routine else logging.WARNING,
                 "Controller %s, reconcile %s of %s failed (attempt %d): %s; retrying in %.2f s",
-                self.name, reconcile_id, request, self.queue.num_requeues(request),
+                self.name, reconcile_id, request, attempts,
                 error.message if isinstance(error, SkyShiftError) else repr(error), delay,
                 exc_info=not isinstance(error, SkyShiftError), extra=extra,
             )  # fmt: skip

@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from skyshift_core.client import AsyncSkyShiftClient
+from skyshift_core.errors import ConflictError
 from skyshift_core.runtime import (
     RECONCILE_ERROR_CONDITION,
     Controller,
@@ -19,6 +20,7 @@ from skyshift_core.runtime import (
     TerminalError,
     current_reconcile_id,
 )
+from skyshift_core.runtime.controller import ROUTINE_CONFLICTS
 
 
 class RecordingBackoff(ExponentialBackoff):
@@ -171,6 +173,29 @@ async def test_retryable_error_backs_off_then_forgets(client, job, wait_until, c
         assert "retrying in 0.01 s" in first.getMessage()
         conditions = (await client.get("jobs", "flaky"))["status"]["conditions"]
         assert conditions == []  # Retryable errors are not recorded as conditions.
+    finally:
+        await stop(task)
+
+
+async def test_repeated_conflicts_log_warning(client, job, wait_until, caplog):
+    await client.create(job("contested"))
+    jobs = Informer(client, "jobs", resync_period=None)
+    attempts: list[int] = []
+
+    async def reconcile(request: Request) -> None:
+        attempts.append(len(attempts) + 1)
+        if len(attempts) <= ROUTINE_CONFLICTS + 1:
+            raise ConflictError(f"Job 'default/contested' was modified (attempt {len(attempts)})")
+
+    controller = Controller("conflict-test", reconcile, [jobs], rate_limiter=RecordingBackoff(base=0.01, max_delay=0.1))
+    caplog.set_level(logging.INFO, logger="skyshift_core.runtime.controller")
+    task = await run_in_background(controller)
+    try:
+        await wait_until(lambda: len(attempts) == ROUTINE_CONFLICTS + 2, message=f"attempts, got {len(attempts)}")
+
+        failures = [record for record in caplog.records if "failed (attempt" in record.getMessage()]
+        levels = [record.levelno for record in failures]
+        assert levels == [logging.INFO] * ROUTINE_CONFLICTS + [logging.WARNING]
     finally:
         await stop(task)
 
