@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from skyshift_core.cluster_manager import WorkUnit
 from skyshift_core.objects import Volume
+from skyshift_core.objects.job import DEFAULT_IMAGE
 
 REPLICA_VARIABLE = "SKYSHIFT_REPLICA_INDEX"
 # Directory of a replica's empty_dir volumes; removed when the replica ends.
@@ -183,12 +184,14 @@ def enroot_image(image: str) -> str:
 
 
 def _host_lines(spec: ContainerSpec) -> tuple[list[str], list[str]]:
-    warnings = [
-        (
+    warnings = []
+    # The default image is there for container backends: a Job that names no image, as Slurm users
+    # write them, expects its command to run on the node and gets no warning.
+    if spec.image != DEFAULT_IMAGE:
+        warnings.append(
             f"image {spec.image!r} was not used: this cluster's container_runtime is none, so the command runs "
             "directly on the Slurm node; set container_runtime to apptainer, podman or enroot to run it in the image"
         )
-    ]
     if spec.volumes:
         names = ", ".join(name for name, _ in spec.volumes)
         warnings.append(

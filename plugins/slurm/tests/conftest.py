@@ -280,6 +280,7 @@ def new_job(
     resources: dict[str, Any] | None = None,
     envs: dict[str, str] | None = None,
     backend: dict[str, Any] | None = None,
+    image: str | None = None,
 ) -> Job:
     """A Job with a fresh uid, so every test's work keys are its own."""
     spec: dict[str, Any] = {
@@ -291,6 +292,8 @@ def new_job(
     }
     if backend is not None:
         spec["backend"] = {"slurm": backend}
+    if image is not None:
+        spec["image"] = image
     return Job.model_validate(
         {"metadata": {"name": name, "namespace": "default", "uid": str(uuid.uuid4())}, "spec": spec}
     )

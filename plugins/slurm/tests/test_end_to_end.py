@@ -19,6 +19,7 @@ JOB = {
     "metadata": {"name": "hello"},
     "spec": {
         "replicas": 4,
+        "image": "python:3.11-slim",
         "run": 'echo "replica $SKYSHIFT_REPLICA_INDEX of $SKYSHIFT_REPLICAS on $SKYSHIFT_CLUSTER"',
         "restart_policy": "Never",
         "resources": {"cpus": 0.5, "memory": "64Mi"},

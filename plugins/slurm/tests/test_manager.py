@@ -63,12 +63,12 @@ async def test_success_runs_every_replica(mode, make_manager, make_job, make_uni
 @pytest.mark.parametrize("mode", PARSER_MODES)
 async def test_submit_warns_that_image_is_unused(mode, make_manager, make_job, make_unit):
     manager = await make_manager("alpha", mode)
-    unit = make_unit(make_job("image", "true"), manager.name)
+    unit = make_unit(make_job("image", "true", image="python:3.11-slim"), manager.name)
 
     submitted = await manager.submit(unit)
 
     assert len(submitted.warnings) == 1
-    assert "image 'ubuntu:latest' was not used" in submitted.warnings[0]
+    assert "image 'python:3.11-slim' was not used" in submitted.warnings[0]
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -122,6 +122,12 @@ def test_host_runtime_warns_about_image_and_volumes():
     assert warnings[1].startswith("volumes data were not mounted")
 
 
+def test_host_runtime_quiet_without_image():
+    _, warnings = batch_script(unit("true"), [0], "/w", "none")
+
+    assert warnings == []
+
+
 def test_container_runtimes_do_not_warn():
     for runtime in ("apptainer", "podman", "enroot"):
         assert batch_script(unit("true"), [0], "/w", runtime)[1] == []
