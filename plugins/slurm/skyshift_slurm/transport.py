@@ -143,6 +143,12 @@ class LocalTransport(Transport):
         process_environment = {name: os.environ[name] for name in PASSED_VARIABLES if name in os.environ}
         process_environment.setdefault("PATH", DEFAULT_PATH)
         if self.slurm_conf:
+            # Slurm's commands retry a missing slurm.conf for up to a minute before they fail.
+            if not os.path.isfile(self.slurm_conf):
+                raise ClusterManagerError(
+                    f"slurm_conf {self.slurm_conf!r} is not a file on this machine, where the controller manager "
+                    "runs Slurm's commands; fix spec.config.slurm_conf or create the file"
+                )
             process_environment["SLURM_CONF"] = self.slurm_conf
         process_environment.update(environment or {})
         return list(argv), process_environment

@@ -14,14 +14,26 @@ from skyshift_slurm.transport import LocalTransport, SshTransport
 from skyshift_core.cluster_manager import ClusterManagerError
 
 
-async def test_local_command_gets_slurm_conf_but_not_secrets(monkeypatch):
+async def test_local_command_gets_slurm_conf_but_not_secrets(monkeypatch, tmp_path):
     monkeypatch.setenv("SKYSHIFT_TEST_SECRET", "hunter2")
-    transport = LocalTransport("/etc/slurm/site-a.conf")
+    slurm_conf = tmp_path / "site-a.conf"
+    slurm_conf.write_text("ClusterName=site-a\n")
+    transport = LocalTransport(str(slurm_conf))
 
     result = await transport.run(["env"], timeout=10)
 
-    assert "SLURM_CONF=/etc/slurm/site-a.conf" in result.output.splitlines()
+    assert f"SLURM_CONF={slurm_conf}" in result.output.splitlines()
     assert "hunter2" not in result.output
+
+
+async def test_local_missing_slurm_conf_is_named(tmp_path):
+    missing = tmp_path / "nope" / "slurm.conf"
+
+    with pytest.raises(ClusterManagerError) as raised:
+        await LocalTransport(str(missing)).run(["scontrol", "ping"], timeout=5)
+
+    assert f"slurm_conf '{missing}' is not a file on this machine" in str(raised.value)
+    assert "fix spec.config.slurm_conf" in str(raised.value)
 
 
 async def test_local_command_timeout_kills_process(tmp_path):
