@@ -57,7 +57,8 @@ class EtcdProcess:
             "--initial-cluster", f"{self.name}={peer_url}",
             "--auto-compaction-mode", "revision",
             "--auto-compaction-retention", str(self.compaction_retention),
-            "--log-level", "warn",
+            # etcd 3.4 still defaults to the capnslog logger and warns at start-up that it is deprecated.
+            "--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn",
         ]  # fmt: skip
 
     def start(self, timeout: float = 20.0) -> "EtcdProcess":
