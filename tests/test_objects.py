@@ -128,6 +128,20 @@ def test_invalid_job_spec_names_problem(spec, fragment):
     assert fragment in raised.value.message
 
 
+@pytest.mark.parametrize("api_version", ["v1", "skyshift/v1"])
+def test_api_versions_accepted(api_version):
+    job = parse_object({"apiVersion": api_version, "kind": "Job", "metadata": {"name": "a"}})
+
+    assert job.api_version == "v1"
+
+
+def test_unknown_api_version_lists_accepted_ones():
+    with pytest.raises(InvalidError) as raised:
+        parse_object({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "a"}})
+
+    assert "unsupported api_version 'batch/v1': expected 'v1' or 'skyshift/v1'" in raised.value.message
+
+
 @pytest.mark.parametrize(
     "resources, cpus, accelerators",
     [

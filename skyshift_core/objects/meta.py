@@ -134,7 +134,9 @@ class Object(SkyModel):
     @classmethod
     def _check_api_version(cls, api_version: str) -> str:
         if api_version not in (API_VERSION, f"skyshift/{API_VERSION}"):
-            raise ValueError(f"unsupported api_version {api_version!r}: expected '{API_VERSION}'")
+            raise ValueError(
+                f"unsupported api_version {api_version!r}: expected '{API_VERSION}' or 'skyshift/{API_VERSION}'"
+            )
         return API_VERSION
 
     def table_row(self) -> dict[str, str]:
