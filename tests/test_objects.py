@@ -109,6 +109,11 @@ def test_env_mapping_accepted():
         pytest.param({"resources": {"Memory": "2G"}}, "unknown resource 'Memory' (did you mean 'memory'?)", id="resource-memory-case"),
         pytest.param({"resources": {"GPU": 1}}, "unknown resource 'GPU' (did you mean 'gpus'?)", id="resource-singular-gpu"),
         pytest.param({"resources": {"cpus": "5x"}}, "invalid cpus '5x': expected a number of CPUs", id="cpus-unit"),
+        pytest.param(
+            {"resources": {"A100": 2, "accelerators": {"A100": 1}}},
+            "accelerator 'A100' is given both as a key (2) and in accelerators (1); keep one of them",
+            id="accelerator-twice",
+        ),
         pytest.param({"resources": {"cpus": -1}}, "invalid cpus -1: must not be negative", id="cpus-negative"),
         pytest.param(
             {"resources": {"accelerators": "V100:two"}},

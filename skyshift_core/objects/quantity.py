@@ -1,8 +1,9 @@
 """Parsing of CPU counts and of memory and disk sizes: plain numbers are MiB, strings may carry a unit.
 
 SkyShift stores sizes in MiB, the unit Slurm calls "MB" in `--mem`, so the original SkyShift
-manifests that wrote `memory: 128` keep their meaning. Kubernetes quantities (`512Mi`, `2G`,
-`1.5Gi`) and Slurm-style suffixes (`16G`, `512M`) are accepted as strings.
+manifests that wrote `memory: 128` keep their meaning. Strings are Kubernetes quantities: `512Mi`
+and `1.5Gi` are binary, `2G` and `512M` decimal. Slurm reads its `16G` as binary, so Slurm users
+write `16Gi` for the same amount.
 """
 
 from __future__ import annotations

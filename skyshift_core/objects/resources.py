@@ -65,6 +65,12 @@ class ResourceList(SkyModel):
         names = sorted(cls.model_fields)
         for key in [key for key in data if key not in accepted]:
             if isinstance(key, str) and _ACCELERATOR.match(key) and not _resembles_field(key, names):
+                if key in accelerators:
+                    problems.append(
+                        f"accelerator {key!r} is given both as a key ({data[key]!r}) and in accelerators "
+                        f"({accelerators[key]!r}); keep one of them"
+                    )
+                    continue
                 accelerators[key] = data.pop(key)
                 continue
             problems.append(
