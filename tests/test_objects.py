@@ -110,6 +110,12 @@ def test_env_mapping_accepted():
         pytest.param({"resources": {"GPU": 1}}, "unknown resource 'GPU' (did you mean 'gpus'?)", id="resource-singular-gpu"),
         pytest.param({"resources": {"cpus": "5x"}}, "invalid cpus '5x': expected a number of CPUs", id="cpus-unit"),
         pytest.param(
+            {"restart_policy": "Never", "restartPolicy": "Always"},
+            "field 'restart_policy' is given more than once, as 'restart_policy' and 'restartPolicy'; keep one spelling",
+            id="two-spellings",
+        ),
+        pytest.param({"env": {"A": "1"}, "envs": {"B": "2"}}, "field 'envs' is given more than once", id="env-and-envs"),
+        pytest.param(
             {"resources": {"A100": 2, "accelerators": {"A100": 1}}},
             "accelerator 'A100' is given both as a key (2) and in accelerators (1); keep one of them",
             id="accelerator-twice",

@@ -36,37 +36,52 @@ class SkyModel(BaseModel):
         extra="forbid",
     )
 
-    # Cache of accepted input keys per class, filled on first validation.
-    _accepted_keys_cache: ClassVar[dict[type, frozenset[str]]] = {}
+    # Cache of each class's accepted input keys and the field each one names, filled on first validation.
+    _spellings_cache: ClassVar[dict[type, dict[str, str]]] = {}
+
+    @classmethod
+    def spellings(cls) -> dict[str, str]:
+        """Map every input key this model accepts (field names, camelCase aliases, extra aliases) to its field."""
+        cached = SkyModel._spellings_cache.get(cls)
+        if cached is not None:
+            return cached
+        spellings: dict[str, str] = {}
+        for name, field in cls.model_fields.items():
+            spellings[name] = name
+            spellings[to_camel(name)] = name
+            alias = field.validation_alias
+            if isinstance(alias, str):
+                spellings[alias] = name
+            elif isinstance(alias, AliasChoices):
+                spellings.update((choice, name) for choice in alias.choices if isinstance(choice, str))
+        SkyModel._spellings_cache[cls] = spellings
+        return spellings
 
     @classmethod
     def accepted_keys(cls) -> frozenset[str]:
         """Every input key this model accepts: field names, camelCase aliases and extra aliases."""
-        cached = SkyModel._accepted_keys_cache.get(cls)
-        if cached is not None:
-            return cached
-        keys: set[str] = set()
-        for name, field in cls.model_fields.items():
-            keys.add(name)
-            keys.add(to_camel(name))
-            alias = field.validation_alias
-            if isinstance(alias, str):
-                keys.add(alias)
-            elif isinstance(alias, AliasChoices):
-                keys.update(choice for choice in alias.choices if isinstance(choice, str))
-        frozen = frozenset(keys)
-        SkyModel._accepted_keys_cache[cls] = frozen
-        return frozen
+        return frozenset(cls.spellings())
 
     @model_validator(mode="before")
     @classmethod
     def _reject_unknown_fields(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        accepted = cls.accepted_keys()
-        unknown = [key for key in data if key not in accepted]
+        spellings = cls.spellings()
+        unknown = [key for key in data if key not in spellings]
         if unknown:
             names = sorted(cls.model_fields)
             problems = [f"unknown field '{key}'{suggest(str(key), names)}" for key in unknown]
             raise ValueError("; ".join(problems) + f"; valid fields: {', '.join(names)}")
+        fields = [spellings[key] for key in data]
+        if len(set(fields)) < len(fields):
+            given: dict[str, list[str]] = {}
+            for key, field in zip(data, fields):
+                given.setdefault(field, []).append(key)
+            problems = [
+                f"field '{field}' is given more than once, as {' and '.join(repr(key) for key in keys)}"
+                for field, keys in given.items()
+                if len(keys) > 1
+            ]
+            raise ValueError("; ".join(problems) + "; keep one spelling")
         return data
