@@ -139,6 +139,31 @@ def error_from_body(method: str, url: str, status_code: int, content: bytes, rea
     return error_from_status({"code": status_code, "message": message}, status_code)
 
 
+# What OpenSSL reports when a server responds to the TLS ClientHello with bytes that are not a TLS record,
+# as a plain-HTTP server does: "[SSL: WRONG_VERSION_NUMBER] wrong version number" before OpenSSL 3.2.0,
+# "[SSL] record layer failure" from 3.2.0 on.
+_PLAIN_REPLY_MARKERS = ("WRONG_VERSION_NUMBER", "record layer failure")
+
+
+def _is_plain_http_reply(error: BaseException) -> bool:
+    """Return True when a connection failed because a server without TLS responded to the TLS handshake.
+
+    httpx, aiohttp and `http_pool` each wrap the `ssl.SSLError`, so the chain of causes is searched.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if any(marker in str(current) for marker in _PLAIN_REPLY_MARKERS):
+            return True
+        # aiohttp keeps the underlying OSError in `os_error` rather than in the chain.
+        pending.extend([current.__cause__, current.__context__, getattr(current, "os_error", None)])
+    return False
+
+
 def parse_watch_line(line: str) -> tuple[str, dict[str, Any]] | None:
     """Decode one line of a watch stream into (type, object); raise the mapped error for an ERROR event.
 
@@ -239,6 +264,12 @@ class _ClientBase:
     # ---- transport errors -------------------------------------------------------------------
 
     def _unreachable_error(self, error: BaseException) -> ServerUnreachableError:
+        if self.server_url.startswith("https://") and _is_plain_http_reply(error):
+            plain_url = "http://" + self.server_url.removeprefix("https://")
+            return ServerUnreachableError(
+                f"the server at {self.server_url} does not speak TLS: its response to the TLS handshake was "
+                f"not TLS, most likely plain HTTP ({error}); try {plain_url} instead"
+            )
         return ServerUnreachableError(
             f"cannot reach the SkyShift API server at {self.server_url}: {error}; "
             "start it with 'skyshift up' or pass --server"

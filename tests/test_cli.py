@@ -543,10 +543,22 @@ def test_resolve_server_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def test_resolve_server_default_without_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("SKYSHIFT_CONFIG", str(tmp_path / "missing.yaml"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("SKYSHIFT_CONFIG", raising=False)
     monkeypatch.delenv("SKYSHIFT_SERVER", raising=False)
 
     assert resolve_server(None) == DEFAULT_SERVER
+
+
+def test_resolve_server_missing_explicit_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("SKYSHIFT_CONFIG", str(tmp_path / "missing.yaml"))
+    monkeypatch.delenv("SKYSHIFT_SERVER", raising=False)
+
+    with pytest.raises(InvalidError) as raised:
+        resolve_server(None)
+
+    path = tmp_path / "missing.yaml"
+    assert f"the client config {path}, named by $SKYSHIFT_CONFIG, does not exist" in raised.value.message
 
 
 def test_config_with_unknown_current_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

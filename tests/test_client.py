@@ -207,6 +207,30 @@ def test_client_unreachable_server_message():
     assert isinstance(raised.value, UnavailableError)
 
 
+def test_client_https_to_plain_server(api_server: str):
+    tls_url = api_server.replace("http://", "https://")
+
+    with SkyShiftClient(tls_url, timeout=5) as mismatched, pytest.raises(ServerUnreachableError) as raised:
+        mismatched.get("jobs", "x")
+
+    assert raised.value.message.startswith(f"the server at {tls_url} does not speak TLS")
+    assert raised.value.message.endswith(f"try {api_server} instead")
+
+
+async def test_async_client_https_to_plain_server(api_server: str):
+    tls_url = api_server.replace("http://", "https://")
+
+    async with AsyncSkyShiftClient(tls_url, timeout=5) as mismatched:
+        with pytest.raises(ServerUnreachableError) as requested:
+            await mismatched.list("jobs")
+        with pytest.raises(ServerUnreachableError) as watched:
+            async for _ in mismatched.watch("jobs"):
+                pass
+
+    assert requested.value.message.endswith(f"try {api_server} instead")
+    assert watched.value.message.endswith(f"try {api_server} instead")
+
+
 def test_client_is_ready(client: SkyShiftClient):
     assert client.is_ready()
     with SkyShiftClient(f"http://127.0.0.1:{free_port()}") as unreachable:

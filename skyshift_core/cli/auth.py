@@ -11,11 +11,12 @@ from typing import Annotated, Any
 
 import typer
 
-from skyshift_core.cli.common import ServerOption, client_for, connection_for, to_yaml
+from skyshift_core.cli.common import ServerOption, client_for, connection_for, not_found_message, to_yaml
 from skyshift_core.cli.config import ClientConfig, default_config_path
 from skyshift_core.cli.tables import format_table
 from skyshift_core.client import SkyShiftClient
-from skyshift_core.errors import ForbiddenError, InvalidError
+from skyshift_core.errors import ForbiddenError, InvalidError, NotFoundError
+from skyshift_core.objects import Role, User
 
 config_app = typer.Typer(help="Show and switch the contexts of the client config.", no_args_is_help=True)
 invite_app = typer.Typer(help="Create, list and revoke invites that register new users.", no_args_is_help=True)
@@ -32,14 +33,42 @@ PasswordStdinOption = Annotated[
 OutputOption = Annotated[str | None, typer.Option("--output", "-o", help="Output format: yaml or json. Default: text.")]
 
 
-def parse_duration(text: str | None) -> int | None:
-    """Parse `90`, `90s`, `30m`, `12h` or `7d` into seconds; None stays None."""
+# The API server's message when a requested lifetime exceeds its maximum (skyshift_core.auth.routes).
+_SERVER_LIFETIME_MAXIMUM = re.compile(r"^invalid lifetime_seconds \d+: the maximum is (\d+)$")
+
+
+def parse_duration(text: str | None, option: str = "duration") -> int | None:
+    """Parse `90`, `90s`, `30m`, `12h` or `7d` into seconds; None stays None.
+
+    `option` (such as `--lifetime`) names the value in the error message."""
     if text is None:
         return None
     match = _DURATION.match(text.strip())
     if not match or int(match.group(1)) == 0:
-        raise InvalidError(f"invalid duration {text!r}: expected a positive number with s, m, h or d, for example 12h")
+        raise InvalidError(f"invalid {option} {text!r}: expected a positive number with s, m, h or d, for example 12h")
     return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def format_duration(seconds: int) -> str:
+    """Write seconds in the largest unit that divides them, as parse_duration reads it: 2592000 is `30d`."""
+    for unit in ("d", "h", "m"):
+        if seconds % _DURATION_UNITS[unit] == 0:
+            return f"{seconds // _DURATION_UNITS[unit]}{unit}"
+    return f"{seconds}s"
+
+
+def _call_with_lifetime(client: SkyShiftClient, path: str, body: dict[str, Any], lifetime: str | None) -> Any:
+    """POST `body`; when the server rejects its lifetime as too long, name --lifetime and the server's maximum."""
+    try:
+        return client.call("POST", path, body)
+    except InvalidError as error:
+        match = _SERVER_LIFETIME_MAXIMUM.match(error.message)
+        if lifetime is None or match is None:
+            raise
+        maximum = format_duration(int(match.group(1)))
+        raise InvalidError(
+            f"invalid --lifetime {lifetime!r}: the server's maximum is {maximum}; pass --lifetime {maximum} or less"
+        ) from error
 
 
 def _read_password(from_stdin: bool, prompt: str, confirm: bool = False) -> str:
@@ -104,9 +133,9 @@ def login(
     connection = connection_for(ctx, server)
     body: dict[str, Any] = {"username": username, "password": password}
     if lifetime is not None:
-        body["lifetime_seconds"] = parse_duration(lifetime)
+        body["lifetime_seconds"] = parse_duration(lifetime, "--lifetime")
     with SkyShiftClient(connection.server, ca_file=connection.ca_file) as client:
-        result = client.call("POST", "/api/v1/login", body)
+        result = _call_with_lifetime(client, "/api/v1/login", body, lifetime)
     name = _save_credentials(ctx, server, context, username, result["token"])
     typer.echo(
         f"Logged in to {connection.server} as {username}; the token expires {_when(result['expires_at'])} "
@@ -202,9 +231,9 @@ def invite_create(
     """Create a single-use invite; the code is shown only now."""
     body: dict[str, Any] = {"roles": roles, "description": description}
     if lifetime is not None:
-        body["lifetime_seconds"] = parse_duration(lifetime)
+        body["lifetime_seconds"] = parse_duration(lifetime, "--lifetime")
     with client_for(ctx, server) as client:
-        result = client.call("POST", "/api/v1/invites", body)
+        result = _call_with_lifetime(client, "/api/v1/invites", body, lifetime)
         server_url = client.server_url
     if _print(result, output):
         return
@@ -280,7 +309,10 @@ def user_delete(
 ) -> None:
     """Delete a user, with its password, its tokens and its Role bindings."""
     with client_for(ctx, server) as client:
-        client.delete("users", name)
+        try:
+            client.delete(User, name)
+        except NotFoundError as error:
+            raise NotFoundError(not_found_message(User, name, None)) from error
     typer.echo(f"user.skyshift/{name} deleted")
 
 
@@ -309,7 +341,10 @@ def user_set_password(
 def _change_binding(ctx: typer.Context, server: str | None, role_name: str, user: str, bind: bool) -> bool:
     """Add or remove `user` in the Role's binding; return False when there was nothing to change."""
     with client_for(ctx, server) as client:
-        role = client.get("roles", role_name)
+        try:
+            role = client.get(Role, role_name)
+        except NotFoundError as error:
+            raise NotFoundError(not_found_message(Role, role_name, None)) from error
         users: list[str] = list(role["spec"].get("users") or [])
         if (user in users) == bind:
             return False
@@ -363,7 +398,7 @@ def token_create(
     server: ServerOption = None,
 ) -> None:
     """Create a service token for automation; it is printed only now."""
-    body: dict[str, Any] = {"description": description, "lifetime_seconds": parse_duration(lifetime)}
+    body: dict[str, Any] = {"description": description, "lifetime_seconds": parse_duration(lifetime, "--lifetime")}
     with client_for(ctx, server) as client:
         result = client.call("POST", f"/api/v1/users/{_token_user(client, user)}/tokens", body)
     typer.echo(result["token"])

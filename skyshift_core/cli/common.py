@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -10,29 +11,80 @@ import typer
 import yaml
 from typer.core import TyperGroup
 
-from skyshift_core.cli.config import Connection, default_config_path, resolve_connection, resolve_server
+from skyshift_core.cli.config import (
+    ClientConfig,
+    Connection,
+    default_config_path,
+    resolve_connection,
+    resolve_server,
+    same_server,
+)
 from skyshift_core.client import SkyShiftClient
-from skyshift_core.errors import SkyShiftError, UnauthorizedError
+from skyshift_core.errors import ServerUnreachableError, SkyShiftError, UnauthorizedError
 from skyshift_core.objects import Object
+
+# `-o=name`: a short option joined to its value by '=', which kubectl accepts and click does not.
+_SHORT_OPTION_WITH_EQUALS = re.compile(r"^(-[A-Za-z0-9])=(.*)$", re.DOTALL)
 
 
 class SkyShiftGroup(TyperGroup):
     """The root command group: a SkyShiftError from any command prints `Error: message` and exits 1.
 
     Users see the server's message, never a traceback, for every error the core raises on purpose.
+    It also accepts kubectl's `-o=name` form of short options, which click would read as `=name`.
     """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, split_short_option_values(self, args))
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except UnauthorizedError as error:
-            # The token often comes from a client configuration written for another control plane.
-            hint = f"(client configuration: {default_config_path()}; set SKYSHIFT_CONFIG or --token to use another)"
-            typer.echo(f"Error: {error.message} {hint}", err=True)
+            typer.echo(f"Error: {error.message}{unauthorized_hint(ctx)}", err=True)
+            raise typer.Exit(1) from None
+        except ServerUnreachableError as error:
+            typer.echo(f"Error: {error.message}{server_source_note(ctx)}", err=True)
             raise typer.Exit(1) from None
         except SkyShiftError as error:
             typer.echo(f"Error: {error.message}", err=True)
             raise typer.Exit(1) from None
+
+
+def split_short_option_values(command: click.Command, args: list[str]) -> list[str]:
+    """Rewrite `-o=name` as `-o name` wherever `-o` is a short option that takes a value.
+
+    Each argument is checked against the options of the command it belongs to: the root's first,
+    then those of the subcommand named by the first positional argument, and so on down. Arguments
+    after `--` are left alone, so `exec JOB -- cmd -x=1` reaches the command unchanged.
+    """
+    # Typer builds its commands with its own copy of click (typer._click), so click's classes
+    # cannot be checked with isinstance: the parameters and groups are recognised by their attributes.
+    value_options: set[str] = set()
+    for param in command.params:
+        if getattr(param, "param_type_name", None) == "option" and not param.is_flag and not param.count:
+            value_options.update(param.opts)
+    subcommands = getattr(command, "commands", {})
+
+    rewritten: list[str] = []
+    position = 0
+    while position < len(args):
+        arg = args[position]
+        position += 1
+        if arg == "--":
+            return rewritten + args[position - 1 :]
+        joined = _SHORT_OPTION_WITH_EQUALS.match(arg)
+        if joined and joined.group(1) in value_options:
+            rewritten.extend(joined.groups())
+            continue
+        rewritten.append(arg)
+        if arg in value_options and position < len(args):
+            # The next argument is this option's value, even when it looks like an option.
+            rewritten.append(args[position])
+            position += 1
+        elif not arg.startswith("-") and arg in subcommands:
+            return rewritten + split_short_option_values(subcommands[arg], args[position:])
+    return rewritten
 
 
 @dataclass
@@ -42,6 +94,8 @@ class CliState:
     server: str | None = None
     token: str | None = None
     ca_file: str | None = None
+    # The connection of the command's last client (from `client_for`), for the hints in error messages.
+    connection: Connection | None = None
 
 
 ServerOption = Annotated[
@@ -75,24 +129,67 @@ NamespaceOption = Annotated[
 ]
 
 
+def _state(ctx: click.Context) -> CliState:
+    root = ctx.find_root()
+    if not isinstance(root.obj, CliState):
+        root.obj = CliState()
+    return root.obj
+
+
 def server_for(ctx: click.Context, server: str | None) -> str:
     """Return the command's --server, else the global --server, else `resolve_server`'s choice."""
-    root = ctx.find_root().obj
-    global_server = root.server if isinstance(root, CliState) else None
-    return resolve_server(server or global_server)
+    return resolve_server(server if server is not None else _state(ctx).server)
 
 
 def connection_for(ctx: click.Context, server: str | None) -> Connection:
     """Return the server and credentials for a command, from its options, the global ones and the config."""
-    root = ctx.find_root().obj
-    state = root if isinstance(root, CliState) else CliState()
-    return resolve_connection(server or state.server, state.token, state.ca_file)
+    state = _state(ctx)
+    return resolve_connection(server if server is not None else state.server, state.token, state.ca_file)
 
 
 def client_for(ctx: click.Context, server: str | None, timeout: float | None = None) -> SkyShiftClient:
+    """Return a client for the command's server that sends the command's token, if it has one."""
     connection = connection_for(ctx, server)
+    _state(ctx).connection = connection
     options = {"timeout": timeout} if timeout is not None else {}
     return SkyShiftClient(connection.server, token=connection.token, ca_file=connection.ca_file, **options)
+
+
+def server_source_note(ctx: click.Context) -> str:
+    """Say where the server URL of the command's client came from, such as ` (server URL from --server)`."""
+    connection = _state(ctx).connection
+    return f" (server URL from {connection.server_source})" if connection is not None else ""
+
+
+def unauthorized_hint(ctx: click.Context) -> str:
+    """Explain a 401: which client config the token came from, or why no token was sent at all.
+
+    Commands that send no token on purpose (login, register) do not use `client_for` and get no hint.
+    """
+    connection = _state(ctx).connection
+    if connection is None:
+        return ""
+    path = default_config_path()
+    if connection.token is not None:
+        return f" (client configuration: {path}; set SKYSHIFT_CONFIG or --token to use another)"
+
+    url = connection.server
+    login = f"skyshift login --server {url} --username NAME"
+    if not path.exists():
+        return f"; no token was sent because there is no client config at {path}; log in with: {login}"
+    config = ClientConfig.load(path)
+    with_tokens = [context for context in config.contexts if context.token]
+    for context in with_tokens:
+        if same_server(context.server, url):
+            return (
+                f"; no token was sent because context {context.name!r} in {path}, which has a token for {url}, "
+                f"is not the current context; switch to it with: skyshift config use-context {context.name}"
+            )
+    servers = ", ".join(sorted({context.server for context in with_tokens})) or "none"
+    return (
+        f"; no token was sent because no saved login in {path} matches {url} "
+        f"(it has tokens for: {servers}); log in with: {login}"
+    )
 
 
 def object_ref(model: type[Object], name: str) -> str:

@@ -20,7 +20,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 import yaml
 
 from skyshift_core import manifest_yaml
@@ -150,18 +152,116 @@ def _parse_context(path: Path, item: Any) -> Context:
     return Context(item["name"], item["server"], **optional)
 
 
-def resolve_server(explicit: str | None = None) -> str:
-    """Find the API server URL: `explicit` (--server), then $SKYSHIFT_SERVER, then the config's
-    current context, then http://127.0.0.1:50051."""
-    if explicit:
-        return explicit
-    from_env = os.environ.get(SERVER_ENV)
+# The accepted forms of a server URL, quoted at the end of every error about one.
+SERVER_URL_FORM = "expected http://HOST:PORT or https://HOST:PORT"
+
+
+def server_url_problem(url: str) -> str | None:
+    """Return what is wrong with an API server URL, or None when the client can use it.
+
+    A path is allowed (a proxy's https://host/skyshift); a query, a fragment or a bad port are not.
+    """
+    if not url:
+        return "the URL is empty"
+    if any(character.isspace() for character in url):
+        return "the URL contains whitespace"
+    scheme, separator, _ = url.partition("://")
+    if not separator:
+        return "the scheme is missing"
+    if scheme.lower() not in ("http", "https"):
+        return f"the scheme {scheme!r} is not http or https"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        # urlsplit rejects only unbalanced brackets here, which is how an IPv6 address is written.
+        return "the host has an unbalanced '[' or ']'; write an IPv6 address in brackets, such as [::1]"
+    if not parts.hostname:
+        return "the host is missing"
+    if parts.query or parts.fragment:
+        return "the URL must not have a query (?...) or fragment (#...)"
+    port_text = _port_text(parts.netloc)
+    if port_text is not None:
+        if not (port_text.isascii() and port_text.isdigit() and 1 <= int(port_text) <= 65535):
+            return f"the port {port_text!r} is not a number from 1 to 65535"
+    try:
+        httpx.URL(url)
+    except httpx.InvalidURL as error:
+        return str(error)
+    return None
+
+
+def _port_text(netloc: str) -> str | None:
+    """Return the text after the host's ':' in a URL's netloc, or None when it names no port."""
+    host_and_port = netloc.rpartition("@")[2]
+    if host_and_port.startswith("["):
+        host_and_port = host_and_port.partition("]")[2]
+    if ":" not in host_and_port:
+        return None
+    return host_and_port.rpartition(":")[2]
+
+
+@dataclass(frozen=True)
+class ServerChoice:
+    """The API server URL the CLI uses, and where it came from, for error messages."""
+
+    url: str
+    # "--server", "SKYSHIFT_SERVER", "context 'local' in /root/.skyshift/config.yaml" or the default's reason.
+    source: str
+
+
+def choose_server(explicit: str | None = None, flag: str = "--server") -> ServerChoice:
+    """Find and validate the API server URL: `explicit` (the `flag` option), then $SKYSHIFT_SERVER,
+    then the client config's current context, then http://127.0.0.1:50051.
+
+    Raises InvalidError when the chosen URL is invalid, when `explicit` is an empty string, and when
+    $SKYSHIFT_CONFIG names a file that does not exist, because a default server would then be a guess.
+    """
+    if explicit is not None:
+        if not explicit.strip():
+            raise InvalidError(
+                f"{flag} is empty: pass a URL such as {DEFAULT_SERVER}, or leave {flag} out to use "
+                f"${SERVER_ENV} or the client config"
+            )
+        return _validated(ServerChoice(explicit.strip(), flag))
+    from_env = os.environ.get(SERVER_ENV, "").strip()
     if from_env:
-        return from_env
-    context = ClientConfig.load().current()
+        return _validated(ServerChoice(from_env, SERVER_ENV))
+
+    path = default_config_path()
+    if os.environ.get(CONFIG_ENV) and not path.exists():
+        raise InvalidError(missing_config_message(path))
+    config = ClientConfig.load(path)
+    context = config.current()
     if context is not None:
-        return context.server
-    return DEFAULT_SERVER
+        return _validated(ServerChoice(context.server, f"context {context.name!r} in {path}"))
+    if not path.exists():
+        return ServerChoice(DEFAULT_SERVER, f"the default, because there is no client config at {path}")
+    return ServerChoice(DEFAULT_SERVER, f"the default, because the client config {path} has no current context")
+
+
+def missing_config_message(path: Path) -> str:
+    """Explain that $SKYSHIFT_CONFIG names a missing file, and how to create it."""
+    ways = ["'skyshift --server URL login --username NAME' (a running API server)"]
+    if path.name == CONFIG_FILE_NAME:
+        # skyshift up writes STATE_DIR/config.yaml, so it creates this file only when the name matches.
+        ways.insert(0, f"'skyshift up --state-dir {path.parent}' (a local control plane)")
+    return (
+        f"the client config {path}, named by ${CONFIG_ENV}, does not exist; create it with "
+        + " or ".join(ways)
+        + f", or unset {CONFIG_ENV} to use {(DEFAULT_STATE_DIR / CONFIG_FILE_NAME).expanduser()}"
+    )
+
+
+def _validated(choice: ServerChoice) -> ServerChoice:
+    problem = server_url_problem(choice.url)
+    if problem is not None:
+        raise InvalidError(f"invalid server URL {choice.url!r} (from {choice.source}): {problem}; {SERVER_URL_FORM}")
+    return choice
+
+
+def resolve_server(explicit: str | None = None) -> str:
+    """Return the API server URL that `choose_server` picks."""
+    return choose_server(explicit).url
 
 
 @dataclass
@@ -171,21 +271,35 @@ class Connection:
     server: str
     token: str | None = None
     ca_file: str | None = None
+    # Where `server` came from, as `ServerChoice.source` gives it.
+    server_source: str = "--server"
 
 
 def resolve_connection(
     server: str | None = None, token: str | None = None, ca_file: str | None = None
 ) -> Connection:
-    """Find the server as `resolve_server` does, then the credentials.
+    """Find the server as `choose_server` does, then the credentials.
 
     The token is `token` (--token), else $SKYSHIFT_TOKEN, else the current context's token. The CA
     file is `ca_file`, else $SKYSHIFT_CA_FILE, else the context's. The context's credentials are
     used only when the server is the context's own, so a token is never sent to a server it was
-    not issued for.
+    not issued for. An empty `token` or `ca_file` raises InvalidError, as an empty `server` does.
     """
-    url = resolve_server(server)
+    defaults = {
+        "--token": (token, f"${TOKEN_ENV} or the current context's token"),
+        "--certificate-authority": (ca_file, f"${CA_FILE_ENV}, the current context's CA or the system's trusted CAs"),
+    }
+    for flag, (value, default) in defaults.items():
+        if value is not None and not value.strip():
+            raise InvalidError(f"{flag} is empty: pass a value, or leave {flag} out to use {default}")
+    choice = choose_server(server)
     context = ClientConfig.load().current()
-    own = context if context is not None and context.server.rstrip("/") == url.rstrip("/") else None
+    own = context if context is not None and same_server(context.server, choice.url) else None
     token = token or os.environ.get(TOKEN_ENV) or (own.token if own else None)
     ca_file = ca_file or os.environ.get(CA_FILE_ENV) or (own.certificate_authority if own else None)
-    return Connection(url, token, ca_file)
+    return Connection(choice.url, token, ca_file, choice.source)
+
+
+def same_server(first: str, second: str) -> bool:
+    """Return True when two server URLs are equal but for surrounding whitespace and trailing slashes."""
+    return first.strip().rstrip("/") == second.strip().rstrip("/")

@@ -21,6 +21,7 @@ from skyshift_core.cli.common import (
     connection_for,
 )
 from skyshift_core.cli.plugins_cmd import app as plugins_app
+from skyshift_core.client import DEFAULT_SERVER
 from skyshift_core.errors import SkyShiftError
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,12 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     help="Run jobs and services across many clusters as if they were one.",
+    epilog=(
+        "The API server is --server, else $SKYSHIFT_SERVER, else the current context of the client config, "
+        f"else {DEFAULT_SERVER}. The client config is $SKYSHIFT_CONFIG, default ~/.skyshift/config.yaml; "
+        "skyshift up and skyshift login write it. The token is --token, else $SKYSHIFT_TOKEN, else the "
+        "token the client config holds for that server."
+    ),
 )
 
 

@@ -5,7 +5,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -27,7 +27,8 @@ from skyshift_core.cli.manifests import (
     request_body,
 )
 from skyshift_core.cli.tables import Table, object_headers, object_row
-from skyshift_core.client import SkyShiftClient, resolve_model
+from skyshift_core.cli.targets import Target, parse_targets
+from skyshift_core.client import SkyShiftClient
 from skyshift_core.errors import (
     AlreadyExistsError,
     ConflictError,
@@ -53,19 +54,46 @@ FilesOption = Annotated[
 ]
 
 
+# Output formats of apply, create -f and delete: kubectl's `-o name` prints only each object's reference.
+WRITE_OUTPUT_FORMATS = ("name",)
+
+WriteOutputOption = Annotated[
+    str | None,
+    typer.Option(
+        "--output", "-o", help="Output format: name prints only job.skyshift/NAME. Default: NAME and the outcome."
+    ),
+]
+
+
 def _print_errors(messages: list[str]) -> None:
     for message in messages:
         typer.echo(f"Error: {message}", err=True)
 
 
-def _load(files: list[str], namespace: str | None) -> list[ParsedManifest]:
-    """Read and validate every document before anything is sent, so a bad file changes nothing."""
+def _check_write_output(output: str | None) -> None:
+    if output is not None and output not in WRITE_OUTPUT_FORMATS:
+        raise InvalidError(f"invalid output format {output!r}: expected {', '.join(WRITE_OUTPUT_FORMATS)}")
+
+
+def _load(files: list[str], namespace: str | None, past_tense: str) -> list[ParsedManifest]:
+    """Read and validate every document before anything is sent, so a bad file changes nothing.
+
+    `past_tense` (applied, created) is the verb of the error that reports that nothing was sent.
+    """
     documents = read_manifests(files, sys.stdin)
     parsed, errors = parse_manifests(documents, namespace)
     if errors:
-        _print_errors(errors)
-        raise typer.Exit(1)
+        _fail_before_sending(errors, len(documents), past_tense)
     return parsed
+
+
+def _fail_before_sending(errors: list[str], documents: int, past_tense: str) -> NoReturn:
+    """Print the errors of invalid documents and that none of the documents was sent; exit 1."""
+    _print_errors(errors)
+    invalid = f"{len(errors)} of {documents} documents" if documents > 1 else "the document"
+    verb = "is" if len(errors) == 1 else "are"
+    typer.echo(f"Error: nothing was {past_tense} because {invalid} {verb} invalid; fix and run again", err=True)
+    raise typer.Exit(1)
 
 
 # ---- apply ----------------------------------------------------------------------------------
@@ -111,12 +139,14 @@ def apply(
     ctx: typer.Context,
     files: FilesOption = None,
     namespace: NamespaceOption = None,
+    output: WriteOutputOption = None,
     server: ServerOption = None,
 ) -> None:
     """Create or update the objects in manifests (several YAML documents per file, JSON too)."""
+    _check_write_output(output)
     if not files:
         raise InvalidError("no manifest given: pass -f FILE, -f DIRECTORY or -f - for stdin")
-    _each_manifest(ctx, server, _load(files, namespace), apply_manifest)
+    _each_manifest(ctx, server, _load(files, namespace, "applied"), apply_manifest, "applied", output)
 
 
 def _each_manifest(
@@ -124,23 +154,33 @@ def _each_manifest(
     server: str | None,
     manifests: list[ParsedManifest],
     operate: Callable[[SkyShiftClient, ParsedManifest], str],
+    past_tense: str,
+    output: str | None,
 ) -> None:
     """Run `operate` on each manifest and print `<ref> <outcome>` or the error with its document.
 
-    One manifest's error does not stop the others; the command exits 1 when any failed."""
-    failures = 0
+    One manifest's error does not stop the others; the command exits 1 when any failed, after a
+    line that counts the objects `past_tense` (applied, created) and those that failed."""
+    done = failures = 0
     with client_for(ctx, server) as client:
         for manifest in manifests:
             ref = object_ref(manifest.model, manifest.name)
             try:
                 outcome = operate(client, manifest)
-            except ServerUnreachableError:
+            except ServerUnreachableError as error:
+                if done:
+                    raise ServerUnreachableError(
+                        f"{error.message}; {done} of {len(manifests)} objects were {past_tense} before that"
+                    ) from error
                 raise
             except SkyShiftError as error:
                 typer.echo(f"Error: {manifest.document.where} ({ref}): {error.message}", err=True)
                 failures += 1
                 continue
-            typer.echo(f"{ref} {outcome}")
+            done += 1
+            typer.echo(ref if output == "name" else f"{ref} {outcome}")
+    if failures and len(manifests) > 1:
+        typer.echo(f"Error: {done} of {len(manifests)} objects {past_tense}; {failures} failed", err=True)
     if failures:
         raise typer.Exit(1)
 
@@ -155,9 +195,11 @@ def create(
     ctx: typer.Context,
     files: FilesOption = None,
     namespace: NamespaceOption = None,
+    output: WriteOutputOption = None,
     server: ServerOption = None,
 ) -> None:
     """Create objects from manifests (-f), failing for objects that exist; or create a namespace."""
+    _check_write_output(output)
     if ctx.invoked_subcommand is not None:
         if files:
             raise InvalidError(f"-f cannot be combined with 'create {ctx.invoked_subcommand}'")
@@ -170,19 +212,21 @@ def create(
         client.create(request_body(manifest), manifest.namespace)
         return "created"
 
-    _each_manifest(ctx, server, _load(files, namespace), create_one)
+    _each_manifest(ctx, server, _load(files, namespace, "created"), create_one, "created", output)
 
 
 @create_app.command("namespace")
 def create_namespace(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Name of the new namespace.")],
+    output: WriteOutputOption = None,
     server: ServerOption = None,
 ) -> None:
     """Create a namespace."""
+    _check_write_output(output)
     with client_for(ctx, server) as client:
         client.create({"kind": "Namespace", "metadata": {"name": name}})
-    typer.echo(f"{object_ref(Namespace, name)} created")
+    typer.echo(object_ref(Namespace, name) if output == "name" else f"{object_ref(Namespace, name)} created")
 
 
 # ---- get ------------------------------------------------------------------------------------
@@ -191,15 +235,21 @@ def create_namespace(
 class _Printer:
     """Prints objects for `get` in the chosen output format, once or event by event while watching."""
 
-    def __init__(self, model: type[Object], output: str | None, namespace_column: bool):
+    def __init__(self, model: type[Object], output: str | None, namespace_column: bool, kind_in_name: bool = False):
         self.model = model
         self.output = output
         self.namespace_column = namespace_column
+        # With several kinds in one get, the NAME column shows `job.skyshift/NAME`, as kubectl does.
+        self.kind_in_name = kind_in_name
         self.table = Table(object_headers(model, namespace_column=namespace_column, wide=output == "wide"))
         self.printed = 0
 
     def row(self, item: dict[str, Any]) -> list[str]:
-        return object_row(self.model, item, namespace_column=self.namespace_column, wide=self.output == "wide")
+        row = object_row(self.model, item, namespace_column=self.namespace_column, wide=self.output == "wide")
+        if self.kind_in_name:
+            name_column = 1 if self.namespace_column else 0
+            row[name_column] = object_ref(self.model, row[name_column])
+        return row
 
     def print_items(self, items: list[dict[str, Any]], resource_version: str | None, single: bool) -> None:
         """Print the result of a get: one object or a list."""
@@ -282,8 +332,17 @@ def _watch(
 
 def get(
     ctx: typer.Context,
-    kind: Annotated[str, typer.Argument(help="Kind: plural, singular, short name or kind (jobs, job, jb, Job).")],
-    names: Annotated[list[str] | None, typer.Argument(help="Names of objects; all objects when left out.")] = None,
+    kind: Annotated[
+        str,
+        typer.Argument(
+            help="Kind: plural, singular, short name or kind (jobs, job, jb, Job); several separated by commas "
+            "(jobs,clusters); or KIND/NAME (job/train).",
+        ),
+    ],
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(help="Names of objects, or more KIND/NAME arguments; all objects when left out."),
+    ] = None,
     namespace: NamespaceOption = None,
     all_namespaces: Annotated[
         bool, typer.Option("--all-namespaces", "-A", help="List objects in every namespace.")
@@ -301,53 +360,117 @@ def get(
     ] = None,
     server: ServerOption = None,
 ) -> None:
-    """Show objects of one kind as a table, or as YAML, JSON or names."""
+    """Show objects of one or more kinds as tables (one per kind), or as YAML, JSON or names."""
     if output is not None and output not in OUTPUT_FORMATS:
         raise InvalidError(f"invalid output format {output!r}: expected one of {', '.join(OUTPUT_FORMATS)}")
-    model = resolve_model(kind)
-    names = names or []
-    if names and all_namespaces:
+    targets = parse_targets([kind, *(names or [])], "get")
+    named = any(target.names for target in targets)
+    if named and all_namespaces:
         raise InvalidError("a name cannot be combined with --all-namespaces; pass --namespace instead")
-    across = all_namespaces and model.namespaced
-    namespace = (namespace or DEFAULT_NAMESPACE) if model.namespaced else None
-    printer = _Printer(model, output, namespace_column=across)
+    if watch and len(targets) > 1:
+        kinds = ", ".join(target.model.plural for target in targets)
+        raise InvalidError(f"--watch works with one kind at a time, got {kinds}; run one skyshift get -w per kind")
 
     with client_for(ctx, server) as client:
-        request: dict[str, Any] = {
-            "kind": model, "namespace": namespace, "all_namespaces": across, "label_selector": selector,
-        }  # fmt: skip
-        missing: list[str] = []
-        if names and not watch:
-            listing = None
-            items = []
-            for name in names:
-                try:
-                    items.append(client.get(model, name, namespace))
-                except NotFoundError:
-                    missing.append(name)
+        if watch:
+            missing = _get_and_watch(client, targets[0], namespace, all_namespaces, selector, output, watch_timeout)
         else:
-            # A watch needs the list's resource_version to start from, so named objects come from the list too.
-            listing = client.list_all(**request)
-            found = {item["metadata"]["name"]: item for item in listing["items"]}
-            missing = [name for name in names if name not in found]
-            items = [found[name] for name in names if name in found] if names else listing["items"]
-        resource_version = listing["metadata"]["resource_version"] if listing else None
-
-        for name in missing:
-            typer.echo(f"Error: {not_found_message(model, name, namespace)}", err=True)
-        if items:
-            printer.print_items(items, resource_version, single=len(names) == 1)
-        elif not names and not watch:
-            where = "" if across or not model.namespaced else f" in {namespace} namespace"
-            typer.echo(f"No resources found{where}.", err=True)
-
-        if listing is not None and watch:
-            try:
-                _watch(client, printer, listing, names, request, watch_timeout)
-            except KeyboardInterrupt:
-                pass
+            missing = _get_once(client, targets, namespace, all_namespaces, selector, output)
     if missing:
         raise typer.Exit(1)
+
+
+def _target_namespace(model: type[Object], namespace: str | None) -> str | None:
+    return (namespace or DEFAULT_NAMESPACE) if model.namespaced else None
+
+
+def _get_once(
+    client: SkyShiftClient,
+    targets: list[Target],
+    namespace: str | None,
+    all_namespaces: bool,
+    selector: str | None,
+    output: str | None,
+) -> int:
+    """Print the objects of every target; return how many named objects were not found."""
+    several = len(targets) > 1
+    missing = 0
+    printed: list[tuple[_Printer, list[dict[str, Any]], str | None]] = []
+    for target in targets:
+        model = target.model
+        target_namespace = _target_namespace(model, namespace)
+        across = all_namespaces and model.namespaced
+        items: list[dict[str, Any]] = []
+        resource_version = None
+        if target.names:
+            for name in target.names:
+                try:
+                    items.append(client.get(model, name, target_namespace))
+                except NotFoundError:
+                    typer.echo(f"Error: {not_found_message(model, name, target_namespace)}", err=True)
+                    missing += 1
+        else:
+            listing = client.list_all(model, target_namespace, all_namespaces=across, label_selector=selector)
+            items = listing["items"]
+            resource_version = listing["metadata"]["resource_version"]
+        printer = _Printer(model, output, namespace_column=across, kind_in_name=several)
+        printed.append((printer, items, resource_version))
+
+    found = [(printer, items, version) for printer, items, version in printed if items]
+    if not found:
+        if not any(target.names for target in targets):
+            namespaced = any(target.model.namespaced for target in targets)
+            where = f" in {namespace or DEFAULT_NAMESPACE} namespace" if namespaced and not all_namespaces else ""
+            typer.echo(f"No resources found{where}.", err=True)
+        return missing
+
+    if several and output in ("yaml", "json"):
+        # Objects of several kinds print as one List, as kubectl prints them.
+        items = [item for _, kind_items, _ in found for item in kind_items]
+        data = {"api_version": "v1", "kind": "List", "metadata": {"resource_version": ""}, "items": items}
+        typer.echo(to_yaml(data).rstrip("\n") if output == "yaml" else json.dumps(data, indent=2))
+        return missing
+    single = len(targets) == 1 and len(targets[0].names) == 1
+    for position, (printer, items, resource_version) in enumerate(found):
+        if position and output != "name":
+            # A blank line between the tables of different kinds.
+            typer.echo("")
+        printer.print_items(items, resource_version, single=single)
+    return missing
+
+
+def _get_and_watch(
+    client: SkyShiftClient,
+    target: Target,
+    namespace: str | None,
+    all_namespaces: bool,
+    selector: str | None,
+    output: str | None,
+    watch_timeout: float | None,
+) -> int:
+    """List one kind, print it, then print every change; return how many named objects were not found."""
+    model, names = target.model, target.names
+    target_namespace = _target_namespace(model, namespace)
+    across = all_namespaces and model.namespaced
+    printer = _Printer(model, output, namespace_column=across)
+    request: dict[str, Any] = {
+        "kind": model, "namespace": target_namespace, "all_namespaces": across, "label_selector": selector,
+    }  # fmt: skip
+
+    # A watch needs the list's resource_version to start from, so named objects come from the list too.
+    listing = client.list_all(**request)
+    found = {item["metadata"]["name"]: item for item in listing["items"]}
+    missing = [name for name in names if name not in found]
+    items = [found[name] for name in names if name in found] if names else listing["items"]
+    for name in missing:
+        typer.echo(f"Error: {not_found_message(model, name, target_namespace)}", err=True)
+    if items:
+        printer.print_items(items, listing["metadata"]["resource_version"], single=len(names) == 1)
+    try:
+        _watch(client, printer, listing, names, request, watch_timeout)
+    except KeyboardInterrupt:
+        pass
+    return len(missing)
 
 
 # ---- describe -------------------------------------------------------------------------------
@@ -355,21 +478,49 @@ def get(
 
 def describe(
     ctx: typer.Context,
-    kind: Annotated[str, typer.Argument(help="Kind: plural, singular, short name or kind.")],
-    name: Annotated[str, typer.Argument(help="Name of the object.")],
+    kind: Annotated[
+        str,
+        typer.Argument(help="Kind: plural, singular, short name or kind; several separated by commas; or KIND/NAME."),
+    ],
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Names of the objects, or more KIND/NAME arguments; every object of the kind when left out."
+        ),
+    ] = None,
     namespace: NamespaceOption = None,
     server: ServerOption = None,
 ) -> None:
-    """Show one object in detail: metadata, spec, status, conditions and recent events."""
-    model = resolve_model(kind)
-    namespace = (namespace or DEFAULT_NAMESPACE) if model.namespaced else None
+    """Show objects in detail: metadata, spec, status, conditions and recent events."""
+    targets = parse_targets([kind, *(names or [])], "describe")
+    missing = 0
+    described: list[str] = []
     with client_for(ctx, server) as client:
-        try:
-            obj = client.get(model, name, namespace)
-        except NotFoundError as error:
-            raise NotFoundError(not_found_message(model, name, namespace)) from error
-        events = related_events(client, model, obj) if kind_name(model) != "Event" else []
-    typer.echo(describe_object(model, obj, events))
+        for target in targets:
+            model = target.model
+            target_namespace = _target_namespace(model, namespace)
+            if target.names:
+                objects = []
+                for name in target.names:
+                    try:
+                        objects.append(client.get(model, name, target_namespace))
+                    except NotFoundError:
+                        typer.echo(f"Error: {not_found_message(model, name, target_namespace)}", err=True)
+                        missing += 1
+            else:
+                objects = client.list_all(model, target_namespace)["items"]
+            for obj in objects:
+                events = related_events(client, model, obj) if kind_name(model) != "Event" else []
+                described.append(describe_object(model, obj, events))
+    if described:
+        # A blank line between objects, as kubectl describe separates them.
+        typer.echo("\n\n".join(described))
+    elif not missing:
+        namespaced = any(target.model.namespaced for target in targets)
+        where = f" in {namespace or DEFAULT_NAMESPACE} namespace" if namespaced else ""
+        typer.echo(f"No resources found{where}.", err=True)
+    if missing:
+        raise typer.Exit(1)
 
 
 # ---- delete ---------------------------------------------------------------------------------
@@ -377,37 +528,48 @@ def describe(
 
 def delete(
     ctx: typer.Context,
-    kind: Annotated[str | None, typer.Argument(help="Kind: plural, singular, short name or kind.")] = None,
-    names: Annotated[list[str] | None, typer.Argument(help="Names of the objects to delete.")] = None,
+    kind: Annotated[
+        str | None,
+        typer.Argument(help="Kind: plural, singular, short name or kind; several separated by commas; or KIND/NAME."),
+    ] = None,
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Names of the objects to delete, or more KIND/NAME arguments.")
+    ] = None,
     files: FilesOption = None,
     namespace: NamespaceOption = None,
     ignore_not_found: Annotated[
         bool, typer.Option("--ignore-not-found", help="Succeed quietly for objects that do not exist.")
     ] = False,
+    output: WriteOutputOption = None,
     server: ServerOption = None,
 ) -> None:
-    """Delete objects by kind and names, or those named in manifests (-f)."""
+    """Delete objects by kind and names (or KIND/NAME), or those named in manifests (-f)."""
+    _check_write_output(output)
     targets: list[tuple[type[Object], str, str | None]] = []
     if files:
         if kind or names:
-            raise InvalidError("pass either KIND NAME... or -f FILE, not both")
+            raise InvalidError("pass either KIND NAME... (or KIND/NAME...) or -f FILE, not both")
+        documents = read_manifests(files, sys.stdin)
         errors = []
-        for document in read_manifests(files, sys.stdin):
+        for document in documents:
             try:
                 targets.append(manifest_target(document, namespace))
             except InvalidError as error:
                 errors.append(error.message)
         if errors:
-            _print_errors(errors)
-            raise typer.Exit(1)
+            _fail_before_sending(errors, len(documents), "deleted")
     else:
-        if not kind or not names:
+        parsed = parse_targets([kind, *(names or [])], "delete") if kind else []
+        if not parsed or not all(target.names for target in parsed):
             raise InvalidError(
-                "nothing to delete: pass KIND NAME... (for example: skyshift delete job my-job) or -f FILE"
+                "nothing to delete: pass KIND NAME... or KIND/NAME... "
+                "(for example: skyshift delete job my-job, or skyshift delete job/my-job) or -f FILE"
             )
-        model = resolve_model(kind)
-        target_namespace = (namespace or DEFAULT_NAMESPACE) if model.namespaced else None
-        targets = [(model, name, target_namespace) for name in names]
+        targets = [
+            (target.model, name, _target_namespace(target.model, namespace))
+            for target in parsed
+            for name in target.names
+        ]
 
     failures = 0
     with client_for(ctx, server) as client:
@@ -425,7 +587,7 @@ def delete(
                 typer.echo(f"Error: {object_ref(model, name)}: {error.message}", err=True)
                 failures += 1
                 continue
-            typer.echo(f'{model.singular}.skyshift "{name}" deleted')
+            typer.echo(object_ref(model, name) if output == "name" else f'{model.singular}.skyshift "{name}" deleted')
     if failures:
         raise typer.Exit(1)
 
