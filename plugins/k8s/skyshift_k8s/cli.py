@@ -19,7 +19,7 @@ from typing import Annotated
 import typer
 from skyshift_core.cli.common import NamespaceOption, ServerOption, client_for, object_ref, to_yaml
 from skyshift_core.cluster_manager import ClusterManagerError, ConfigError, WorkUnit
-from skyshift_core.errors import AlreadyExistsError
+from skyshift_core.errors import AlreadyExistsError, InvalidError
 from skyshift_core.objects import Cluster, Job
 
 CLUSTER_MANAGERS = "skyshift.cluster_managers"
@@ -79,7 +79,7 @@ def _share_of(job: Job, replica: int | None) -> tuple[str, WorkUnit, int]:
         if cluster in job.status.placement and share.replica_indices
     }
     if not placed:
-        raise typer.BadParameter(
+        raise InvalidError(
             f"Job {job.metadata.name!r} has no replicas placed on a cluster yet; see: skyshift explain job {job.metadata.name}"
         )
     if replica is None:
@@ -88,7 +88,7 @@ def _share_of(job: Job, replica: int | None) -> tuple[str, WorkUnit, int]:
         if replica in share.replica_indices:
             unit = WorkUnit(job, cluster, tuple(share.replica_indices), job.spec.replicas, share.generation)
             return cluster, unit, replica
-    raise typer.BadParameter(
+    raise InvalidError(
         f"replica {replica} of Job {job.metadata.name!r} is not placed on any cluster; "
         f"the Job has replicas 0 to {job.spec.replicas - 1}"
     )
