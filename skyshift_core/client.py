@@ -13,10 +13,9 @@ import logging
 import ssl
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 from urllib.parse import quote, urlencode, urlsplit
 
-import aiohttp
 import httpx
 
 from skyshift_core import __version__
@@ -39,6 +38,9 @@ from skyshift_core.errors import (
 from skyshift_core.http_pool import ConnectFailedError, ConnectionPool, HttpResponse
 from skyshift_core.objects import Object, resolve_kind
 from skyshift_core.objects.meta import DEFAULT_NAMESPACE
+
+if TYPE_CHECKING:
+    import aiohttp
 
 logger = logging.getLogger(__name__)
 
@@ -677,7 +679,10 @@ class AsyncSkyShiftClient(_ClientBase):
         self._base_path = urlsplit(self.server_url).path
 
     def _session(self) -> aiohttp.ClientSession:
-        # Created on first use, inside the event loop that will use it. Only watches use it.
+        # Created on first use, inside the event loop that will use it. Only watches use it, so
+        # aiohttp is imported here: importing it with this module slowed every CLI command.
+        import aiohttp
+
         if self._http is None or self._http.closed:
             self._http = aiohttp.ClientSession(
                 headers=self.headers,
@@ -744,6 +749,8 @@ class AsyncSkyShiftClient(_ClientBase):
 
     def _aiohttp_watch_error(self, request: ApiRequest, error: BaseException) -> SkyShiftError:
         """Map an aiohttp failure of a watch to UnavailableError; refused connections get the start hint."""
+        import aiohttp
+
         if isinstance(error, aiohttp.ClientConnectorError):
             return self._unreachable_error(error)
         if isinstance(error, asyncio.TimeoutError):
@@ -856,6 +863,8 @@ class AsyncSkyShiftClient(_ClientBase):
         request = self._watch_request(
             kind, namespace, all_namespaces, resource_version, label_selector, timeout_seconds
         )
+        import aiohttp
+
         url = self._url(request)
         timeout = aiohttp.ClientTimeout(total=None, connect=self.timeout, sock_read=idle_timeout)
         try:

@@ -9,6 +9,7 @@ worker thread so a login never blocks the API server's event loop. Hashes are st
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 
 from argon2 import PasswordHasher
@@ -23,8 +24,19 @@ MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024
 
 _hasher = PasswordHasher()
-# Verified when the user does not exist, so an unknown name takes as long to reject as a wrong password.
-_UNKNOWN_USER_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _unknown_user_hash() -> str:
+    """Return the hash verified when the user does not exist, so an unknown name takes as long to
+    reject as a wrong password. Hashing at import would cost every CLI command about 0.15 s, so the
+    API server makes it at start-up (`warm_up`) instead."""
+    return _hasher.hash(secrets.token_urlsafe(16))
+
+
+def warm_up() -> None:
+    """Make the unknown-user hash now, so that the first login of an unknown user is not slower than later ones."""
+    _unknown_user_hash()
 
 
 def password_path(user: str) -> str:
@@ -59,7 +71,7 @@ async def check_password(store: Store, user: str, password: str) -> bool:
     user without a password. Each case costs one Argon2 verification."""
     record = await store.get_secret(password_path(user))
     stored = record.value.get("hash") if record is not None else None
-    candidate = stored if isinstance(stored, str) else _UNKNOWN_USER_HASH
+    candidate = stored if isinstance(stored, str) else await asyncio.to_thread(_unknown_user_hash)
     try:
         matches = await asyncio.to_thread(_hasher.verify, candidate, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
