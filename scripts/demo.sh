@@ -9,13 +9,19 @@ bash scripts/setup.sh
 VENV=${SKYSHIFT_VENV:-.venv}
 SKYSHIFT="$VENV/bin/skyshift"
 STATE_DIR=${SKYSHIFT_STATE_DIR:-$HOME/.skyshift}
+# The API server's port. Empty: the port that the last run recorded in STATE_DIR, else 50051.
+PORT=${SKYSHIFT_PORT:-}
 # Slurm's daemons and slurmrestd need every parent of a cluster's directory to be searchable by
 # other users, which a home directory usually is not.
 SLURM_DIR=${SKYSHIFT_SLURM_DIR:-/var/tmp/skyshift-demo}
 CLUSTERS=(site-a site-b)
 export SKYSHIFT_CONFIG="$STATE_DIR/config.yaml"
 
-"$SKYSHIFT" up --state-dir "$STATE_DIR"
+up_options=(--state-dir "$STATE_DIR")
+if [ -n "$PORT" ]; then
+    up_options+=(--port "$PORT")
+fi
+"$SKYSHIFT" up "${up_options[@]}"
 
 mkdir -p "$SLURM_DIR"
 chmod 0755 "$SLURM_DIR"

@@ -323,3 +323,153 @@ def test_status_controller_manager_wrong_server(state_dir: Path):
     assert f"sends its requests to {other_server}" in rejected.stderr
     assert f"but the API server runs at http://127.0.0.1:{port}" in rejected.stderr
     assert f"Run skyshift down --state-dir {state_dir.absolute()}, then skyshift up." in rejected.stderr
+
+
+PROFILES_CONFIG = """\
+scheduler:
+  profiles:
+    - name: default
+      divide: spread
+    - name: packed
+      divide: binpack
+"""
+
+
+def controller_manager_argv(state_dir: Path) -> list[str]:
+    return json.loads((state_dir / "state.json").read_text())["processes"]["controller-manager"]["argv"]
+
+
+def test_up_controller_manager_config(state_dir: Path, tmp_path: Path):
+    config = tmp_path / "cm.yaml"
+    config.write_text(PROFILES_CONFIG)
+    env = {**os.environ, "SKYSHIFT_STATE_DIR": str(state_dir)}
+
+    first = skyshift("up", "--port", str(free_port()), "--controller-manager-config", str(config), env=env)
+
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert f"The controller manager runs with the config {config}" in first.stdout
+    argv = controller_manager_argv(state_dir)
+    assert argv[argv.index("--config") + 1] == str(config)
+    assert argv[argv.index("--token-file") + 1] == str(state_dir / "controller-manager.token")
+    log = (state_dir / "logs" / "controller-manager.log").read_text()
+    assert "Scheduler profiles: default, packed" in log
+    returncode, rows = status_rows(state_dir)
+    assert returncode == 0, rows
+    assert rows["controller-manager"][2] == "ready"
+    assert rows["controller-manager"][5] == str(config)
+    assert rows["api-server"][5] == "-"
+
+    # Left out, the option keeps the recorded file, so up finds everything running.
+    pids = recorded_pids(state_dir)
+    again = skyshift("up", env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.count("already running") == 3
+    assert recorded_pids(state_dir) == pids
+
+
+def test_up_rejects_config_change(state_dir: Path, tmp_path: Path):
+    config = tmp_path / "cm.yaml"
+    config.write_text(PROFILES_CONFIG)
+    other = tmp_path / "other.yaml"
+    other.write_text(PROFILES_CONFIG)
+    first = skyshift(
+        "up", "--state-dir", str(state_dir), "--port", str(free_port()), "--controller-manager-config", str(config)
+    )
+    assert first.returncode == 0, first.stdout + first.stderr
+    pids = recorded_pids(state_dir)
+    restart = (
+        f"skyshift down --state-dir {state_dir}, then skyshift up --state-dir {state_dir} --controller-manager-config"
+    )
+
+    switched = skyshift("up", "--state-dir", str(state_dir), "--controller-manager-config", str(other))
+    assert switched.returncode == 1
+    assert f"runs with {config}, but {other} was requested" in switched.stderr
+    assert f"{restart} {other}" in switched.stderr
+
+    dropped = skyshift("up", "--state-dir", str(state_dir), "--controller-manager-config", "")
+    assert dropped.returncode == 1
+    assert f"runs with {config}, but no config file was requested" in dropped.stderr
+    assert f"{restart} ''" in dropped.stderr
+
+    config.write_text(PROFILES_CONFIG + "  grace_period: 10\n")
+    edited = skyshift("up", "--state-dir", str(state_dir))
+    assert edited.returncode == 1
+    assert f"runs with {config} as it was when it started, and the file has changed since" in edited.stderr
+    assert "Traceback" not in edited.stderr
+    assert recorded_pids(state_dir) == pids
+
+    # After down, the recorded file starts the controller manager again with its new content.
+    down = skyshift("down", "--state-dir", str(state_dir))
+    assert down.returncode == 0, down.stdout + down.stderr
+    restarted = skyshift("up", "--state-dir", str(state_dir))
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    argv = controller_manager_argv(state_dir)
+    assert argv[argv.index("--config") + 1] == str(config)
+
+    # An empty value goes back to the built-in settings.
+    skyshift("down", "--state-dir", str(state_dir))
+    plain = skyshift("up", "--state-dir", str(state_dir), "--controller-manager-config", "")
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    assert "--config" not in controller_manager_argv(state_dir)
+    returncode, rows = status_rows(state_dir)
+    assert returncode == 0, rows
+    assert rows["controller-manager"][5] == "-"
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "controller manager config {path}: not found"),
+        ("scheduler:\n  profiles: [{name: default, divide: spread}\n", "invalid YAML in controller manager config {path}"),
+        (
+            "scheduler:\n  profiles: [{name: default, divide: spred}]\n",
+            "invalid scheduler profiles in {path}: No scheduler plugin named 'spred'",
+        ),
+        ("scheduler:\n  profile: [{name: default, divide: spread}]\n", "unknown setting(s) profile in section scheduler of {path}"),
+        ("schedulers: {}\n", "unknown section(s) schedulers in {path}"),
+    ],
+    ids=["missing", "invalid-yaml", "unknown-plugin", "unknown-setting", "unknown-section"],
+)  # fmt: skip
+def test_up_rejects_invalid_config(state_dir: Path, tmp_path: Path, content: str | None, message: str):
+    config = tmp_path / "cm.yaml"
+    if content is not None:
+        config.write_text(content)
+
+    result = skyshift(
+        "up", "--state-dir", str(state_dir), "--port", str(free_port()), "--controller-manager-config", str(config)
+    )
+
+    assert result.returncode == 1
+    assert message.format(path=config) in result.stderr
+    assert "Nothing was started." in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+    assert recorded_pids(state_dir) == {}
+
+
+def test_up_recorded_config_gone(state_dir: Path, tmp_path: Path):
+    missing = tmp_path / "removed.yaml"
+    controlplane.ControlPlaneState(controller_manager_config=str(missing)).save(state_dir / "state.json")
+
+    result = skyshift("up", "--state-dir", str(state_dir), "--port", str(free_port()))
+
+    assert result.returncode == 1
+    assert f"controller manager config {missing}: not found" in result.stderr
+    assert "The last skyshift up recorded this file" in result.stderr
+    assert f"skyshift up --state-dir {state_dir} --controller-manager-config ''" in result.stderr
+    assert recorded_pids(state_dir) == {}
+
+
+def test_state_dir_from_environment(tmp_path: Path):
+    state_dir = tmp_path / "from-env"
+    env = {**os.environ, "SKYSHIFT_STATE_DIR": str(state_dir)}
+
+    status = skyshift("status", env=env)
+    down = skyshift("down", env=env)
+
+    assert status.returncode == 1
+    assert f"{state_dir}/logs/etcd.log" in status.stdout
+    assert f"no control plane is recorded in {state_dir}" in down.stdout
+    for command in ("up", "down", "status"):
+        help_text = skyshift(command, "--help", env={**os.environ, "COLUMNS": "200"})
+        assert "[env var: SKYSHIFT_STATE_DIR]" in help_text.stdout, command

@@ -28,10 +28,13 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Width of the component name column in the progress lines of `up`.
 NAME_WIDTH = max(len(component) for component in COMPONENTS) + 2
 
+STATE_DIR_ENV = "SKYSHIFT_STATE_DIR"
 StateDirOption = Annotated[
     Path,
     typer.Option(
-        "--state-dir", help="Directory for the control plane's pids, logs, etcd data, credentials and client config."
+        "--state-dir",
+        envvar=STATE_DIR_ENV,
+        help="Directory for the control plane's pids, logs, etcd data, credentials and client config.",
     ),
 ]
 EtcdPrefixOption = Annotated[str, typer.Option("--etcd-prefix", help="Key prefix of every object in etcd.")]
@@ -109,10 +112,20 @@ def up(
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds each component may take to become ready.")
     ] = READY_TIMEOUT,
+    controller_manager_config: Annotated[
+        str | None,
+        typer.Option(
+            "--controller-manager-config",
+            metavar="FILE",
+            help="YAML file the controller manager runs with (its --config: scheduler profiles, skylet and "
+            "leader election settings), checked before anything starts. Default: the file recorded in "
+            "STATE_DIR by the last up, else none. Pass '' for none.",
+        ),
+    ] = None,
 ) -> None:
     """Start a local control plane in the background: etcd, the API server and the controller manager.
 
-    Running it again starts only what is not running. Logs go to STATE_DIR/logs.
+    Running it again starts only what is not running and never restarts what runs. Logs go to STATE_DIR/logs.
     """
     plane = LocalControlPlane(state_dir, ready_timeout=timeout)
     config = ClientConfig.load(plane.config_path)
@@ -123,12 +136,15 @@ def up(
         port=port,
         progress=_EchoProgress(),
         admin_token=previous.token if previous is not None else None,
+        controller_manager_config=controller_manager_config,
     )
 
     credentials = plane.bootstrap_result
     config.set_context(LOCAL_CONTEXT, state.server_url, user=credentials.admin_user, token=credentials.admin_token)
     config.save()
     typer.echo(f"SkyShift is running; API server at {state.server_url}")
+    if state.controller_manager_config is not None:
+        typer.echo(f"The controller manager runs with the config {state.controller_manager_config}")
     if credentials.admin_password is not None:
         typer.echo(f"Created user {credentials.admin_user}; its password is in {plane.admin_password_path} (mode 0600)")
     typer.echo(
@@ -153,8 +169,8 @@ def status(state_dir: StateDirOption = DEFAULT_STATE_DIR) -> None:
     rows = plane.status()
     typer.echo(
         format_table(
-            ["COMPONENT", "PID", "STATUS", "ENDPOINT", "LOG"],
-            [[row.component, str(row.pid or "-"), row.status, row.endpoint, row.log] for row in rows],
+            ["COMPONENT", "PID", "STATUS", "ENDPOINT", "LOG", "CONFIG"],
+            [[row.component, str(row.pid or "-"), row.status, row.endpoint, row.log, row.config] for row in rows],
         )
     )
     if any(row.status in ("stopped", "not ready") for row in rows):

@@ -49,6 +49,12 @@ LEASE_NAME = "controller-manager"
 # 575-600 Jobs per second with 8 and 566 with 4.
 DEFAULT_SCHEDULER_WORKERS = 8
 CONTROLLERS = ("scheduler", "job-status", "skylets")
+# The sections of a config file that hold settings, and the settings each one accepts.
+SECTION_KEYS = {
+    "scheduler": ("profiles", "grace_period", "workers"),
+    "skylet": ("poll_interval", "fast_poll_interval", "fast_poll_window"),
+    "leader_election": ("ttl", "identity", "lease_name"),
+}
 
 
 @dataclass
@@ -89,26 +95,39 @@ class ControllerManagerConfig:
         if path is None:
             return cls()
         try:
-            data = manifest_yaml.load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as error:
+            text = Path(path).read_text()
+        except OSError as error:
             raise ValueError(f"cannot read controller manager config {path}: {error}") from error
+        try:
+            data = manifest_yaml.load(text) or {}
+        except yaml.YAMLError as error:
+            raise ValueError(f"invalid YAML in controller manager config {path}: {error}") from error
         if not isinstance(data, dict):
             raise ValueError(f"controller manager config {path} must be a mapping")
-        sections = ("controllers", "scheduler", "skylet", "leader_election")
+        sections = ("controllers", *SECTION_KEYS)
         unknown = sorted(set(data) - set(sections))
         if unknown:
             raise ValueError(f"unknown section(s) {', '.join(unknown)} in {path}; valid: {', '.join(sections)}")
-        controllers = tuple(data.get("controllers") or CONTROLLERS)
+        controllers = data.get("controllers") or CONTROLLERS
+        if not isinstance(controllers, (list, tuple)) or not all(isinstance(item, str) for item in controllers):
+            raise ValueError(
+                f"invalid controllers {controllers!r} in {path}: expected a list of names from {', '.join(CONTROLLERS)}"
+            )
+        controllers = tuple(controllers)
         invalid = sorted(set(controllers) - set(CONTROLLERS))
         if invalid:
             raise ValueError(f"unknown controller(s) {', '.join(invalid)} in {path}; valid: {', '.join(CONTROLLERS)}")
-        scheduler = data.get("scheduler") or {}
-        skylet = data.get("skylet") or {}
-        election = data.get("leader_election") or {}
+        scheduler, skylet, election = (_section(data, name, path) for name in SECTION_KEYS)
+        profiles = scheduler.get("profiles")
+        if profiles is not None and not isinstance(profiles, list):
+            raise ValueError(
+                f"invalid scheduler.profiles in {path}: expected a list of profiles such as "
+                f"[{{name: default, divide: spread}}], got {profiles!r}"
+            )
         return cls(
             controllers=controllers,
             lease_name=str(election.get("lease_name", LEASE_NAME)),
-            profiles=scheduler.get("profiles"),
+            profiles=profiles,
             grace_period=float(scheduler.get("grace_period", DEFAULT_GRACE_PERIOD)),
             scheduler_workers=_count(scheduler, "scheduler", "workers", DEFAULT_SCHEDULER_WORKERS, path),
             poll_interval=_seconds(skylet, "poll_interval", DEFAULT_POLL_INTERVAL, path),
@@ -117,6 +136,33 @@ class ControllerManagerConfig:
             lease_ttl=int(election.get("ttl", 15)),
             identity=election.get("identity"),
         )
+
+
+def _section(data: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
+    """Return section `name` of a config file as a mapping ({} when absent); reject unknown keys in it."""
+    section = data.get(name) or {}
+    if not isinstance(section, dict):
+        raise ValueError(f"invalid section {name} in {path}: expected a mapping of settings, got {section!r}")
+    valid = SECTION_KEYS[name]
+    unknown = sorted(set(section) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"unknown setting(s) {', '.join(unknown)} in section {name} of {path}; valid: {', '.join(valid)}"
+        )
+    return section
+
+
+def check_config(path: Path) -> ControllerManagerConfig:
+    """Load a controller manager config file and build its scheduler profiles with the installed plugins.
+
+    This is what the controller manager checks at start-up. ValueError names the file and the problem.
+    """
+    config = ControllerManagerConfig.load(path)
+    try:
+        load_profiles(config)
+    except PluginError as error:
+        raise ValueError(f"invalid scheduler profiles in {path}: {error.message}") from error
+    return config
 
 
 def _count(section: dict[str, Any], section_name: str, key: str, default: int, path: Path) -> int:
@@ -353,7 +399,8 @@ def run_controller_manager(
 ) -> None:
     """Run a ControllerManager in the foreground until SIGTERM or SIGINT; exit 1 on a configuration error."""
     try:
-        config = ControllerManagerConfig.load(config_path)
+        # Checking the profiles here too puts the file's name into a profile error.
+        config = check_config(config_path) if config_path is not None else ControllerManagerConfig()
     except ValueError as error:
         raise SystemExit(f"Error: {error}") from error
     manager = ControllerManager(

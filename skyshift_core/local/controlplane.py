@@ -1,19 +1,22 @@
 """The local control plane of `skyshift up`, `down` and `status`: etcd, the API server and the controller
 manager as detached processes on this machine.
 
-Everything lives in one state directory: `state.json` (settings and the pid, argv and start time of each
-process), `logs/` (with the API server's `audit.log`), `etcd/` (etcd's data), `config.yaml` (the client
-config with the administrator's token), `admin.password` and `controller-manager.token`. The last three
-have mode 0600. A recorded pid counts as ours only while /proc shows the same command line and start
-time, so a reused pid is never signalled.
+Everything lives in one state directory: `state.json` (settings, including the path and SHA-256 of the
+controller manager's config file, and the pid, argv and start time of each process), `logs/` (with the
+API server's `audit.log`), `etcd/` (etcd's data), `config.yaml` (the client config with the
+administrator's token), `admin.password` and `controller-manager.token`. The last three have mode 0600.
+A recorded pid counts as ours only while /proc shows the same command line and start time, so a reused
+pid is never signalled.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import logging
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -107,6 +110,10 @@ class ControlPlaneState:
     external_etcd: list[str] | None = None
     etcd_client_port: int | None = None
     etcd_peer_port: int | None = None
+    # Absolute path of the controller manager's config file (its --config), or None for its built-in
+    # settings, and the SHA-256 of the content that `up` checked before starting it.
+    controller_manager_config: str | None = None
+    controller_manager_config_digest: str | None = None
     processes: dict[str, ProcessRecord] = field(default_factory=dict)
 
     @classmethod
@@ -207,6 +214,8 @@ class ComponentStatus:
     status: str
     endpoint: str
     log: str
+    # The controller manager's config file; "-" for the other components and without one.
+    config: str = "-"
 
 
 class LocalControlPlane:
@@ -241,6 +250,7 @@ class LocalControlPlane:
         port: int | None = None,
         progress: Progress | None = None,
         admin_token: str | None = None,
+        controller_manager_config: str | Path | None = None,
     ) -> ControlPlaneState:
         """Start whatever is not running, wait until everything is ready, and return the state.
 
@@ -254,11 +264,19 @@ class LocalControlPlane:
         this control plane still runs, and otherwise means a local etcd. ControlPlaneError is raised when a running component uses other
         settings than requested, or when a component fails to start. Before it raises, this call stops
         the processes it started.
+
+        `controller_manager_config` is the controller manager's config file (its --config). Left out,
+        the file that the last `up` recorded is used again; an empty string means none, so the
+        controller manager runs with its built-in settings. The file is checked, profiles and
+        plugins included, before anything starts. A running controller manager is never restarted,
+        so ControlPlaneError is raised when it runs with another file, or with content that has
+        changed since it started.
         """
         progress = progress or Progress()
         state = self.load_state()
         running = {name for name, record in state.processes.items() if record.is_running()}
         self._check_settings(state, running, etcd, host, port)
+        self._set_controller_manager_config(state, running, controller_manager_config)
 
         if API_SERVER not in running:
             # Keep the recorded address, because a controller manager that still runs was started with it.
@@ -348,6 +366,86 @@ class LocalControlPlane:
             + advice
         )
 
+    def _set_controller_manager_config(
+        self, state: ControlPlaneState, running: set[str], requested: str | Path | None
+    ) -> None:
+        """Record the controller manager's config file in `state` after checking it.
+
+        Raise ControlPlaneError when the file cannot be used, or when a running controller manager
+        was started with another file or with other content, since `up` does not restart it.
+        """
+        if requested is None:
+            path = state.controller_manager_config
+        else:
+            path = str(Path(requested).expanduser().absolute()) if str(requested) else None
+        try:
+            digest = None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        except OSError as error:
+            digest, read_error = None, error
+        else:
+            read_error = None
+
+        record = state.processes.get(CONTROLLER_MANAGER)
+        if CONTROLLER_MANAGER in running and record is not None:
+            self._check_running_config(state, record, path, digest, read_error)
+            return
+
+        if path is not None:
+            # A recorded file may have been removed since, so the message names its origin and how to run without it.
+            advice = (
+                "The last skyshift up recorded this file. Restore it, or run without one: "
+                f"skyshift up --state-dir {shlex.quote(str(self.state_dir))} --controller-manager-config ''"
+                if requested is None
+                else "Nothing was started."
+            )
+            if read_error is not None:
+                reason = "not found" if isinstance(read_error, FileNotFoundError) else f"unreadable ({read_error})"
+                raise ControlPlaneError(f"controller manager config {path}: {reason}\n{advice}")
+            self._check_config_file(Path(path), advice)
+        state.controller_manager_config = path
+        state.controller_manager_config_digest = digest
+
+    def _check_running_config(
+        self,
+        state: ControlPlaneState,
+        record: ProcessRecord,
+        path: str | None,
+        digest: str | None,
+        read_error: OSError | None,
+    ) -> None:
+        """Raise ControlPlaneError unless the running controller manager uses `path` with content `digest`."""
+        running_with = state.controller_manager_config or "its built-in settings (no config file)"
+        state_dir = shlex.quote(str(self.state_dir))
+        config_argument = shlex.quote(path) if path is not None else "''"
+        restart = (
+            f"skyshift up does not restart a running controller manager. To apply the change, run "
+            f"skyshift down --state-dir {state_dir}, then "
+            f"skyshift up --state-dir {state_dir} --controller-manager-config {config_argument}"
+        )
+        if path != state.controller_manager_config:
+            requested = path or "no config file"
+            raise ControlPlaneError(
+                f"the controller manager (pid {record.pid}) runs with {running_with}, but {requested} was "
+                f"requested; {restart}"
+            )
+        if digest != state.controller_manager_config_digest:
+            change = f"can no longer be read ({read_error})" if read_error is not None else "has changed"
+            raise ControlPlaneError(
+                f"the controller manager (pid {record.pid}) runs with {path} as it was when it started, and the "
+                f"file {change} since; {restart}"
+            )
+
+    def _check_config_file(self, path: Path, advice: str) -> None:
+        """Raise ControlPlaneError, with `advice`, unless the controller manager would start with this config file."""
+        # Imported here because importing the controllers is slow and only this check needs them.
+        from skyshift_core.controllers.manager import check_config
+
+        try:
+            check_config(path)
+        except ValueError as error:
+            # check_config's messages name the file and the setting or plugin at fault.
+            raise ControlPlaneError(f"{error}\n{advice}") from error
+
     def _preflight(self, state: ControlPlaneState, running: set[str]) -> None:
         """Check what can be checked before anything starts, so a failure leaves nothing behind."""
         if state.external_etcd is None and ETCD not in running:
@@ -412,6 +510,8 @@ class LocalControlPlane:
                 "controller-manager", "--server", state.server_url, "--ready-file", str(self.ready_path),
                 "--token-file", str(self.controller_manager_token_path),
             ]  # fmt: skip
+            if state.controller_manager_config is not None:
+                argv += ["--config", state.controller_manager_config]
             endpoint = state.server_url
         with open(log, "ab") as output:
             process = subprocess.Popen(
@@ -561,14 +661,17 @@ class LocalControlPlane:
             if component == ETCD and state.external_etcd is not None and record is None:
                 rows.append(ComponentStatus(ETCD, None, "external", ",".join(state.external_etcd), "-"))
                 continue
+            # A stopped controller manager shows the file that the next up starts it with.
+            config = (state.controller_manager_config or "-") if component == CONTROLLER_MANAGER else "-"
             if record is None:
-                rows.append(ComponentStatus(component, None, "stopped", "-", str(self.log_path(component))))
+                rows.append(ComponentStatus(component, None, "stopped", "-", str(self.log_path(component)), config))
                 continue
             rows.append(
                 ComponentStatus(
-                    component, record.pid, self._status_of(component, record, state), record.endpoint, record.log
+                    component, record.pid, self._status_of(component, record, state), record.endpoint, record.log,
+                    config,
                 )
-            )
+            )  # fmt: skip
         return rows
 
     def _status_of(self, component: str, record: ProcessRecord, state: ControlPlaneState) -> str:
