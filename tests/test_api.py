@@ -325,7 +325,7 @@ def test_legacy_manifest_over_api(api):
         pytest.param(
             json.dumps({"kind": "Cluster", "metadata": {"name": "x"}, "spec": {"manager": "slurm"}}).encode(),
             {"content-type": "application/json"},
-            422,
+            400,
             "does not match the request path",
             id="kind-mismatch",
         ),

@@ -16,6 +16,7 @@ from skyshift_core.api.app import ApiSettings, create_app
 from skyshift_core.api.fast_routes import SkyShiftApi
 from skyshift_core.auth.bootstrap import bootstrap_admin_token, run_sync
 from skyshift_core.auth.service import AuthSettings
+import skyshift_core.store.etcd as etcd_store
 from skyshift_core.store import Store
 
 JOBS = "/api/v1/namespaces/default/jobs"
@@ -178,6 +179,19 @@ def exchange(client: TestClient, token: str) -> list[tuple]:
         client.delete(f"{JOBS}/j2", headers=auth),
         client.post("/api/v1/clusters", json={"kind": "Cluster", "metadata": {"name": "c1"}, "spec": {"manager": "none"}}, headers=auth),
         client.get("/api/v1/clusters/c1/status", headers=auth),
+        # Careless input: each is rejected, or handled, the same way on both paths.
+        client.post(JOBS, json={**job("j7"), "status": {"phase": "Succeeded"}}, headers=auth),
+        client.get(f"{JOBS}?limit=9223372036854775808", headers=auth),
+        client.get(f"{JOBS}?fieldSelector=metadata.name%3Dj1", headers=auth),
+        client.get(f"{JOBS}?field_selector=spec.run%3Dtrue", headers=auth),
+        client.get(f"{JOBS}?resourceVersion=abc", headers=auth),
+        client.get(f"{JOBS}/j1?resourceVersion=9999999999", headers=auth),
+        client.put(f"{JOBS}/j1?resource_version=9223372036854775808", json=job("j1"), headers=auth),
+        client.request("DELETE", f"{JOBS}/j1", content=b"[]", headers=auth),
+        client.post(JOBS, content=b"null", headers=auth),
+        client.post(JOBS, content=b"{}", headers={**auth, "content-type": "text/plain"}),
+        client.patch(f"{JOBS}/j1", content=b"{}", headers={**auth, "content-type": "application/xml"}),
+        client.put(f"{JOBS}/j1", json={"kind": "Service", "metadata": {"name": "j1"}}, headers=auth),
     ]  # fmt: skip
     results = []
     for response in responses:
@@ -222,8 +236,11 @@ def run_app(etcd_endpoint: str, audit_log: Path, direct: bool) -> tuple[list[tup
 @pytest.fixture(scope="module")
 def both_paths(etcd_server, tmp_path_factory):
     directory = tmp_path_factory.mktemp("audit")
-    direct = run_app(etcd_server.endpoint, directory / "direct.log", direct=True)
-    through_fastapi = run_app(etcd_server.endpoint, directory / "fastapi.log", direct=False)
+    with pytest.MonkeyPatch.context() as patch:
+        # The GET with a resource_version far ahead of etcd then gives up after 0.2 s, not 3 s.
+        patch.setattr(etcd_store, "RESOURCE_VERSION_WAIT", 0.2)
+        direct = run_app(etcd_server.endpoint, directory / "direct.log", direct=True)
+        through_fastapi = run_app(etcd_server.endpoint, directory / "fastapi.log", direct=False)
     return direct, through_fastapi
 
 
@@ -232,6 +249,38 @@ def test_responses_same_through_both_paths(both_paths):
 
     for answer, expected in zip(direct[0], through_fastapi[0], strict=True):
         assert answer == expected
+
+
+def outcome(body) -> object:
+    """Sum up a response body: a Status's reason, a list's item names, or an object's status phase."""
+    if body.get("kind") == "Status":
+        return body["reason"]
+    if "items" in body:
+        return [item["metadata"]["name"] for item in body["items"]]
+    return body["status"]["phase"]
+
+
+def test_careless_input_on_direct_path(both_paths):
+    direct, _ = both_paths
+    # The last requests of `exchange`, in order; `normalize` has turned digits into N.
+    expected = [
+        (201, "Pending"),  # The submitted status is dropped.
+        (400, "BadRequest"),  # limit above int64
+        (200, ["jN"]),  # fieldSelector=metadata.name=j1, one Job of several
+        (400, "BadRequest"),  # field_selector on an unsupported field
+        (400, "BadRequest"),  # resourceVersion=abc
+        (504, "Timeout"),  # resourceVersion ahead of etcd
+        (400, "BadRequest"),  # resource_version precondition above int64
+        (400, "BadRequest"),  # delete options that are a list
+        (400, "BadRequest"),  # a body of null
+        (415, "UnsupportedMediaType"),  # POST as text/plain
+        (415, "UnsupportedMediaType"),  # PATCH as application/xml
+        (400, "BadRequest"),  # PUT of another kind
+    ]
+
+    answers = [(code, outcome(body)) for _, _, code, _, body in direct[0][-len(expected) :]]
+
+    assert answers == expected
 
 
 def test_audit_entries_same_through_both_paths(both_paths):

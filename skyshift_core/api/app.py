@@ -31,6 +31,7 @@ from skyshift_core.errors import AlreadyExistsError, SkyShiftError, UnavailableE
 from skyshift_core.objects import Namespace, kinds
 from skyshift_core.objects.meta import DEFAULT_NAMESPACE
 from skyshift_core.store import Store
+from skyshift_core.store.etcd import TooLargeResourceVersionError
 from skyshift_core.store.keys import ROOT
 from skyshift_core.store.tls import EtcdTls
 
@@ -109,7 +110,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     @app.exception_handler(SkyShiftError)
     async def handle_skyshift_error(request: Request, error: SkyShiftError) -> Response:
-        if error.status_code >= 500:
+        # A resource_version that etcd has not reached is the client's mistake, not the server's.
+        if error.status_code >= 500 and not isinstance(error, TooLargeResourceVersionError):
             logger.error("%s %s failed: %s", request.method, request.url.path, error.message)
         return error_response(error)
 

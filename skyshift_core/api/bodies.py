@@ -12,9 +12,10 @@ from fastapi import Request
 from pydantic import BaseModel
 
 from skyshift_core import manifest_yaml
-from skyshift_core.errors import BadRequestError, InvalidError
+from skyshift_core.errors import BadRequestError, InvalidError, SkyShiftError
 from skyshift_core.objects.aliases import canonical_json_patch, canonical_merge_patch
 
+JSON_TYPE = "application/json"
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -24,6 +25,15 @@ STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 PATCH_TYPES = (MERGE_PATCH, JSON_PATCH, STRATEGIC_MERGE_PATCH)
 
 MAX_BODY_BYTES = 3 * 1024 * 1024  # etcd's default request limit is 1.5 MiB; leave room for encoding.
+# The hint names curl because its -d option sends application/x-www-form-urlencoded when no -H sets the type.
+_CONTENT_TYPE_HINT = "set the Content-Type header, for example with curl: -H 'Content-Type: application/json'"
+
+
+class UnsupportedMediaTypeError(SkyShiftError):
+    """The request body's Content-Type is not one that the route reads."""
+
+    status_code = 415
+    reason = "UnsupportedMediaType"
 
 
 def _media_type(request: Request) -> str:
@@ -31,13 +41,22 @@ def _media_type(request: Request) -> str:
 
 
 async def read_manifest(request: Request) -> dict[str, Any]:
-    """Parse a JSON or YAML body into a mapping; YAML when the content type says so."""
+    """Parse a JSON or YAML body into a mapping, chosen by its Content-Type.
+
+    A body without a Content-Type is read as JSON. A media type other than JSON and YAML raises
+    UnsupportedMediaTypeError, as Kubernetes returns 415 for a body it cannot decode.
+    """
+    media = _media_type(request)
+    if media not in ("", JSON_TYPE, *YAML_TYPES):
+        raise UnsupportedMediaTypeError(
+            f"unsupported Content-Type {media!r} for an object body: send the object as {JSON_TYPE} "
+            f"or application/yaml (also {', '.join(YAML_TYPES[1:])}); {_CONTENT_TYPE_HINT}"
+        )
     raw = await request.body()
     if len(raw) > MAX_BODY_BYTES:
         raise BadRequestError(f"request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
     if not raw.strip():
         raise BadRequestError("request body is empty: send the object as JSON or YAML")
-    media = _media_type(request)
     try:
         if media in YAML_TYPES:
             data = manifest_yaml.load(raw)
@@ -50,7 +69,9 @@ async def read_manifest(request: Request) -> dict[str, Any]:
             f"request body is not valid JSON: {error}; for a YAML body, set Content-Type: application/yaml"
         ) from error
     if not isinstance(data, dict):
-        raise BadRequestError(f"request body must be an object, got {type(data).__name__}")
+        raise BadRequestError(
+            f"request body must be an object with kind, metadata and spec, got {json_type(data)}"
+        )
     return data
 
 
@@ -73,10 +94,15 @@ async def apply_patch(request: Request, document: dict[str, Any], model: type[Ba
     With `model`, the model of `document`, fields that the patch spells in camelCase or by an
     alias (`restartPolicy`, `env`) are first renamed to the field names that `document` uses."""
     media = _media_type(request) or MERGE_PATCH
-    if media == "application/json":
+    if media == JSON_TYPE:
         media = MERGE_PATCH
     if media not in PATCH_TYPES and media not in YAML_TYPES:
-        raise BadRequestError(f"unsupported patch Content-Type {media!r}: use one of {', '.join(PATCH_TYPES)}")
+        raise UnsupportedMediaTypeError(
+            f"unsupported patch Content-Type {media!r}: use {MERGE_PATCH} or {JSON_TYPE} (both a JSON merge "
+            f"patch), {STRATEGIC_MERGE_PATCH} (read as a merge patch), {JSON_PATCH}, or application/yaml "
+            f"(a merge patch written in YAML); set the Content-Type header, for example with curl: "
+            f"-H 'Content-Type: {MERGE_PATCH}'"
+        )
     raw = await request.body()
     try:
         patch = manifest_yaml.load(raw) if media in YAML_TYPES else json.loads(raw or b"null")
@@ -85,10 +111,14 @@ async def apply_patch(request: Request, document: dict[str, Any], model: type[Ba
         raise BadRequestError(f"patch body is not valid {form}: {error}") from error
     if media == JSON_PATCH:
         if not isinstance(patch, list):
-            raise BadRequestError("a JSON patch must be a list of operations, like [{\"op\": \"replace\", ...}]")
+            raise BadRequestError(
+                f"a JSON patch must be a list of operations, like [{{\"op\": \"replace\", ...}}], got {json_type(patch)}"
+            )
         return apply_json_patch(document, canonical_json_patch(model, patch) if model else patch)
     if not isinstance(patch, dict):
-        raise BadRequestError("a merge patch must be an object")
+        raise BadRequestError(
+            f"a merge patch must be an object, like {{\"spec\": {{\"replicas\": 2}}}}, got {json_type(patch)}"
+        )
     return merge_patch(document, canonical_merge_patch(model, patch) if model else patch)
 
 
@@ -139,7 +169,7 @@ def _explain_operation_failure(operation: Any, document: Any) -> str | None:
     if not isinstance(operation, dict):
         return (
             f"an operation must be an object like {{\"op\": \"replace\", \"path\": \"/spec/replicas\", "
-            f"\"value\": 2}}, not {_json_type(operation)}"
+            f"\"value\": 2}}, not {json_type(operation)}"
         )
     op = operation.get("op")
     if op not in _JSON_PATCH_OPS:
@@ -154,7 +184,7 @@ def _explain_operation_failure(operation: Any, document: Any) -> str | None:
     for member in ("from", "path") if op in _OPS_WITH_FROM else ("path",):
         pointer = operation[member]
         if not isinstance(pointer, str):
-            return f"{member} must be a string holding a JSON pointer like /spec/replicas, not {_json_type(pointer)}"
+            return f"{member} must be a string holding a JSON pointer like /spec/replicas, not {json_type(pointer)}"
         try:
             pointers[member] = jsonpatch.JsonPointer(pointer).parts
         except jsonpatch.JsonPointerException as error:
@@ -219,11 +249,11 @@ def _find_location_problem(document: Any, parts: list[str], *, target_must_exist
                 return None
             node = node[index]
             continue
-        return f"{parent} is {_json_type(node)}, not an object or a list, so it has no member '{part}'"
+        return f"{parent} is {json_type(node)}, not an object or a list, so it has no member '{part}'"
     return None
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
     """Name the JSON type of a decoded value, with its article: 'a string', 'an object'."""
     if isinstance(value, dict):
         return "an object"

@@ -12,17 +12,23 @@ import dataclasses
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel
 
 from skyshift_core.api.admission import admit
-from skyshift_core.api.bodies import PATCH_TYPES, apply_patch, read_manifest
+from skyshift_core.api.bodies import PATCH_TYPES, apply_patch, json_type, read_manifest
 from skyshift_core.api.fast_routes import direct_route
 from skyshift_core.api.leases import fence_from_request
-from skyshift_core.api.watch import watch_response
+from skyshift_core.api.watch import MAX_TIMEOUT_SECONDS, watch_response
 from skyshift_core.auth.service import authorize, check_role_write, object_written
 from skyshift_core.errors import BadRequestError, ConflictError, InvalidError
 from skyshift_core.objects import Role, parse_object, parse_selector
 from skyshift_core.objects.meta import DEFAULT_NAMESPACE, Object
+from skyshift_core.objects.selectors import FieldRequirement, parse_field_selector
 from skyshift_core.store import Store
+from skyshift_core.store.etcd import MAX_REVISION
+
+# Integer query parameters are int64 unless a route narrows them: etcd's revisions and limits are int64.
+_INT64_MIN = -(2**63)
 
 # Retries of a patch without a client precondition when another writer gets in between.
 _PATCH_ATTEMPTS = 5
@@ -44,22 +50,42 @@ _PATCH_BODY = {
 }
 
 
-def query(request: Request, *names: str) -> str | None:
-    """First of several spellings of a query parameter (`resource_version`, `resourceVersion`)."""
+def query_named(request: Request, *names: str) -> tuple[str, str] | None:
+    """Return the spelling used and the value of the first of several spellings of a query parameter."""
     for name in names:
         value = request.query_params.get(name)
         if value is not None:
-            return value
+            return name, value
     return None
+
+
+def query(request: Request, *names: str) -> str | None:
+    """First of several spellings of a query parameter (`resource_version`, `resourceVersion`)."""
+    found = query_named(request, *names)
+    return None if found is None else found[1]
+
+
+def query_resource_version(request: Request) -> int | None:
+    """Return the request's resource_version query parameter as a revision, or None without one.
+
+    Raises BadRequestError naming the parameter as spelled when it is not an integer from 0 to MAX_REVISION."""
+    found = query_named(request, "resource_version", "resourceVersion")
+    if found is None:
+        return None
+    name, value = found
+    return Store.parse_resource_version(value, f"query parameter {name}")
 
 
 def precondition(request: Request, in_body: str | None) -> str | None:
     """Return the resource_version that a PUT or PATCH must match: from the query or from the body.
 
-    Raises BadRequestError when both are given and differ."""
-    in_query = query(request, "resource_version", "resourceVersion")
-    if in_query is None:
+    Raises BadRequestError when either is not a valid resource_version, or when both are given and differ."""
+    Store.parse_resource_version(in_body, "metadata.resource_version")
+    found = query_named(request, "resource_version", "resourceVersion")
+    if found is None:
         return in_body
+    name, in_query = found
+    Store.parse_resource_version(in_query, f"query parameter {name}")
     if in_body not in (None, "", in_query):
         raise BadRequestError(
             f"resource_version {in_query!r} in the query differs from metadata.resource_version {in_body!r} "
@@ -79,14 +105,51 @@ def query_bool(request: Request, *names: str) -> bool:
     raise BadRequestError(f"invalid value {value!r} for query parameter {names[0]!r}: expected true or false")
 
 
-def query_int(request: Request, *names: str) -> int | None:
-    value = query(request, *names)
-    if value is None or value == "":
+def query_int(request: Request, *names: str, minimum: int = _INT64_MIN, maximum: int = MAX_REVISION) -> int | None:
+    """Return an integer query parameter, or None when it is absent or empty.
+
+    Raises BadRequestError naming the parameter as spelled when the value is not an integer from
+    `minimum` to `maximum`. The default range is int64, the widest that etcd takes.
+    """
+    found = query_named(request, *names)
+    if found is None or found[1] == "":
         return None
+    name, value = found
+    expected = f"expected an integer from {minimum} to {maximum}"
     try:
-        return int(value)
+        number = int(value)
     except ValueError as error:
-        raise BadRequestError(f"invalid value {value!r} for query parameter {names[0]!r}: expected an integer") from error
+        raise BadRequestError(f"invalid value {value!r} for query parameter {name!r}: {expected}") from error
+    if not minimum <= number <= maximum:
+        raise BadRequestError(f"invalid value {value!r} for query parameter {name!r}: {expected}")
+    return number
+
+
+def check_kind(data: dict[str, Any], kind: str) -> None:
+    """Raise BadRequestError when a body names a kind other than the one of the request path."""
+    body_kind = data.get("kind")
+    if body_kind is None or body_kind == kind:
+        return
+    if not isinstance(body_kind, str):
+        raise BadRequestError(f"kind must be the string {kind!r} for this request path, got {json_type(body_kind)}")
+    raise BadRequestError(
+        f"kind {body_kind!r} does not match the request path, which is for {kind}; "
+        f"send the object to the path of its kind, or set kind to {kind!r}"
+    )
+
+
+def selectable_fields(model: type[Object]) -> tuple[str, ...]:
+    """Return the fields that a field selector on `model` may name.
+
+    As in Kubernetes, every kind offers metadata.name and metadata.namespace; a kind whose status
+    has a phase (Job, Cluster, Link, Namespace) offers status.phase too.
+    """
+    fields = ("metadata.name", "metadata.namespace")
+    status = model.model_fields.get("status")
+    status_type = status.annotation if status is not None else None
+    if isinstance(status_type, type) and issubclass(status_type, BaseModel) and "phase" in status_type.model_fields:
+        fields += ("status.phase",)
+    return fields
 
 
 def json_response(data: Any, status_code: int = 200) -> Response:
@@ -112,8 +175,16 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
         collection = "/api/v1/" + model.plural
         item = collection + "/{name}"
 
+    fields = selectable_fields(model)
+
     def namespace_of(request: Request) -> str | None:
         return request.path_params.get("namespace") if model.namespaced else None
+
+    def field_selector_of(request: Request) -> tuple[FieldRequirement, ...]:
+        try:
+            return parse_field_selector(query(request, "field_selector", "fieldSelector"), fields)
+        except ValueError as error:
+            raise BadRequestError(f"{error} (on {model.plural})") from error
 
     # Authorization of every route below, in one place: the verb on `<plural>` or `<plural>/<subresource>`
     # in the path's namespace. It runs first, so a caller without the right learns nothing from validation.
@@ -129,15 +200,34 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
             selector = parse_selector(query(request, "label_selector", "labelSelector"))
         except ValueError as error:
             raise BadRequestError(str(error)) from error
-        resource_version = query(request, "resource_version", "resourceVersion")
+        field_selector = field_selector_of(request)
+        resource_version = query_resource_version(request)
         if query_bool(request, "watch"):
-            timeout = query_int(request, "timeout_seconds", "timeoutSeconds")
+            timeout = query_int(request, "timeout_seconds", "timeoutSeconds", minimum=1, maximum=MAX_TIMEOUT_SECONDS)
             return await watch_response(
-                store, model, namespace, resource_version, selector, timeout, bookmark_interval, get_metrics(request)
+                store,
+                model,
+                namespace,
+                resource_version,
+                selector,
+                field_selector,
+                timeout,
+                bookmark_interval,
+                get_metrics(request),
             )
-        limit = query_int(request, "limit")
+        limit = query_int(request, "limit", minimum=0)
+        continue_token = query(request, "continue")
+        if resource_version:
+            if continue_token:
+                # As in Kubernetes: the token already fixes the revision that every page is read at.
+                raise BadRequestError(
+                    f"resource_version {resource_version} cannot be combined with continue, whose token fixes the "
+                    "version of the whole list; leave resource_version out when you pass continue"
+                )
+            # A nonzero version means "not older than": the latest state qualifies once etcd has reached it.
+            await store.wait_for_revision(resource_version)
         result = await store.list(
-            model, namespace, selector=selector, limit=limit, continue_token=query(request, "continue")
+            model, namespace, selector=selector, field_selector=field_selector, limit=limit, continue_token=continue_token
         )
         metadata: dict[str, Any] = {"resource_version": result.resource_version}
         if result.continue_token:
@@ -153,6 +243,7 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
         await check(request, "create")
         namespace = namespace_of(request)
         data = await read_manifest(request)
+        check_kind(data, kind)
         obj = parse_object(data, model)
         # The audit log names the object, which for a create is known only from the body.
         request.state.auth_attributes = dataclasses.replace(request.state.auth_attributes, name=obj.metadata.name)
@@ -171,12 +262,19 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
 
     async def read(request: Request, name: str, subresource: str | None = None) -> Response:
         await check(request, "get", subresource)
-        return object_response(await get_store(request).get(model, namespace_of(request), name))
+        store: Store = get_store(request)
+        resource_version = query_resource_version(request)
+        if resource_version:
+            # Not older than the version given, as for a list.
+            await store.wait_for_revision(resource_version)
+        return object_response(await store.get(model, namespace_of(request), name))
 
     async def replace(request: Request, name: str, subresource: str | None = None) -> Response:
         await check(request, "update", subresource)
         namespace = namespace_of(request)
-        obj = parse_object(await read_manifest(request), model)
+        data = await read_manifest(request)
+        check_kind(data, kind)
+        obj = parse_object(data, model)
         if subresource is None:
             admit(obj)
         if obj.metadata.name != name:
@@ -203,7 +301,8 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
             document = dump(current)
             patched = await apply_patch(request, document, model)
             if not isinstance(patched, dict):
-                raise InvalidError("the patched object is not an object")
+                raise InvalidError(f"the patch turns the object into {json_type(patched)}; a patch must leave an object")
+            check_kind(patched, kind)
             metadata = patched.get("metadata") if isinstance(patched.get("metadata"), dict) else {}
             if metadata.get("name") != name or (model.namespaced and metadata.get("namespace") != namespace):
                 raise InvalidError("a patch must not change metadata.name or metadata.namespace")
@@ -238,18 +337,30 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
 
     async def delete(request: Request, name: str) -> Response:
         await check(request, "delete")
-        resource_version = query(request, "resource_version", "resourceVersion")
+        resource_version = query_resource_version(request)
         raw = await request.body()
         if raw.strip():
             try:
                 options = json.loads(raw)
             except ValueError as error:
                 raise BadRequestError(f"delete options are not valid JSON: {error}") from error
-            preconditions = options.get("preconditions") if isinstance(options, dict) else None
-            if isinstance(preconditions, dict):
-                resource_version = (
-                    preconditions.get("resource_version") or preconditions.get("resourceVersion") or resource_version
+            if not isinstance(options, dict):
+                raise BadRequestError(
+                    "delete options must be an object like "
+                    f'{{"preconditions": {{"resource_version": "42"}}}}, got {json_type(options)}'
                 )
+            preconditions = options.get("preconditions")
+            if preconditions is not None and not isinstance(preconditions, dict):
+                raise BadRequestError(
+                    f'preconditions must be an object like {{"resource_version": "42"}}, got {json_type(preconditions)}'
+                )
+            if preconditions:
+                for spelling in ("resource_version", "resourceVersion"):
+                    if preconditions.get(spelling) not in (None, ""):
+                        resource_version = Store.parse_resource_version(
+                            preconditions[spelling], f"preconditions.{spelling}"
+                        )
+                        break
         deleted = await get_store(request).delete(
             model, namespace_of(request), name, resource_version, fence=fence_from_request(request)
         )

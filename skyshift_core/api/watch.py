@@ -3,7 +3,8 @@
 Each line is `{"type": ADDED|MODIFIED|DELETED|BOOKMARK|ERROR, "object": {...}}`. A bookmark's
 object carries only `metadata.resource_version`: every change up to that version has been sent,
 so a client that reconnects can resume from it. A version that etcd has compacted answers
-410 Gone before the stream starts, or an ERROR event with a 410 Status once it has started.
+410 Gone before the stream starts, or an ERROR event with a 410 Status once it has started. A
+version that etcd has not reached fails with 504 "Too large resource version" before the stream starts.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ from skyshift_core.api.metrics import ApiMetrics
 from skyshift_core.api.status import status_body
 from skyshift_core.errors import BadRequestError, GoneError, SkyShiftError
 from skyshift_core.objects.meta import Object
-from skyshift_core.objects.selectors import Requirement
+from skyshift_core.objects.selectors import FieldRequirement, Requirement
 from skyshift_core.store import Store
 
 logger = logging.getLogger(__name__)
 
-_MAX_TIMEOUT_SECONDS = 3600
+MAX_TIMEOUT_SECONDS = 3600
 
 
 def _line(event_type: str, obj: dict) -> bytes:
@@ -37,24 +38,28 @@ async def watch_response(
     store: Store,
     model: type[Object],
     namespace: str | None,
-    resource_version: str | None,
+    resource_version: int | None,
     selector: tuple[Requirement, ...],
+    field_selector: tuple[FieldRequirement, ...],
     timeout_seconds: int | None,
     bookmark_interval: float,
     metrics: ApiMetrics,
 ) -> Response:
     kind = model.model_fields["kind"].default
-    if timeout_seconds is not None and not 0 < timeout_seconds <= _MAX_TIMEOUT_SECONDS:
+    if timeout_seconds is not None and not 0 < timeout_seconds <= MAX_TIMEOUT_SECONDS:
         raise BadRequestError(
-            f"invalid timeout_seconds {timeout_seconds}: expected 1 to {_MAX_TIMEOUT_SECONDS}, or leave it out"
+            f"invalid timeout_seconds {timeout_seconds}: expected 1 to {MAX_TIMEOUT_SECONDS}, or leave it out"
         )
-    start = store.parse_resource_version(resource_version)
-    if start:
-        # Fail with 410 before the stream starts when the version is already compacted.
-        await store.check_revision(start + 1)
-    events = store.watch(model, namespace, resource_version=resource_version, selector=selector)
+    if resource_version:
+        # Fail before the stream starts: with 504 when etcd has not reached the version (after a
+        # short wait), with 410 when the version is already compacted.
+        await store.wait_for_revision(resource_version)
+        await store.check_revision(resource_version + 1)
+    events = store.watch(
+        model, namespace, resource_version=resource_version, selector=selector, field_selector=field_selector
+    )
     return StreamingResponse(
-        _stream(events, kind, start or 0, timeout_seconds, bookmark_interval, metrics),
+        _stream(events, kind, resource_version or 0, timeout_seconds, bookmark_interval, metrics),
         media_type="application/json",
         headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
     )

@@ -182,3 +182,120 @@ def _parse_clause(clause: str) -> Requirement | None:
 
 def selector_matches(requirements: tuple[Requirement, ...], labels: Mapping[str, str]) -> bool:
     return all(requirement.matches(labels) for requirement in requirements)
+
+
+# ---- field selectors ----------------------------------------------------------------------------
+
+# Operators of a field selector clause, longest first so that '==' is not read as '=' and '='.
+_FIELD_OPERATORS = ("!=", "==", "=")
+
+
+@dataclass(frozen=True)
+class FieldRequirement:
+    """One clause of a field selector: `field` (a dotted path such as metadata.name) `operator` `value`."""
+
+    field: str
+    operator: str  # '=' or '!='
+    value: str
+
+    def matches(self, source: object) -> bool:
+        equal = field_value(source, self.field) == self.value
+        return equal if self.operator == "=" else not equal
+
+
+def field_value(source: object, path: str) -> str:
+    """Return the value at a dotted `path` of an object or of its decoded JSON, as a field selector compares it.
+
+    A missing or null value reads as the empty string, as the namespace of a cluster-scoped object
+    does in Kubernetes, and an enum member reads as its value.
+    """
+    value = source
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else getattr(value, part, None)
+        if value is None:
+            return ""
+    if isinstance(value, Enum):
+        value = value.value
+    return str(value)
+
+
+def parse_field_selector(selector: str | None, supported: tuple[str, ...]) -> tuple[FieldRequirement, ...]:
+    """Parse a Kubernetes field selector string such as `metadata.name=web,status.phase!=Failed`.
+
+    Clauses are separated by commas and use `=`, `==` or `!=`. A backslash escapes a comma, an
+    equals sign or a backslash inside a value. Raises ValueError naming the clause that is not
+    understood, or the field when it is not one of `supported`.
+    """
+    if selector is None or not selector.strip():
+        return ()
+    requirements = []
+    for clause in _split_escaped(selector, ","):
+        if not clause.strip():
+            raise ValueError(f"invalid field selector {selector!r}: empty clause; separate clauses with one comma")
+        requirement = _parse_field_clause(clause)
+        if requirement is None:
+            raise ValueError(
+                f"invalid field selector clause {clause.strip()!r}: expected 'field=value', 'field==value' "
+                "or 'field!=value', with '\\' before a ',' or '=' inside a value"
+            )
+        if requirement.field not in supported:
+            raise ValueError(f"field label not supported: {requirement.field}; supported fields: {', '.join(supported)}")
+        requirements.append(requirement)
+    return tuple(requirements)
+
+
+def _split_escaped(text: str, separator: str) -> list[str]:
+    """Split `text` at each `separator` that no backslash escapes; the escapes stay in the parts."""
+    parts, current, escaped = [], [], False
+    for char in text:
+        if escaped:
+            current.append(char)
+            escaped = False
+        elif char == "\\":
+            current.append(char)
+            escaped = True
+        elif char == separator:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
+def _parse_field_clause(clause: str) -> FieldRequirement | None:
+    # The field is everything before the first unescaped operator; a field never contains one.
+    for index in range(len(clause)):
+        for operator in _FIELD_OPERATORS:
+            if clause.startswith(operator, index):
+                field = clause[:index].strip()
+                value = _unescape_field_value(clause[index + len(operator) :].strip())
+                if not field or value is None:
+                    return None
+                return FieldRequirement(field, "!=" if operator == "!=" else "=", value)
+        if clause[index] == "\\":
+            return None  # An escape belongs in the value, not in the field.
+    return None
+
+
+def _unescape_field_value(text: str) -> str | None:
+    """Resolve `\\,`, `\\=` and `\\\\` in a value; return None for another escape or a bare '=' or ','."""
+    value, escaped = [], False
+    for char in text:
+        if escaped:
+            if char not in ("\\", ",", "="):
+                return None
+            value.append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char in ("=", ","):
+            return None
+        else:
+            value.append(char)
+    return None if escaped else "".join(value)
+
+
+def fields_match(requirements: tuple[FieldRequirement, ...], source: object) -> bool:
+    """Say whether an object, or its decoded JSON, meets every clause of a field selector."""
+    return all(requirement.matches(source) for requirement in requirements)

@@ -133,7 +133,12 @@ class SecretStoreMixin:
         return Transaction(self)
 
     def prepare_new(self: "Store", obj: Object) -> Object:
-        """Return a copy of a new object with the metadata the server sets on create."""
+        """Return a copy of a new object with the metadata the server sets on create and its kind's default status.
+
+        Every kind with a `status` field has a status subresource, through which controllers write it, so a
+        submitted status is dropped, as Kubernetes drops it on create. A manifest saved with
+        `get -o yaml` then re-creates a Job that is scheduled and run again, not one already Succeeded.
+        """
         model = type(obj)
         namespace = (obj.metadata.namespace or DEFAULT_NAMESPACE) if model.namespaced else None
         metadata = obj.metadata.model_copy(
@@ -146,7 +151,14 @@ class SecretStoreMixin:
                 "deletion_timestamp": None,
             }
         )
-        return obj.model_copy(update={"metadata": metadata})
+        update: dict = {"metadata": metadata}
+        # model_fields_set names the fields that a parsed body contained, so a create without a status
+        # (the common case) skips building a default, which costs more than encoding the object.
+        # NOTE: a status changed in place on an object built in code, not parsed, is not detected.
+        status_field = model.model_fields.get("status")
+        if "status" in obj.model_fields_set and status_field is not None and not status_field.is_required():
+            update["status"] = status_field.get_default(call_default_factory=True)
+        return obj.model_copy(update=update)
 
     def _record(self: "Store", kv) -> SecretRecord:
         prefix = f"{self.root}/{AUTH_SEGMENT}/"

@@ -35,7 +35,7 @@ from skyshift_core.errors import (
 from skyshift_core.objects import kinds
 from skyshift_core.objects.meta import DEFAULT_NAMESPACE, Object
 from skyshift_core.objects.misc import Namespace, User
-from skyshift_core.objects.selectors import Requirement, selector_matches
+from skyshift_core.objects.selectors import FieldRequirement, Requirement, fields_match, selector_matches
 from skyshift_core.store.keys import ROOT, list_prefix, object_key, prefix_range_end
 from skyshift_core.store.leases import Fence, LeaseStoreMixin
 from skyshift_core.store.auth_records import SecretStoreMixin
@@ -53,8 +53,36 @@ _TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 _ATTEMPT_TIMEOUT = 5.0
 # gRPC's default 4 MiB message limit is below what one range read of many objects can return.
 _CHANNEL_OPTIONS = {"grpc.max_receive_message_length": 256 * 1024 * 1024}
-# Keys per range read when a list has no limit, so no single response grows without bound.
+# Keys per range read of a list, so no single response grows without bound whatever the limit.
 _LIST_BATCH = 500
+# etcd's revisions and range limits are int64 fields of its gRPC API (etcdserverpb.RangeRequest),
+# so a larger number cannot even be encoded into a request.
+MAX_REVISION = 2**63 - 1
+# Seconds a read with a resource_version newer than etcd's revision waits for etcd to reach it, as
+# Kubernetes' API server waits for its watch cache to catch up (3 s, `blockTimeout` of its watchCache).
+RESOURCE_VERSION_WAIT = 3.0
+
+
+class TooLargeResourceVersionError(SkyShiftError):
+    """A read asked for a resource_version that etcd has not reached; the client may retry.
+
+    Kubernetes returns 504 with reason Timeout in the same case, and its clients recognize the
+    error by the cause below, so the status, reason and cause are the same here.
+    """
+
+    status_code = 504
+    reason = "Timeout"
+
+    def __init__(self, requested: int, current: int):
+        super().__init__(
+            f"Too large resource version: {requested}, current: {current}; use a resource_version "
+            "returned by this API server, or leave resource_version out to read the latest state",
+            details={
+                "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                "retry_after_seconds": 1,
+            },
+        )
+        self.headers = {"Retry-After": "1"}
 
 
 @dataclass
@@ -302,6 +330,27 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
                 "list again and watch from the list's resource_version"
             ) from error
 
+    async def wait_for_revision(self, revision: int, timeout: float | None = None) -> int:
+        """Return etcd's current revision once it is at least `revision`.
+
+        Polls etcd for up to `timeout` seconds (RESOURCE_VERSION_WAIT by default), then raises
+        TooLargeResourceVersionError with the revision last seen. etcd's reads are linearizable, so
+        a resource_version that an API server on this etcd returned is never newer than the current
+        revision. A newer one comes from another etcd, from one restored from a backup, or from a typo.
+        """
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + (RESOURCE_VERSION_WAIT if timeout is None else timeout)
+        delay = 0.05
+        while True:
+            current = await self.ping()
+            if current >= revision:
+                return current
+            remaining = give_up_at - loop.time()
+            if remaining <= 0:
+                raise TooLargeResourceVersionError(revision, current)
+            await asyncio.sleep(min(delay, remaining))
+            delay = min(delay * 2, 0.5)
+
     # ---- raw operations -----------------------------------------------------------------
 
     async def _range(self, key: bytes, range_end: bytes | None = None, *, limit: int = 0, revision: int = 0):
@@ -358,17 +407,24 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
         return f"{kind} '{namespace}/{name}'" if model.namespaced else f"{kind} '{name}'"
 
     @staticmethod
-    def parse_resource_version(resource_version: str | int | None) -> int | None:
+    def parse_resource_version(resource_version: str | int | None, field_name: str = "resource_version") -> int | None:
+        """Return a resource_version as an etcd revision, or None when it is absent or empty.
+
+        Raises BadRequestError naming `field_name` (the parameter or field that carried the value) when
+        the value is not an integer from 0 to MAX_REVISION.
+        """
         if resource_version is None or resource_version == "":
             return None
-        try:
-            value = int(resource_version)
-        except (TypeError, ValueError) as error:
-            raise BadRequestError(
-                f"invalid resource_version {resource_version!r}: expected a non-negative integer"
-            ) from error
-        if value < 0:
-            raise BadRequestError(f"invalid resource_version {resource_version!r}: expected a non-negative integer")
+        expected = f"expected an integer from 0 to {MAX_REVISION}"
+        if isinstance(resource_version, bool) or not isinstance(resource_version, (str, int)):
+            raise BadRequestError(f"invalid {field_name} {resource_version!r}: {expected}, as a string like \"42\"")
+        text = str(resource_version).strip()
+        # int() would also take '+5', '1_000' and non-ASCII digits, which no server ever returns.
+        if not (text.isascii() and text.isdigit()):
+            raise BadRequestError(f"invalid {field_name} {resource_version!r}: {expected}")
+        value = int(text)
+        if value > MAX_REVISION:
+            raise BadRequestError(f"invalid {field_name} {resource_version!r}: {expected}")
         return value
 
     # ---- CRUD ---------------------------------------------------------------------------
@@ -489,6 +545,9 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
     @staticmethod
     def _merge(current: Object, new: Object, subresource: str | None) -> Object:
         if subresource == "status":
+            if "status" not in type(current).model_fields:
+                kind = type(current).model_fields["kind"].default
+                raise BadRequestError(f"kind {kind} has no status field, so it has no status subresource to write")
             return current.model_copy(update={"status": new.status})
         if subresource is not None:
             raise BadRequestError(f"unknown subresource {subresource!r}: only 'status' can be updated")
@@ -567,10 +626,11 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
         namespace: str | None = None,
         *,
         selector: tuple[Requirement, ...] = (),
+        field_selector: tuple[FieldRequirement, ...] = (),
         limit: int | None = None,
         continue_token: str | None = None,
     ) -> ListResult:
-        """List objects, optionally filtered by a label selector and split into pages.
+        """List objects, optionally filtered by label and field selectors and split into pages.
 
         Every page of one listing reads etcd at the same revision, so a paginated list is a
         consistent snapshot; a continue token whose revision was compacted raises GoneError.
@@ -580,18 +640,26 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
         start, revision = prefix, 0
         if continue_token:
             start, revision = self._decode_continue(continue_token, prefix)
-        if limit is not None and limit < 0:
-            raise BadRequestError(f"invalid limit {limit}: expected a positive number, or 0 for no limit")
+        if limit is not None and not 0 <= limit <= MAX_REVISION:
+            raise BadRequestError(f"invalid limit {limit}: expected an integer from 0 to {MAX_REVISION}, 0 for no limit")
         wanted = limit or 0
+        filtered = bool(selector or field_selector)
 
         items: list[Object] = []
         while True:
-            batch = max(wanted - len(items), 0) if wanted else _LIST_BATCH
-            if wanted and selector:
+            batch = min(wanted - len(items), _LIST_BATCH) if wanted else _LIST_BATCH
+            if wanted and filtered:
                 batch = max(batch, 64)  # Read ahead when a selector may skip most keys.
             try:
                 response = await self._range(start, range_end, limit=batch, revision=revision)
             except GoneError as error:
+                # etcd reports a future revision with the same gRPC code as a compacted one.
+                current = await self.ping()
+                if revision > current:
+                    raise BadRequestError(
+                        f"invalid continue token: it refers to revision {revision}, but etcd is at revision {current}; "
+                        "pass the token from the previous list response unchanged"
+                    ) from error
                 raise GoneError(
                     f"the continue token refers to revision {revision}, which etcd has compacted; list again without it"
                 ) from error
@@ -603,7 +671,7 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
                 last_key = kv.key
                 self._values.put(kv.key, kv.value, kv.mod_revision)
                 obj = self._decode(model, kv.value, kv.mod_revision)
-                if selector_matches(selector, obj.metadata.labels):
+                if selector_matches(selector, obj.metadata.labels) and fields_match(field_selector, obj):
                     items.append(obj)
             exhausted = last_key is None or (not response.more and last_key == response.kvs[-1].key)
             if exhausted:
@@ -619,11 +687,15 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
 
     @staticmethod
     def _decode_continue(token: str, prefix: bytes) -> tuple[bytes, int]:
+        invalid = "invalid continue token: pass the token from the previous list response unchanged"
         try:
             payload = json.loads(base64.urlsafe_b64decode(token.encode()))
-            start, revision = base64.b64decode(payload["start"]), int(payload["rv"])
+            start, revision = base64.b64decode(payload["start"]), payload["rv"]
         except (ValueError, KeyError, TypeError, binascii.Error) as error:
-            raise BadRequestError("invalid continue token: pass the token from the previous list response unchanged") from error
+            raise BadRequestError(invalid) from error
+        # The revision goes to etcd as an int64, and a token that this server made contains one above 0.
+        if isinstance(revision, bool) or not isinstance(revision, int) or not 0 < revision <= MAX_REVISION:
+            raise BadRequestError(invalid)
         if not start.startswith(prefix):
             raise BadRequestError("invalid continue token: it belongs to a different list request")
         return start, revision
@@ -637,18 +709,19 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
         *,
         resource_version: str | int | None = None,
         selector: tuple[Requirement, ...] = (),
+        field_selector: tuple[FieldRequirement, ...] = (),
         reconnect_deadline: float = 30.0,
     ) -> AsyncIterator[WatchEvent]:
         """Yield every change after `resource_version`, exactly once and in revision order.
 
         Without a resource_version the current objects come first as ADDED events, as in
-        Kubernetes. With a selector, an object that stops matching yields DELETED and one that
-        starts matching yields ADDED. Raises GoneError when the version has been compacted.
+        Kubernetes. With a label or field selector, an object that stops matching yields DELETED
+        and one that starts matching yields ADDED. Raises GoneError when the version has been compacted.
         """
         prefix = list_prefix(model, namespace if model.namespaced else None, self.root)
         start_after = self.parse_resource_version(resource_version)
         if not start_after:
-            listing = await self.list(model, namespace, selector=selector)
+            listing = await self.list(model, namespace, selector=selector, field_selector=field_selector)
             start_after = int(listing.resource_version)
             for item in listing.items:
                 yield WatchEvent("ADDED", item, int(item.metadata.resource_version))
@@ -665,7 +738,7 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
                 )
                 give_up_at = None
                 async for raw in stream:
-                    event = self._watch_event(model, raw, selector)
+                    event = self._watch_event(model, raw, selector, field_selector)
                     last_revision = raw.kv.mod_revision
                     if event is not None:
                         yield event
@@ -701,14 +774,21 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
         except Exception:  # The stream may already be gone with its connection.
             logger.debug("Cancelling an etcd watch raised", exc_info=True)
 
-    def _watch_event(self, model: type[Object], raw, selector: tuple[Requirement, ...]) -> WatchEvent | None:
+    def _watch_event(
+        self,
+        model: type[Object],
+        raw,
+        selector: tuple[Requirement, ...],
+        field_selector: tuple[FieldRequirement, ...] = (),
+    ) -> WatchEvent | None:
         revision = raw.kv.mod_revision
+        filtered = bool(selector or field_selector)
         if raw.kind == "DELETE":
             self._values.discard(raw.kv.key)
             if raw.prev_kv is None or not raw.prev_kv.value:  # Compacted away; nothing to report.
                 return None
             previous = self._decode(model, raw.prev_kv.value, revision)
-            if not selector_matches(selector, previous.metadata.labels):
+            if not (selector_matches(selector, previous.metadata.labels) and fields_match(field_selector, previous)):
                 return None
             return WatchEvent("DELETED", previous, revision)
 
@@ -717,17 +797,19 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
         # decoded, which fills in the defaults of fields added since, as a GET does.
         encoded_here = self._values.encoded_here(raw.kv.key, revision) or self._writing.get(raw.kv.key) == raw.kv.value
         self._values.put(raw.kv.key, raw.kv.value, revision)
-        if selector or not encoded_here:
+        if filtered or not encoded_here:
             current = self._decode(model, raw.kv.value, revision)
-            matches = selector_matches(selector, current.metadata.labels)
+            matches = selector_matches(selector, current.metadata.labels) and fields_match(field_selector, current)
         else:
             current = None
             matches = True
         previous_matched = False
         if raw.prev_kv is not None and raw.prev_kv.value and raw.kv.version > 1:
-            if selector:
-                previous_labels = json.loads(raw.prev_kv.value)["metadata"].get("labels") or {}
-                previous_matched = selector_matches(selector, previous_labels)
+            if filtered:
+                # Field selectors read the previous version's decoded JSON, which has the same paths.
+                previous = json.loads(raw.prev_kv.value)
+                previous_labels = previous["metadata"].get("labels") or {}
+                previous_matched = selector_matches(selector, previous_labels) and fields_match(field_selector, previous)
             else:
                 previous_matched = True  # An empty selector matches every version; no need to parse the old one.
         if matches:
