@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from skyshift_core import __version__
+from skyshift_core.auth import passwords
 from skyshift_core.auth.middleware import AuthMiddleware
 from skyshift_core.auth.routes import router as auth_router
 from skyshift_core.auth.service import AuthService, AuthSettings, authorize
@@ -86,6 +87,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         )
         app.state.store = store
         app.state.auth = AuthService(store, settings.auth)
+        await asyncio.to_thread(passwords.warm_up)
         await _ensure_default_namespace(store)
         await _ensure_builtin_roles(store)
         logger.info("API server ready, etcd at %s", ", ".join(settings.etcd_endpoints))

@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 
+from skyshift_core.auth.settings import AuthSettings
 from skyshift_core.cli.common import CaFileOption, connection_for
 from skyshift_core.cli.config import DEFAULT_STATE_DIR, LOCAL_CONTEXT, ClientConfig, default_config_path
 from skyshift_core.cli.tables import format_table
-from skyshift_core.auth.service import AuthSettings
 from skyshift_core.errors import InvalidError
 from skyshift_core.local.controlplane import (
     COMPONENTS,

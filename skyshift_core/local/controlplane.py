@@ -24,14 +24,16 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
-from skyshift_core.auth.bootstrap import BootstrapResult, bootstrap, run_sync, write_private_file
 from skyshift_core.errors import ControlPlaneError, SkyShiftError
 from skyshift_core.local.etcd import EtcdProcess, find_etcd
 from skyshift_core.local.processes import free_port, is_alive, reap, stop_process
-from skyshift_core.store import Store
+
+if TYPE_CHECKING:
+    from skyshift_core.auth.bootstrap import BootstrapResult
 
 logger = logging.getLogger(__name__)
 
@@ -523,6 +525,10 @@ class LocalControlPlane:
     def _bootstrap(self, state: ControlPlaneState, admin_token: str | None) -> BootstrapResult:
         """Create the built-in Roles, the administrator and the controller manager's identity unless
         they exist, and write the credentials that the state directory keeps."""
+        # Imported here: etcd's client and password hashing would slow every CLI command.
+        from skyshift_core.auth.bootstrap import bootstrap, run_sync, write_private_file
+        from skyshift_core.store import Store
+
         try:
             cm_token = self.controller_manager_token_path.read_text().strip() or None
         except FileNotFoundError:
@@ -684,8 +690,8 @@ class LocalControlPlane:
                 ok = False
             return "ready" if ok else "not ready"
         if component == CONTROLLER_MANAGER:
-            # The manager removes its ready file while its --server URL (stored as its endpoint) does not
-            # answer, but another server could answer there, so a URL other than this plane's is checked here.
+            # The manager removes its ready file while the API server at its --server URL (stored as its
+            # endpoint) is not ready. Another server could be ready at that URL, so the URL is compared here.
             if record.endpoint != state.server_url:
                 return "not ready"
             return "ready" if self._controller_manager_ready(record) else "not ready"
