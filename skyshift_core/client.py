@@ -29,11 +29,13 @@ from skyshift_core.errors import (
     LeaseLostError,
     NotFoundError,
     PluginError,
+    RequestTimeoutError,
     ServerUnreachableError,
     SkyShiftError,
     TooManyRequestsError,
     UnauthorizedError,
     UnavailableError,
+    UnsupportedMediaTypeError,
 )
 from skyshift_core.http_pool import ConnectFailedError, ConnectionPool, HttpResponse
 from skyshift_core.objects import Object, resolve_kind
@@ -81,6 +83,8 @@ _ERRORS_BY_REASON: dict[str, type[SkyShiftError]] = {
         UnauthorizedError,
         ForbiddenError,
         TooManyRequestsError,
+        UnsupportedMediaTypeError,
+        RequestTimeoutError,
     )
 }
 _ERRORS_BY_REASON["Gone"] = GoneError
@@ -93,8 +97,10 @@ _ERRORS_BY_CODE: dict[int, type[SkyShiftError]] = {
     409: ConflictError,
     410: GoneError,
     422: InvalidError,
+    415: UnsupportedMediaTypeError,
     429: TooManyRequestsError,
     503: UnavailableError,
+    504: RequestTimeoutError,
 }
 
 
@@ -319,11 +325,14 @@ class _ClientBase:
         label_selector: str | Mapping[str, str] | None,
         limit: int | None,
         continue_token: str | None,
+        field_selector: str | None = None,
     ) -> ApiRequest:
         params: dict[str, str] = {}
         selector = selector_text(label_selector)
         if selector:
             params["label_selector"] = selector
+        if field_selector:
+            params["field_selector"] = field_selector
         if limit:
             params["limit"] = str(limit)
         if continue_token:
@@ -401,8 +410,9 @@ class _ClientBase:
         resource_version: str | None,
         label_selector: str | Mapping[str, str] | None,
         timeout_seconds: int | None,
+        field_selector: str | None = None,
     ) -> ApiRequest:
-        request = self._list_request(kind, namespace, all_namespaces, label_selector, None, None)
+        request = self._list_request(kind, namespace, all_namespaces, label_selector, None, None, field_selector)
         request.params["watch"] = "true"
         if resource_version:
             request.params["resource_version"] = str(resource_version)
@@ -514,9 +524,12 @@ class SkyShiftClient(_ClientBase):
         label_selector: str | Mapping[str, str] | None = None,
         limit: int | None = None,
         continue_token: str | None = None,
+        field_selector: str | None = None,
     ) -> dict[str, Any]:
         """Return one page: `{"kind": "JobList", "metadata": {"resource_version", "continue"?}, "items": [...]}`."""
-        return self._send(self._list_request(kind, namespace, all_namespaces, label_selector, limit, continue_token))
+        return self._send(
+            self._list_request(kind, namespace, all_namespaces, label_selector, limit, continue_token, field_selector)
+        )
 
     def list_all(
         self,
@@ -526,16 +539,18 @@ class SkyShiftClient(_ClientBase):
         all_namespaces: bool = False,
         label_selector: str | Mapping[str, str] | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
+        field_selector: str | None = None,
     ) -> dict[str, Any]:
         """List every page and return one list body; all pages read etcd at the first page's revision."""
         result = self.list(
-            kind, namespace, all_namespaces=all_namespaces, label_selector=label_selector, limit=page_size
+            kind, namespace, all_namespaces=all_namespaces, label_selector=label_selector, limit=page_size,
+            field_selector=field_selector,
         )
         token = result["metadata"].pop("continue", None)
         while token:
             page = self.list(
                 kind, namespace, all_namespaces=all_namespaces, label_selector=label_selector,
-                limit=page_size, continue_token=token,
+                limit=page_size, continue_token=token, field_selector=field_selector,
             )  # fmt: skip
             result["items"].extend(page["items"])
             token = page["metadata"].get("continue")
@@ -582,6 +597,7 @@ class SkyShiftClient(_ClientBase):
         resource_version: str | None = None,
         label_selector: str | Mapping[str, str] | None = None,
         timeout_seconds: int | None = None,
+        field_selector: str | None = None,
         bookmarks: bool = False,
         idle_timeout: float | None = DEFAULT_WATCH_IDLE_TIMEOUT,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -594,7 +610,7 @@ class SkyShiftClient(_ClientBase):
         server ends the stream, after `timeout_seconds` when given.
         """
         request = self._watch_request(
-            kind, namespace, all_namespaces, resource_version, label_selector, timeout_seconds
+            kind, namespace, all_namespaces, resource_version, label_selector, timeout_seconds, field_selector
         )
         try:
             with self._http.stream(
@@ -786,10 +802,11 @@ class AsyncSkyShiftClient(_ClientBase):
         label_selector: str | Mapping[str, str] | None = None,
         limit: int | None = None,
         continue_token: str | None = None,
+        field_selector: str | None = None,
     ) -> dict[str, Any]:
         """Return one page: `{"kind": "JobList", "metadata": {"resource_version", "continue"?}, "items": [...]}`."""
         return await self._send(
-            self._list_request(kind, namespace, all_namespaces, label_selector, limit, continue_token)
+            self._list_request(kind, namespace, all_namespaces, label_selector, limit, continue_token, field_selector)
         )
 
     async def list_all(
@@ -800,16 +817,18 @@ class AsyncSkyShiftClient(_ClientBase):
         all_namespaces: bool = False,
         label_selector: str | Mapping[str, str] | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
+        field_selector: str | None = None,
     ) -> dict[str, Any]:
         """List every page and return one list body; all pages read etcd at the first page's revision."""
         result = await self.list(
-            kind, namespace, all_namespaces=all_namespaces, label_selector=label_selector, limit=page_size
+            kind, namespace, all_namespaces=all_namespaces, label_selector=label_selector, limit=page_size,
+            field_selector=field_selector,
         )
         token = result["metadata"].pop("continue", None)
         while token:
             page = await self.list(
                 kind, namespace, all_namespaces=all_namespaces, label_selector=label_selector,
-                limit=page_size, continue_token=token,
+                limit=page_size, continue_token=token, field_selector=field_selector,
             )  # fmt: skip
             result["items"].extend(page["items"])
             token = page["metadata"].get("continue")
@@ -856,12 +875,13 @@ class AsyncSkyShiftClient(_ClientBase):
         resource_version: str | None = None,
         label_selector: str | Mapping[str, str] | None = None,
         timeout_seconds: int | None = None,
+        field_selector: str | None = None,
         bookmarks: bool = False,
         idle_timeout: float | None = DEFAULT_WATCH_IDLE_TIMEOUT,
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """Yield (type, object) for every change after `resource_version`; see `SkyShiftClient.watch`."""
         request = self._watch_request(
-            kind, namespace, all_namespaces, resource_version, label_selector, timeout_seconds
+            kind, namespace, all_namespaces, resource_version, label_selector, timeout_seconds, field_selector
         )
         import aiohttp
 

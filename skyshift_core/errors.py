@@ -54,6 +54,20 @@ class TooManyRequestsError(SkyShiftError):
     reason = "TooManyRequests"
 
 
+class UnsupportedMediaTypeError(SkyShiftError):
+    """The request body's Content-Type is not one that the route reads."""
+
+    status_code = 415
+    reason = "UnsupportedMediaType"
+
+
+class RequestTimeoutError(SkyShiftError):
+    """The server could not answer in time, for example waiting for etcd to reach a resource_version; retry later."""
+
+    status_code = 504
+    reason = "Timeout"
+
+
 class NotFoundError(SkyShiftError):
     status_code = 404
     reason = "NotFound"

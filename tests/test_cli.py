@@ -301,6 +301,27 @@ def test_get_label_selector(cli, two_namespaces):
     assert [line.split()[:2] for line in result.stdout.splitlines()[1:]] == [["default", "serve"], ["dev", "probe"]]
 
 
+def test_get_field_selector(cli, two_namespaces):
+    result = cli("get", "jobs", "-A", "--field-selector", "metadata.namespace=default,metadata.name!=train")
+
+    assert result.exit_code == 0, result.output
+    assert [line.split()[:2] for line in result.stdout.splitlines()[1:]] == [["default", "serve"]]
+
+
+def test_get_unsupported_field_selector(cli, two_namespaces):
+    result = cli("get", "jobs", "--field-selector", "spec.replicas=2")
+
+    assert result.exit_code == 1
+    assert "field label not supported: spec.replicas" in result.stderr
+
+
+def test_get_name_with_selector_rejected(cli, two_namespaces):
+    result = cli("get", "job", "serve", "-l", "app=web")
+
+    assert result.exit_code == 1
+    assert "a name cannot be combined with --selector or --field-selector" in result.stderr
+
+
 def test_get_wide_adds_labels(cli, two_namespaces):
     result = cli("get", "jobs", "-o", "wide")
 

@@ -19,9 +19,11 @@ from skyshift_core.errors import (
     GoneError,
     InvalidError,
     NotFoundError,
+    RequestTimeoutError,
     ServerUnreachableError,
     SkyShiftError,
     UnavailableError,
+    UnsupportedMediaTypeError,
 )
 from skyshift_core.local.processes import free_port
 from skyshift_core.objects import Job
@@ -134,6 +136,26 @@ def test_client_label_selector_string_and_mapping(client: SkyShiftClient):
 
     assert [item["metadata"]["name"] for item in by_string["items"]] == ["web"]
     assert [item["metadata"]["name"] for item in by_mapping["items"]] == ["db"]
+
+
+def test_client_field_selector(client: SkyShiftClient):
+    client.create(job("web"))
+    client.create(job("db"))
+
+    listed = client.list_all("jobs", field_selector="metadata.name!=web")
+
+    assert [item["metadata"]["name"] for item in listed["items"]] == ["db"]
+
+
+def test_client_watch_field_selector(client: SkyShiftClient):
+    start = client.list("jobs")["metadata"]["resource_version"]
+    client.create(job("web"))
+    client.create(job("db"))
+
+    events = client.watch("jobs", resource_version=start, field_selector="metadata.name=db", timeout_seconds=2)
+    names = [(event_type, obj["metadata"]["name"]) for event_type, obj in events]
+
+    assert names == [("ADDED", "db")]
 
 
 def test_client_pagination_and_list_all(client: SkyShiftClient):
@@ -319,10 +341,15 @@ async def test_async_client_unreachable():
         ({"code": 410, "reason": "Expired", "message": "m"}, GoneError),
         ({"code": 410, "reason": "Gone", "message": "m"}, GoneError),
         ({"code": 503, "reason": "ServiceUnavailable", "message": "m"}, UnavailableError),
+        ({"code": 415, "reason": "UnsupportedMediaType", "message": "m"}, UnsupportedMediaTypeError),
+        ({"code": 504, "reason": "Timeout", "message": "m"}, RequestTimeoutError),
         # An unknown reason falls back to the HTTP code.
         ({"code": 404, "reason": "SomethingElse", "message": "m"}, NotFoundError),
     ],
-    ids=["invalid", "bad-request", "not-found", "exists", "conflict", "expired", "gone", "unavailable", "by-code"],
+    ids=[
+        "invalid", "bad-request", "not-found", "exists", "conflict", "expired", "gone", "unavailable",
+        "media-type", "timeout", "by-code",
+    ],  # fmt: skip
 )
 def test_error_from_status_maps_reason(status: dict, expected: type[SkyShiftError]):
     error = error_from_status(status)

@@ -12,7 +12,7 @@ from fastapi import Request
 from pydantic import BaseModel
 
 from skyshift_core import manifest_yaml
-from skyshift_core.errors import BadRequestError, InvalidError, SkyShiftError
+from skyshift_core.errors import BadRequestError, InvalidError, UnsupportedMediaTypeError
 from skyshift_core.objects.aliases import canonical_json_patch, canonical_merge_patch
 
 JSON_TYPE = "application/json"
@@ -27,13 +27,6 @@ PATCH_TYPES = (MERGE_PATCH, JSON_PATCH, STRATEGIC_MERGE_PATCH)
 MAX_BODY_BYTES = 3 * 1024 * 1024  # etcd's default request limit is 1.5 MiB; leave room for encoding.
 # The hint names curl because its -d option sends application/x-www-form-urlencoded when no -H sets the type.
 _CONTENT_TYPE_HINT = "set the Content-Type header, for example with curl: -H 'Content-Type: application/json'"
-
-
-class UnsupportedMediaTypeError(SkyShiftError):
-    """The request body's Content-Type is not one that the route reads."""
-
-    status_code = 415
-    reason = "UnsupportedMediaType"
 
 
 def _media_type(request: Request) -> str:

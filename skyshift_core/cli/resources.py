@@ -5,6 +5,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -350,6 +351,13 @@ def get(
     selector: Annotated[
         str | None, typer.Option("--selector", "-l", help="Label selector, such as app=web,tier!=db.")
     ] = None,
+    field_selector: Annotated[
+        str | None,
+        typer.Option(
+            "--field-selector",
+            help="Field selector on metadata.name, metadata.namespace or status.phase, such as status.phase=Running.",
+        ),
+    ] = None,
     output: Annotated[
         str | None, typer.Option("--output", "-o", help="Output format: wide, yaml, json or name. Default: a table.")
     ] = None,
@@ -367,17 +375,28 @@ def get(
     named = any(target.names for target in targets)
     if named and all_namespaces:
         raise InvalidError("a name cannot be combined with --all-namespaces; pass --namespace instead")
+    if named and (selector or field_selector):
+        raise InvalidError("a name cannot be combined with --selector or --field-selector; leave out one of them")
+    selectors = Selectors(selector, field_selector)
     if watch and len(targets) > 1:
         kinds = ", ".join(target.model.plural for target in targets)
         raise InvalidError(f"--watch works with one kind at a time, got {kinds}; run one skyshift get -w per kind")
 
     with client_for(ctx, server) as client:
         if watch:
-            missing = _get_and_watch(client, targets[0], namespace, all_namespaces, selector, output, watch_timeout)
+            missing = _get_and_watch(client, targets[0], namespace, all_namespaces, selectors, output, watch_timeout)
         else:
-            missing = _get_once(client, targets, namespace, all_namespaces, selector, output)
+            missing = _get_once(client, targets, namespace, all_namespaces, selectors, output)
     if missing:
         raise typer.Exit(1)
+
+
+@dataclass(frozen=True)
+class Selectors:
+    """The label and field selectors of a `get`, as given."""
+
+    labels: str | None = None
+    fields: str | None = None
 
 
 def _target_namespace(model: type[Object], namespace: str | None) -> str | None:
@@ -389,7 +408,7 @@ def _get_once(
     targets: list[Target],
     namespace: str | None,
     all_namespaces: bool,
-    selector: str | None,
+    selectors: Selectors,
     output: str | None,
 ) -> int:
     """Print the objects of every target; return how many named objects were not found."""
@@ -410,7 +429,10 @@ def _get_once(
                     typer.echo(f"Error: {not_found_message(model, name, target_namespace)}", err=True)
                     missing += 1
         else:
-            listing = client.list_all(model, target_namespace, all_namespaces=across, label_selector=selector)
+            listing = client.list_all(
+                model, target_namespace, all_namespaces=across,
+                label_selector=selectors.labels, field_selector=selectors.fields,
+            )  # fmt: skip
             items = listing["items"]
             resource_version = listing["metadata"]["resource_version"]
         printer = _Printer(model, output, namespace_column=across, kind_in_name=several)
@@ -444,7 +466,7 @@ def _get_and_watch(
     target: Target,
     namespace: str | None,
     all_namespaces: bool,
-    selector: str | None,
+    selectors: Selectors,
     output: str | None,
     watch_timeout: float | None,
 ) -> int:
@@ -454,7 +476,8 @@ def _get_and_watch(
     across = all_namespaces and model.namespaced
     printer = _Printer(model, output, namespace_column=across)
     request: dict[str, Any] = {
-        "kind": model, "namespace": target_namespace, "all_namespaces": across, "label_selector": selector,
+        "kind": model, "namespace": target_namespace, "all_namespaces": across,
+        "label_selector": selectors.labels, "field_selector": selectors.fields,
     }  # fmt: skip
 
     # A watch needs the list's resource_version to start from, so named objects come from the list too.

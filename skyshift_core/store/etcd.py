@@ -29,6 +29,7 @@ from skyshift_core.errors import (
     ForbiddenError,
     GoneError,
     NotFoundError,
+    RequestTimeoutError,
     SkyShiftError,
     UnavailableError,
 )
@@ -63,15 +64,12 @@ MAX_REVISION = 2**63 - 1
 RESOURCE_VERSION_WAIT = 3.0
 
 
-class TooLargeResourceVersionError(SkyShiftError):
+class TooLargeResourceVersionError(RequestTimeoutError):
     """A read asked for a resource_version that etcd has not reached; the client may retry.
 
     Kubernetes returns 504 with reason Timeout in the same case, and its clients recognize the
     error by the cause below, so the status, reason and cause are the same here.
     """
-
-    status_code = 504
-    reason = "Timeout"
 
     def __init__(self, requested: int, current: int):
         super().__init__(
