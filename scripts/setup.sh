@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything SkyShift needs on a Debian machine (run as root): etcd and Slurm from Debian's
 # packages, then a virtual environment in .venv with the core and every plugin installed from
-# their wheels. Safe to run again; each step skips what is already in place.
+# their wheels. Safe to run again; each step skips what is already in place, the installation into
+# the virtual environment included when the sources have not changed since.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +24,25 @@ if [ ! -x "$VENV/bin/python" ]; then
     echo "==> Creating the virtual environment $VENV"
     "$PYTHON" -m venv "$VENV"
 fi
+
+# A fingerprint of everything the wheels are built from. When the virtual environment was last set
+# up from the same sources and the same Python, the installation below is skipped.
+sources_fingerprint() {
+    {
+        "$VENV/bin/python" --version
+        find scripts/setup.sh pyproject.toml README.md skyshift_core plugins -type f \
+            -not -path '*/__pycache__/*' -not -path '*/tests/*' -not -path '*/build/*' \
+            -not -path '*/dist/*' -not -path '*.egg-info/*' -print0 | sort -z | xargs -0 sha256sum
+    } | sha256sum | cut -d' ' -f1
+}
+fingerprint_file="$VENV/.skyshift-sources"
+fingerprint=$(sources_fingerprint)
+if [ -f "$fingerprint_file" ] && [ "$(cat "$fingerprint_file")" = "$fingerprint" ]; then
+    echo "==> $VENV already has SkyShift installed from these sources"
+    echo "==> Setup done: $VENV/bin/skyshift"
+    exit 0
+fi
+rm -f "$fingerprint_file"
 "$VENV/bin/python" -m pip install -q --upgrade pip
 
 # Every distribution is installed from a freshly built wheel (not in editable mode), so the tests
@@ -44,4 +64,5 @@ done
 echo "==> Installing ${distributions[*]} into $VENV"
 "$VENV/bin/python" -m pip install -q "${with_test_extras[@]}"
 "$VENV/bin/python" -m pip install -q --force-reinstall --no-deps "${distributions[@]}"
+echo "$fingerprint" > "$fingerprint_file"
 echo "==> Setup done: $VENV/bin/skyshift"
