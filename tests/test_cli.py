@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cli_helpers import cli, client, runner, write  # noqa: F401
 from typer.testing import CliRunner
 
 from skyshift_core.cli.config import ClientConfig, resolve_server
@@ -38,33 +39,6 @@ metadata:
 spec:
   image: nginx:1.25
 """
-
-
-@pytest.fixture
-def runner() -> CliRunner:
-    return CliRunner()
-
-
-@pytest.fixture
-def cli(runner: CliRunner, api_server: str, admin_token: str):
-    """Run `skyshift --server API --token ADMIN_TOKEN ARGS...` and return the click Result."""
-
-    def invoke(*args: str, input: str | None = None):
-        return runner.invoke(app, ["--server", api_server, "--token", admin_token, *args], input=input)
-
-    return invoke
-
-
-@pytest.fixture
-def client(api_server: str, admin_token: str):
-    with SkyShiftClient(api_server, token=admin_token) as instance:
-        yield instance
-
-
-def write(tmp_path: Path, name: str, text: str) -> Path:
-    path = tmp_path / name
-    path.write_text(text)
-    return path
 
 
 # ---- apply ----------------------------------------------------------------------------------

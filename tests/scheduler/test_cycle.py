@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from scheduler_fakes import FillInOrder
 
 from skyshift_core.objects import Cluster, ClusterShare, FilterPolicy, Job, ResourceList, TaskStatus
 from skyshift_core.scheduler.builtin import ClusterReady, FilterPolicyFilter, Placement, ResourcesFit
@@ -12,7 +13,6 @@ from skyshift_core.scheduler.framework import (
     Candidate,
     ClusterInfo,
     CycleState,
-    DividePlugin,
     FilterPlugin,
     NodeInfo,
     ScorePlugin,
@@ -21,20 +21,6 @@ from skyshift_core.scheduler.framework import (
     replica_request,
 )
 from skyshift_core.scheduler.profile import Profile, build_profile
-
-
-class FillInOrder(DividePlugin):
-    """Test divider: fills candidates in the order given (score, then name) up to their fit."""
-
-    name = "fill"
-
-    def divide(self, state, job, replicas, candidates):
-        placement = {}
-        for candidate in candidates:
-            take = min(candidate.fit_count, replicas - sum(placement.values()))
-            if take:
-                placement[candidate.name] = take
-        return placement
 
 
 PLUGINS = {

@@ -4,10 +4,11 @@ arguments and mistakes in a profile are handled."""
 from __future__ import annotations
 
 import pytest
+from scheduler_fakes import FillInOrder
 
 from skyshift_core.errors import PluginError
 from skyshift_core.scheduler.builtin import ClusterReady, FilterPolicyFilter, Placement, ResourcesFit
-from skyshift_core.scheduler.framework import DividePlugin, FilterPlugin, Status
+from skyshift_core.scheduler.framework import FilterPlugin, Status
 from skyshift_core.scheduler.profile import DEFAULT_FILTERS, build_profile, build_profiles, filter_names
 
 
@@ -25,20 +26,6 @@ class DenySite(FilterPlugin):
 
     def filter(self, state, job, cluster):
         return Status.unresolvable("denied") if cluster.name == self.site else Status.success()
-
-
-class FillInOrder(DividePlugin):
-    """Test divider: fills candidates in the order given up to their fit."""
-
-    name = "fill"
-
-    def divide(self, state, job, replicas, candidates):
-        placement = {}
-        for candidate in candidates:
-            take = min(candidate.fit_count, replicas - sum(placement.values()))
-            if take:
-                placement[candidate.name] = take
-        return placement
 
 
 PLUGINS = {
