@@ -399,6 +399,21 @@ class Selectors:
     fields: str | None = None
 
 
+def _get_named(
+    client: SkyShiftClient, model: type[Object], names: list[str], namespace: str | None
+) -> tuple[list[dict[str, Any]], int]:
+    """Get each named object, printing an error for each one that is missing; return them and how many were."""
+    found: list[dict[str, Any]] = []
+    missing = 0
+    for name in names:
+        try:
+            found.append(client.get(model, name, namespace))
+        except NotFoundError:
+            typer.echo(f"Error: {not_found_message(model, name, namespace)}", err=True)
+            missing += 1
+    return found, missing
+
+
 def _target_namespace(model: type[Object], namespace: str | None) -> str | None:
     return (namespace or DEFAULT_NAMESPACE) if model.namespaced else None
 
@@ -422,12 +437,8 @@ def _get_once(
         items: list[dict[str, Any]] = []
         resource_version = None
         if target.names:
-            for name in target.names:
-                try:
-                    items.append(client.get(model, name, target_namespace))
-                except NotFoundError:
-                    typer.echo(f"Error: {not_found_message(model, name, target_namespace)}", err=True)
-                    missing += 1
+            items, not_found = _get_named(client, model, target.names, target_namespace)
+            missing += not_found
         else:
             listing = client.list_all(
                 model, target_namespace, all_namespaces=across,
@@ -523,13 +534,8 @@ def describe(
             model = target.model
             target_namespace = _target_namespace(model, namespace)
             if target.names:
-                objects = []
-                for name in target.names:
-                    try:
-                        objects.append(client.get(model, name, target_namespace))
-                    except NotFoundError:
-                        typer.echo(f"Error: {not_found_message(model, name, target_namespace)}", err=True)
-                        missing += 1
+                objects, not_found = _get_named(client, model, target.names, target_namespace)
+                missing += not_found
             else:
                 objects = client.list_all(model, target_namespace)["items"]
             for obj in objects:
