@@ -386,6 +386,17 @@ def test_up_rejects_config_change(state_dir: Path, tmp_path: Path):
     assert f"runs with {config}, but {other} was requested" in switched.stderr
     assert f"{restart} {other}" in switched.stderr
 
+    # A file that could not be used is rejected first, without advice to restart with it.
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("scheduler:\n  profiles: [{name: default, divide: spred}]\n")
+    for bad, problem in ((broken, "No scheduler plugin named 'spred'"), (tmp_path / "nosuch.yaml", "not found")):
+        rejected = skyshift("up", "--state-dir", str(state_dir), "--controller-manager-config", str(bad))
+        assert rejected.returncode == 1
+        assert problem in rejected.stderr
+        kept = f"Nothing was changed; the controller manager (pid {pids['controller-manager']}) runs on with {config}"
+        assert kept in rejected.stderr
+        assert "skyshift down" not in rejected.stderr
+
     dropped = skyshift("up", "--state-dir", str(state_dir), "--controller-manager-config", "")
     assert dropped.returncode == 1
     assert f"runs with {config}, but no config file was requested" in dropped.stderr
@@ -397,6 +408,8 @@ def test_up_rejects_config_change(state_dir: Path, tmp_path: Path):
     assert f"runs with {config} as it was when it started, and the file has changed since" in edited.stderr
     assert "Traceback" not in edited.stderr
     assert recorded_pids(state_dir) == pids
+    status = skyshift("status", "--state-dir", str(state_dir))
+    assert f"{config} (changed since start; run down and up to apply)" in status.stdout
 
     # After down, the recorded file starts the controller manager again with its new content.
     down = skyshift("down", "--state-dir", str(state_dir))

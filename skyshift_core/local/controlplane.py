@@ -220,6 +220,15 @@ class ComponentStatus:
     config: str = "-"
 
 
+def _config_change(path: str, digest: str | None) -> str:
+    """Return a note for `status` when a running controller manager's config file changed since it started."""
+    try:
+        current = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return " (file gone since start)"
+    return "" if current == digest else " (changed since start; run down and up to apply)"
+
+
 class LocalControlPlane:
     def __init__(self, state_dir: Path, ready_timeout: float = READY_TIMEOUT):
         self.state_dir = Path(state_dir).expanduser().absolute()
@@ -389,6 +398,16 @@ class LocalControlPlane:
 
         record = state.processes.get(CONTROLLER_MANAGER)
         if CONTROLLER_MANAGER in running and record is not None:
+            changed = path != state.controller_manager_config or digest != state.controller_manager_config_digest
+            if changed and path is not None and requested is not None:
+                # A file that could not be used anyway is reported first: advice to restart with it
+                # would leave the control plane stopped.
+                running_with = state.controller_manager_config or "its built-in settings"
+                advice = f"Nothing was changed; the controller manager (pid {record.pid}) runs on with {running_with}."
+                if read_error is not None:
+                    reason = "not found" if isinstance(read_error, FileNotFoundError) else f"unreadable ({read_error})"
+                    raise ControlPlaneError(f"controller manager config {path}: {reason}\n{advice}")
+                self._check_config_file(Path(path), advice)
             self._check_running_config(state, record, path, digest, read_error)
             return
 
@@ -672,6 +691,8 @@ class LocalControlPlane:
             if record is None:
                 rows.append(ComponentStatus(component, None, "stopped", "-", str(self.log_path(component)), config))
                 continue
+            if component == CONTROLLER_MANAGER and state.controller_manager_config and record.is_running():
+                config += _config_change(state.controller_manager_config, state.controller_manager_config_digest)
             rows.append(
                 ComponentStatus(
                     component, record.pid, self._status_of(component, record, state), record.endpoint, record.log,
