@@ -11,6 +11,7 @@ It differs from `yaml.safe_load` in three ways:
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -79,11 +80,19 @@ class ManifestLoader(_Base):  # type: ignore[misc, valid-type]
         return super().construct_mapping(node, deep=deep)
 
 
-def load(text: str | bytes) -> Any:
-    """Parse one YAML document."""
-    return yaml.load(text, Loader=ManifestLoader)  # noqa: S506 - ManifestLoader is a safe loader
+class _NamedText(io.StringIO):
+    """Text with the name that the parser's error messages give as its origin, such as a file name."""
+
+    def __init__(self, text: str | bytes, name: str):
+        super().__init__(text.decode() if isinstance(text, bytes) else text)
+        self.name = name
 
 
-def load_all(text: str | bytes) -> Iterator[Any]:
-    """Parse every document of a YAML stream, one at a time."""
-    return yaml.load_all(text, Loader=ManifestLoader)  # noqa: S506 - ManifestLoader is a safe loader
+def load(text: str | bytes, name: str = "<text>") -> Any:
+    """Parse one YAML document; errors name its origin as `name`."""
+    return yaml.load(_NamedText(text, name), Loader=ManifestLoader)  # noqa: S506 - ManifestLoader is a safe loader
+
+
+def load_all(text: str | bytes, name: str = "<text>") -> Iterator[Any]:
+    """Parse every document of a YAML stream, one at a time; errors name its origin as `name`."""
+    return yaml.load_all(_NamedText(text, name), Loader=ManifestLoader)  # noqa: S506 - ManifestLoader is a safe loader

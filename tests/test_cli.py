@@ -142,6 +142,7 @@ def test_apply_duplicate_key_rejected(cli, client: SkyShiftClient):
 
     assert result.exit_code == 1
     assert "found duplicate key 'replicas', first given on line 4" in result.stderr
+    assert 'in "<stdin>", line 5' in result.stderr
     assert not [job for job in client.list("Job", "default")["items"] if job["metadata"]["name"] == "twice"]
 
 

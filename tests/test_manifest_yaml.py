@@ -33,11 +33,11 @@ def test_scalar_values(text: str, expected):
 
 def test_duplicate_key_rejected():
     with pytest.raises(yaml.YAMLError) as caught:
-        manifest_yaml.load("spec:\n  replicas: 2\n  run: x\n  replicas: 5\n")
+        manifest_yaml.load("spec:\n  replicas: 2\n  run: x\n  replicas: 5\n", "job.yaml")
 
     message = str(caught.value)
     assert "found duplicate key 'replicas', first given on line 2" in message
-    assert "line 4" in message
+    assert 'in "job.yaml", line 4' in message
 
 
 def test_same_key_in_different_mappings_accepted():

@@ -52,7 +52,7 @@ async def read_manifest(request: Request) -> dict[str, Any]:
         raise BadRequestError("request body is empty: send the object as JSON or YAML")
     try:
         if media in YAML_TYPES:
-            data = manifest_yaml.load(raw)
+            data = manifest_yaml.load(raw, "request body")
         else:
             data = json.loads(raw)
     except (yaml.YAMLError, ValueError, UnicodeDecodeError) as error:
@@ -98,7 +98,7 @@ async def apply_patch(request: Request, document: dict[str, Any], model: type[Ba
         )
     raw = await request.body()
     try:
-        patch = manifest_yaml.load(raw) if media in YAML_TYPES else json.loads(raw or b"null")
+        patch = manifest_yaml.load(raw, "patch body") if media in YAML_TYPES else json.loads(raw or b"null")
     except (yaml.YAMLError, ValueError, UnicodeDecodeError) as error:
         form = "YAML" if media in YAML_TYPES else "JSON"
         raise BadRequestError(f"patch body is not valid {form}: {error}") from error

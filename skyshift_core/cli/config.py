@@ -81,7 +81,7 @@ class ClientConfig:
         except OSError as error:
             raise InvalidError(f"cannot read the client config {path}: {error}") from error
         try:
-            data = manifest_yaml.load(text) or {}
+            data = manifest_yaml.load(text, str(path)) or {}
         except yaml.YAMLError as error:
             raise InvalidError(f"the client config {path} is not valid YAML: {error}; fix or delete it") from error
         if not isinstance(data, dict):

@@ -77,7 +77,7 @@ def _load_text(source: str, text: str, as_json: bool) -> list[Any]:
     try:
         if as_json:
             return [json.loads(text)]
-        return list(manifest_yaml.load_all(text))
+        return list(manifest_yaml.load_all(text, source))
     except json.JSONDecodeError as error:
         raise InvalidError(f"{source}: invalid JSON: {error}") from error
     except yaml.YAMLError as error:

@@ -99,7 +99,7 @@ class ControllerManagerConfig:
         except OSError as error:
             raise ValueError(f"cannot read controller manager config {path}: {error}") from error
         try:
-            data = manifest_yaml.load(text) or {}
+            data = manifest_yaml.load(text, str(path)) or {}
         except yaml.YAMLError as error:
             raise ValueError(f"invalid YAML in controller manager config {path}: {error}") from error
         if not isinstance(data, dict):
