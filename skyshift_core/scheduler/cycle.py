@@ -204,7 +204,7 @@ def schedule(
         filtered = summarize(len(clusters), verdicts).partition(": ")[2]
         message += f"; filtered out: {filtered}" if filtered else "."
         return Decision(profile.name, replicas, None, verdicts, message, skipped_scores=skipped)
-    message = f"placed {replicas} replicas: " + _format(division)
+    message = f"placed {replicas} {'replica' if replicas == 1 else 'replicas'}: " + _format(division)
     return Decision(profile.name, replicas, division, verdicts, message, skipped_scores=skipped)
 
 

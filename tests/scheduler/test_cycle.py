@@ -85,6 +85,14 @@ def test_all_or_nothing():
     assert decision.message.startswith("2/2 clusters fit the job, but together they hold only 3 of 4 replicas")
 
 
+def test_placement_message_counts_replicas():
+    one = schedule(profile(), job(replicas=1, cpus=1), [cluster("a", node("a1", 4))], [])
+    two = schedule(profile(), job(replicas=2, cpus=1), [cluster("a", node("a1", 4))], [])
+
+    assert one.message.startswith("placed 1 replica: ")
+    assert two.message.startswith("placed 2 replicas: ")
+
+
 def test_places_when_capacity_suffices():
     clusters = [cluster("a", node("a1", 4)), cluster("b", node("b1", 2))]
     decision = schedule(profile(), job(replicas=3, cpus=2), clusters, [])
