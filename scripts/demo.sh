@@ -43,6 +43,7 @@ spec:
   config:
     interface: cli
     slurm_conf: $SLURM_DIR/$cluster/slurm.conf
+    output_dir: $SLURM_DIR/$cluster/output
 MANIFEST
 done
 
