@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from skyshift_core import __version__
-from skyshift_core.cli import auth, controlplane, jobs, resources
+from skyshift_core.cli import auth, controlplane, edit, jobs, resources
 from skyshift_core.cli.common import (
     CaFileOption,
     CliState,
@@ -54,6 +54,7 @@ def root(
 
 
 resources.register(app)
+edit.register(app)
 controlplane.register(app)
 jobs.register(app)
 auth.register_commands(app)
