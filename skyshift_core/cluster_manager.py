@@ -18,7 +18,11 @@ from skyshift_core.objects import Job, NodeResources, Service, TaskStatus
 
 
 class ClusterManagerError(Exception):
-    """A backend call failed. `retryable` tells the skylet whether to try again with backoff."""
+    """A backend call failed. `retryable` is False when the same call cannot succeed later.
+
+    The skylet does not read `retryable` and makes a failed call again in a later cycle either way.
+    So `submit` reports a share that the backend rejects for good with `WorkStatus.rejected` instead
+    of raising."""
 
     def __init__(self, message: str, *, retryable: bool = True):
         super().__init__(message)
@@ -66,6 +70,11 @@ class WorkUnit:
         return {**variables, **self.job.spec.envs}
 
 
+# Reason of every task of a share that its backend rejected (see `WorkStatus.rejected`). The core
+# reserves it: `skyshift logs` reads it from the Job to tell a rejected replica from one without output.
+SUBMIT_REJECTED = "SubmitRejected"
+
+
 @dataclass
 class WorkStatus:
     """The status a backend reports for one submitted share."""
@@ -82,6 +91,20 @@ class WorkStatus:
     # stopped between two of a share's creates. The skylet then calls `submit` again, which
     # creates what is missing.
     partial: bool = False
+    # The backend's own error text when `submit` found that the backend rejects the share and
+    # submitting it again cannot change that (an invalid partition, a manifest that the API server
+    # finds invalid). None when the work was created or found. Build such a status with `rejected`.
+    rejection: str | None = None
+
+    @classmethod
+    def rejected(cls, unit: WorkUnit, message: str) -> WorkStatus:
+        """Build the status of a share that the backend rejected: every replica Failed, with reason
+        SUBMIT_REJECTED and `message`, the backend's own error text (such as sbatch's stderr)."""
+        tasks = {
+            str(index): TaskStatus(state="Failed", reason=SUBMIT_REJECTED, message=message)
+            for index in unit.replica_indices
+        }
+        return cls(key=unit.key, tasks=tasks, rejection=message)
 
 
 @dataclass
@@ -139,7 +162,14 @@ class ClusterManager:
     async def submit(self, unit: WorkUnit) -> WorkStatus:
         """Create the work for one share, or find it if a submission with `unit.key` exists.
 
-        Must be idempotent: calling it twice with the same unit creates the work once."""
+        Must be idempotent: calling it twice with the same unit creates the work once.
+
+        When the backend rejects the share for a reason that no retry can fix, return
+        `WorkStatus.rejected(unit, message)` with the backend's own error text. The skylet then
+        records a Warning Event `SubmitRejected` instead of `Submitted`, marks the share's replicas
+        Failed with that text, and does not submit the share again while its placement stays the
+        same. Raise ClusterManagerError for a failure that may pass, such as an unreachable cluster:
+        the skylet records a Warning Event `SubmitFailed` and submits again in its next cycle."""
         raise NotImplementedError
 
     async def delete(self, key: str) -> None:

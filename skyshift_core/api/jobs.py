@@ -14,9 +14,9 @@ from fastapi.responses import StreamingResponse
 
 from skyshift_core.api.resources import json_response, query, query_bool, query_int
 from skyshift_core.auth.service import authorize
-from skyshift_core.cluster_manager import ClusterManager, ClusterManagerError, ConfigError
+from skyshift_core.cluster_manager import SUBMIT_REJECTED, ClusterManager, ClusterManagerError, ConfigError
 from skyshift_core.errors import BadRequestError, InvalidError, PluginError
-from skyshift_core.objects import Cluster, Job
+from skyshift_core.objects import Cluster, ClusterShare, Job
 from skyshift_core.plugins import load_driver
 from skyshift_core.store import Store
 
@@ -57,6 +57,19 @@ async def _manager_for(store: Store, cluster_name: str) -> ClusterManager:
     return manager
 
 
+def _rejection_error(cluster: str, share: ClusterShare, indices: list[int]) -> str | None:
+    """Return why replicas `indices` of a share have no output when the cluster rejected their
+    submission (every one Failed with reason SUBMIT_REJECTED), or None."""
+    tasks = [share.tasks.get(str(index)) for index in indices]
+    rejected = [task for task in tasks if task is not None and task.state == "Failed" and task.reason == SUBMIT_REJECTED]
+    if not rejected or len(rejected) != len(tasks):
+        return None
+    message = rejected[0].message
+    if len(indices) == 1:
+        return f"replica {indices[0]} has no output: cluster {cluster} rejected its submission: {message}"
+    return f"replicas {indices} have no output: cluster {cluster} rejected their submission: {message}"
+
+
 @router.get("/api/v1/namespaces/{namespace}/jobs/{name}/logs", summary="Stream a Job's replica output")
 async def job_logs(request: Request, namespace: str, name: str) -> Response:
     """Newline-delimited JSON: `{"replica": 3, "cluster": "site-a", "line": "..."}` per output line.
@@ -76,13 +89,20 @@ async def job_logs(request: Request, namespace: str, name: str) -> Response:
         raise BadRequestError(f"invalid tail {tail}: expected a number of lines >= 0")
 
     sources = []
+    # Replicas whose submission the cluster rejected have no output, so the reason is sent instead.
+    rejections = []
     for cluster, share in sorted(job.status.clusters.items()):
         if cluster not in job.status.placement or not share.replica_indices:
             continue
         if replica is not None and replica not in share.replica_indices:
             continue
+        selected = [replica] if replica is not None else list(share.replica_indices)
+        rejection = _rejection_error(cluster, share, selected)
+        if rejection is not None:
+            rejections.append({"cluster": cluster, "error": rejection})
+            continue
         sources.append((cluster, f"{job.metadata.uid}-{share.generation}"))
-    if not sources:
+    if not sources and not rejections:
         where = f"replica {replica} of " if replica is not None else ""
         raise BadRequestError(f"{where}Job {namespace}/{name} is not placed on any cluster yet; see: skyshift explain job {name}")
 
@@ -92,11 +112,15 @@ async def job_logs(request: Request, namespace: str, name: str) -> Response:
             managers.append((cluster, key, await _manager_for(store, cluster)))
     except PluginError as error:
         raise BadRequestError(f"cannot read logs: {error.message}") from error
-    return StreamingResponse(_merge(managers, replica, follow, tail), media_type="application/x-ndjson")
+    return StreamingResponse(_merge(managers, rejections, replica, follow, tail), media_type="application/x-ndjson")
 
 
-async def _merge(managers, replica: int | None, follow: bool, tail: int | None) -> AsyncIterator[bytes]:
-    """Interleave the lines of every cluster's replicas as they arrive."""
+async def _merge(
+    managers, rejections: list[dict[str, str]], replica: int | None, follow: bool, tail: int | None
+) -> AsyncIterator[bytes]:
+    """Send the `rejections` errors, then interleave the lines of every cluster's replicas as they arrive."""
+    for rejection in rejections:
+        yield json.dumps(rejection).encode() + b"\n"
     queue: asyncio.Queue = asyncio.Queue(maxsize=1000)
     done = object()
 

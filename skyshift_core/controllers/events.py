@@ -13,6 +13,12 @@ from skyshift_core.objects import Event, Object, utc_now
 logger = logging.getLogger(__name__)
 
 
+def single_line(text: str) -> str:
+    """Join the non-empty lines of a backend's message with "; ", so that it fits one row of
+    `skyshift describe`'s Events and Conditions tables."""
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 def event_name(obj: Object, reason: str, message: str, source: str) -> str:
     """Return a stable name, so a repeated event updates its count instead of piling up objects.
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from skyshift_core.client import AsyncSkyShiftClient
+from skyshift_core.controllers.events import single_line
 from skyshift_core.objects import Condition, Job, JobPhase, RestartPolicy, set_condition, utc_now
 from skyshift_core.runtime.informer import Informer
 from skyshift_core.runtime.reconcile import Request, Result
@@ -21,7 +22,8 @@ def aggregate_phase(job: Job) -> tuple[JobPhase, str]:
     """The Job's phase from its replicas' states, and a one-line reason.
 
     - Failed: a replica failed for good (restart policy Never, or OnFailure retries exhausted,
-      which backends report as Failed).
+      which backends report as Failed). The reason gives the first failed replica's exit code
+      and reason, and its message when it has no exit code.
     - Succeeded: every replica succeeded (batch restart policies only).
     - Running: at least one replica runs or has succeeded, so the Job's work has begun.
     - Pending: otherwise.
@@ -40,7 +42,12 @@ def aggregate_phase(job: Job) -> tuple[JobPhase, str]:
         index, cluster, task = failed[0]
         detail = f" with exit code {task.exit_code}" if task.exit_code is not None else ""
         reason = f": {task.reason}" if task.reason else ""
-        return JobPhase.FAILED, f"replica {index} on {cluster} failed{detail}{reason}"
+        # Without an exit code, a reason such as SubmitRejected or NodeFail does not say what went
+        # wrong, but the backend's message does. With one, the message mostly repeats the code.
+        explanation = ""
+        if task.exit_code is None and task.message and task.message != task.reason:
+            explanation = f": {single_line(task.message)}"
+        return JobPhase.FAILED, f"replica {index} on {cluster} failed{detail}{reason}{explanation}"
     succeeded = sum(1 for _, task in tasks.values() if task.state == "Succeeded")
     if batch and succeeded >= job.spec.replicas:
         return JobPhase.SUCCEEDED, f"all {job.spec.replicas} replicas succeeded"

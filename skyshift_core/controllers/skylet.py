@@ -5,7 +5,8 @@ placed on its cluster changes, or a backend that pushes status changes reports o
 
   cluster controller  health and per-node capacity into the Cluster's status;
   flow controller     submit the shares placed on this cluster that the backend lacks, and delete
-                      backend work no Job wants any more (deleted Jobs, moved replicas);
+                      backend work no Job wants any more (deleted Jobs, moved replicas). A share
+                      that the backend rejected is not submitted again while its placement is unchanged;
   job controller      the backend's task states into each Job's `status.clusters[<cluster>]`.
 
 While work on the cluster changes state (after a submission or a new task state), the backend's
@@ -24,8 +25,8 @@ import time
 from typing import Any
 
 from skyshift_core.client import AsyncSkyShiftClient
-from skyshift_core.cluster_manager import ClusterManager, ClusterManagerError, WorkStatus, WorkUnit
-from skyshift_core.controllers.events import record_event
+from skyshift_core.cluster_manager import SUBMIT_REJECTED, ClusterManager, ClusterManagerError, WorkStatus, WorkUnit
+from skyshift_core.controllers.events import record_event, single_line
 from skyshift_core.errors import ConflictError, InvalidError, NotFoundError, SkyShiftError
 from skyshift_core.objects import (
     Cluster,
@@ -86,6 +87,8 @@ class Skylet:
         self._ready = False
         # (work key, warning) pairs already recorded as Events by this skylet.
         self._warned: set[tuple[str, str]] = set()
+        # Work key -> status of a share that the backend rejected, kept while a Job places the share.
+        self._rejections: dict[str, WorkStatus] = {}
         # (namespace, name) -> resource_version of this skylet's last task write to that Job, kept
         # until the Job informer shows the write; see _task_writes_seen.
         self._unseen_task_writes: dict[tuple[str, str], int] = {}
@@ -192,6 +195,7 @@ class Skylet:
             return
         statuses = await self.manager.statuses()
         desired = self._desired_units()
+        self._add_rejections(desired, statuses)
         changed = await self._converge(desired, statuses)
         changed = await self._record_tasks(desired, statuses) or changed
         if changed:
@@ -263,6 +267,24 @@ class Skylet:
             desired[unit.key] = (job, unit)
         return desired
 
+    def _add_rejections(self, desired: dict[str, tuple[Job, WorkUnit]], statuses: dict[str, WorkStatus]) -> None:
+        """Put the status of each rejected share into `statuses`, so that it is not submitted again and
+        its Failed replicas are written until the Job shows them.
+
+        A rejection is known from this skylet's submit, or after a restart from the Job, whose
+        replicas of the share are all Failed with reason SUBMIT_REJECTED. Rejections of shares that
+        no Job places here any more are forgotten."""
+        for key in [key for key in self._rejections if key not in desired]:
+            del self._rejections[key]
+        for key, (job, unit) in desired.items():
+            if key not in self._rejections:
+                message = _rejection_in_job(job, unit)
+                if message is None:
+                    continue
+                self._rejections[key] = WorkStatus.rejected(unit, message)
+            # The rejection wins over what the backend lists, such as a partial share.
+            statuses[key] = self._rejections[key]
+
     async def _converge(self, desired: dict[str, tuple[Job, WorkUnit]], statuses: dict[str, WorkStatus]) -> bool:
         """Submit the shares the backend lacks, delete the work no Job wants, and tell whether it did either.
 
@@ -293,13 +315,14 @@ class Skylet:
         return changed or any(results)
 
     async def _submit(self, key: str, job: Job, unit: WorkUnit, statuses: dict[str, WorkStatus]) -> bool:
-        """Submit one share, record an Event, and tell whether the backend accepted the share."""
+        """Submit one share, record an Event, and return True when the backend returned a status,
+        a rejected one included."""
         logger.info(
             "Skylet %s: submitting Job %s/%s replicas %s (generation %d)",
             self.cluster, job.metadata.namespace, job.metadata.name, list(unit.replica_indices), unit.generation,
         )  # fmt: skip
         try:
-            statuses[key] = await self.manager.submit(unit)
+            status = await self.manager.submit(unit)
         except ClusterManagerError as error:
             # One Job's failed submission must not hold back the others. It is retried next cycle.
             logger.warning(
@@ -309,12 +332,34 @@ class Skylet:
             await record_event(self.client, job, "Warning", "SubmitFailed", str(error), f"skylet/{self.cluster}")
             return False
         indices = list(unit.replica_indices)
-        ids = ", ".join(statuses[key].manager_job_ids) or "n/a"
+        if status.rejection is not None:
+            statuses[key] = await self._record_rejection(job, unit, status)
+            return True
+        statuses[key] = status
+        ids = ", ".join(status.manager_job_ids) or "n/a"
         await record_event(
             self.client, job, "Normal", "Submitted",
             f"replicas {indices} submitted to cluster {self.cluster} (backend ids: {ids})", f"skylet/{self.cluster}",
         )  # fmt: skip
         return True
+
+    async def _record_rejection(self, job: Job, unit: WorkUnit, status: WorkStatus) -> WorkStatus:
+        """Remember a share that the backend rejected, record a Warning Event with the backend's
+        error text, and return the share's status: every replica Failed with that text."""
+        assert status.rejection is not None
+        # The same Failed tasks for every backend, whatever tasks this one filled in.
+        rejected = WorkStatus.rejected(unit, status.rejection)
+        rejected.warnings = list(status.warnings)
+        self._rejections[unit.key] = rejected
+        indices = list(unit.replica_indices)
+        text = single_line(status.rejection)
+        logger.warning(
+            "Skylet %s: the cluster rejected Job %s/%s replicas %s, which are Failed and not submitted again: %s",
+            self.cluster, job.metadata.namespace, job.metadata.name, indices, text,
+        )  # fmt: skip
+        message = f"cluster {self.cluster} rejected replicas {indices}: {text}"
+        await record_event(self.client, job, "Warning", SUBMIT_REJECTED, message, f"skylet/{self.cluster}")
+        return rejected
 
     # ---- job controller ------------------------------------------------------------------
 
@@ -410,3 +455,17 @@ class Skylet:
         except NotFoundError:
             pass  # The Service was deleted meanwhile.
 
+
+def _rejection_in_job(job: Job, unit: WorkUnit) -> str | None:
+    """Return the message of a rejection that the Job shows for this share, or None.
+
+    The Job shows one when each replica of the share is Failed with reason SUBMIT_REJECTED. The
+    scheduler gives a re-placed share no tasks, so the tasks found belong to this placement."""
+    share = job.status.clusters.get(unit.cluster)
+    if share is None:
+        return None
+    tasks = [share.tasks.get(str(index)) for index in unit.replica_indices]
+    rejected = [task for task in tasks if task is not None and task.state == "Failed" and task.reason == SUBMIT_REJECTED]
+    if not rejected or len(rejected) != len(tasks):
+        return None
+    return rejected[0].message

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 from skyshift_core.testing.controlplane import simulated_cluster, wait_for, wait_for_ready_clusters
 
 JOB = {"kind": "Job", "metadata": {"name": "hello"}, "spec": {"replicas": 4, "run": "true", "restart_policy": "Never"}}
@@ -101,6 +104,35 @@ async def test_failed_replica_fails_job(client, control_plane):
     status = await wait_for(lambda: _phase(client, "Failed"))
     failed = {c["type"]: c for c in status["conditions"]}["Failed"]
     assert failed["message"] == "replica 1 on site-a failed with exit code 1: Error"
+
+
+async def test_rejected_submission_fails_job(client, control_plane, api):
+    # The simulated backend rejects a negative run_seconds, which the API server does not check.
+    control_plane()
+    await client.create(simulated_cluster("site-a"))
+    job = dict(JOB, metadata={"name": "bad"}, spec={**JOB["spec"], "replicas": 1, "backend": {"simulated": {"run_seconds": -1}}})
+    await client.create(job)
+    backend_text = "invalid spec.backend.simulated.run_seconds -1"
+
+    status = await wait_for(lambda: _phase(client, "Failed", "bad"))
+    events = [event for event in (await client.list("Event", "default"))["items"] if event["involved_object"]["name"] == "bad"]
+    response = await asyncio.to_thread(api.get, "/api/v1/namespaces/default/jobs/bad/logs")
+    logs = [json.loads(line) for line in response.text.splitlines()]
+
+    failed = {c["type"]: c for c in status["conditions"]}["Failed"]
+    assert failed["message"].startswith("replica 0 on site-a failed: SubmitRejected: job default/bad: ")
+    assert backend_text in failed["message"]
+    assert [event["reason"] for event in events if event["source"] == "skylet/site-a"] == ["SubmitRejected"]
+    rejected = next(event for event in events if event["reason"] == "SubmitRejected")
+    assert rejected["type"] == "Warning"
+    assert rejected["count"] == 1
+    assert rejected["message"].startswith("cluster site-a rejected replicas [0]: ")
+    assert backend_text in rejected["message"]
+    assert status["clusters"]["site-a"]["manager_job_ids"] == []
+    assert len(logs) == 1
+    assert logs[0]["cluster"] == "site-a"
+    assert logs[0]["error"].startswith("replica 0 has no output: cluster site-a rejected its submission: ")
+    assert backend_text in logs[0]["error"]
 
 
 async def test_deleting_job_deletes_backend_work(client, control_plane):

@@ -1,9 +1,11 @@
-"""The job status controller's start and completion times."""
+"""The job status controller: start and completion times, and the reason of a Failed Job."""
 
 from __future__ import annotations
 
-from skyshift_core.controllers.jobstatus import JobStatusReconciler
-from skyshift_core.objects import Job
+import pytest
+
+from skyshift_core.controllers.jobstatus import JobStatusReconciler, aggregate_phase
+from skyshift_core.objects import Job, JobPhase, TaskStatus
 from skyshift_core.runtime.reconcile import Request
 
 
@@ -86,3 +88,40 @@ async def test_partly_succeeded_job_is_running():
     (written,) = client.written
     assert written.status.phase.value == "Running"
     assert written.status.completion_time is None
+
+
+def job_with_failed_task(**task: object) -> Job:
+    job = job_with_tasks("Failed")
+    job.status.clusters["a"].tasks["0"] = TaskStatus(state="Failed", **task)
+    return job
+
+
+@pytest.mark.parametrize(
+    ("task", "message"),
+    [
+        # The exit code and reason explain the failure, and the message would repeat the code.
+        pytest.param(
+            {"exit_code": 1, "reason": "Error", "message": "exited with code 1"},
+            "replica 0 on a failed with exit code 1: Error",
+            id="exit-code",
+        ),
+        # A rejected submission has no exit code, so the backend's text follows the reason, on one line.
+        pytest.param(
+            {"reason": "SubmitRejected", "message": "sbatch: error: invalid partition specified: nosuch\nsbatch: error: x"},
+            "replica 0 on a failed: SubmitRejected: sbatch: error: invalid partition specified: nosuch; sbatch: error: x",
+            id="rejected",
+        ),
+        pytest.param(
+            {"reason": "DeadlineExceeded", "message": "Job was active longer than specified deadline"},
+            "replica 0 on a failed: DeadlineExceeded: Job was active longer than specified deadline",
+            id="no-exit-code",
+        ),
+        pytest.param({"reason": "NodeFail"}, "replica 0 on a failed: NodeFail", id="no-message"),
+        pytest.param({"reason": "Evicted", "message": "Evicted"}, "replica 0 on a failed: Evicted", id="message-repeats-reason"),
+    ],
+)
+def test_failed_message(task: dict, message: str):
+    phase, reason = aggregate_phase(job_with_failed_task(**task))
+
+    assert phase is JobPhase.FAILED
+    assert reason == message

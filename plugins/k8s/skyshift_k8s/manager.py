@@ -43,6 +43,9 @@ __all__ = ["MANAGER_NAME", "KubernetesClusterManager"]
 # Only pods that hold resources count against a node's capacity.
 UNFINISHED_PODS = "status.phase!=Succeeded,status.phase!=Failed"
 WORK_INFORMERS = ("jobs", "deployments", "pods")
+# HTTP statuses with which the API server rejects a manifest as malformed (400) or invalid (422).
+# The same share always builds the same manifest, so submitting it again cannot succeed.
+INVALID_MANIFEST_STATUSES = frozenset({400, 422})
 CAPACITY_INFORMERS = ("nodes", "unfinished-pods")
 
 
@@ -188,11 +191,29 @@ class KubernetesClusterManager(ClusterManager):
         self._namespaces.add(namespace)
 
     async def submit(self, unit: WorkUnit) -> WorkStatus:
-        """Create the share's Job or Deployments, or find those that exist (AlreadyExists counts as found)."""
+        """Create the share's Job or Deployments, or find those that exist (AlreadyExists counts as found).
+
+        A share that Kubernetes cannot express, or whose Job or Deployment the API server rejects
+        with HTTP 400 or 422, gets a `WorkStatus.rejected` status with the error text. Deployments
+        of that share created before the rejected one are deleted again."""
         api = await self._connection()
-        manifests = workload_manifests(unit, self.settings, self.name)
+        try:
+            manifests = workload_manifests(unit, self.settings, self.name)
+        except ClusterManagerError as error:
+            if error.retryable:
+                raise
+            return self._reject(unit, str(error))
         await self._ensure_namespace(api, manifests[0]["metadata"]["namespace"], unit.job.metadata.namespace or "default")
-        workloads = [await self._create_or_find(api, unit, manifest) for manifest in manifests]
+        workloads = []
+        for manifest in manifests:
+            try:
+                workloads.append(await self._create_or_find(api, unit, manifest))
+            except KubernetesApiError as error:
+                if error.status not in INVALID_MANIFEST_STATUSES:
+                    raise
+                if workloads:
+                    await self.delete(unit.key)
+                return self._reject(unit, str(error))
         now = time.monotonic()
         self._submitted[unit.key] = {workload["metadata"]["name"]: (now, workload) for workload in workloads}
         pods = []
@@ -230,6 +251,11 @@ class KubernetesClusterManager(ClusterManager):
                 ) from error
             logger.debug("Cluster %s: found the existing %s for work %s", self.name, where, unit.key)
             return {**workload, "kind": kind}
+
+    def _reject(self, unit: WorkUnit, message: str) -> WorkStatus:
+        job = f"{unit.job.metadata.namespace or 'default'}/{unit.job.metadata.name}"
+        logger.info("Kubernetes cluster %s rejected work %s of Job %s: %s", self.name, unit.key, job, message)
+        return WorkStatus.rejected(unit, message)
 
     @staticmethod
     def _work_status(workloads: list[dict[str, Any]], pods: list[dict[str, Any]]) -> WorkStatus:

@@ -1,5 +1,5 @@
 """Idempotence and recovery of the Kubernetes cluster manager: restarts, deletion, an API server that
-goes away, expired watches, and objects SkyShift did not create."""
+goes away, expired watches, objects SkyShift did not create, and workloads the API server rejects."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import logging
 import pytest
 from skyshift_core.cluster_manager import ClusterManagerError
 
+from skyshift_k8s import manager as manager_module
 from skyshift_k8s.objects import MANAGED_BY_LABEL, NAMESPACE_LABEL
 from skyshift_k8s.testing.resources import JOBS
 
@@ -137,6 +138,49 @@ async def test_foreign_object_with_same_name_is_rejected(make_manager, make_job,
     with pytest.raises(ClusterManagerError, match="already exists .* but belongs to no SkyShift work") as raised:
         await manager.submit(unit)
     assert raised.value.retryable is False
+
+
+def without_image(positions: set[int]):
+    """Wrap the manager's manifest builder so the workloads at `positions` have no image, which the
+    API server rejects with 422 Invalid (`spec.template.spec.containers[0].image: Required value`)."""
+    build = manager_module.workload_manifests
+
+    def build_without_image(*args, **kwargs):
+        manifests = build(*args, **kwargs)
+        for position in positions:
+            del manifests[position]["spec"]["template"]["spec"]["containers"][0]["image"]
+        return manifests
+
+    return build_without_image
+
+
+async def test_invalid_job_manifest_rejected(make_manager, make_job, make_unit, monkeypatch):
+    manager = await make_manager()
+    unit = make_unit(make_job(replicas=2))
+    monkeypatch.setattr(manager_module, "workload_manifests", without_image({0}))
+
+    status = await manager.submit(unit)
+
+    assert status.rejection is not None
+    assert "HTTP 422 Invalid" in status.rejection
+    assert "spec.template.spec.containers[0].image" in status.rejection
+    assert {index: (task.state, task.reason) for index, task in status.tasks.items()} == {
+        "0": ("Failed", "SubmitRejected"),
+        "1": ("Failed", "SubmitRejected"),
+    }
+    assert unit.key not in await manager.statuses()
+
+
+async def test_rejected_share_leaves_no_deployments(make_manager, make_job, make_unit, monkeypatch, apps):
+    # The first replica's Deployment is created before the second one's is rejected.
+    manager = await make_manager()
+    unit = make_unit(make_job("web", replicas=2, run="sleep infinity", restart_policy="Always"))
+    monkeypatch.setattr(manager_module, "workload_manifests", without_image({1}))
+
+    status = await manager.submit(unit)
+
+    assert status.rejection is not None
+    assert apps.list_namespaced_deployment("skyshift-default").items == []
 
 
 async def test_delete_removes_only_skyshift_objects(make_manager, make_job, make_unit, eventually, batch, apps, core):

@@ -131,6 +131,9 @@ class SimulatedClusterManager(ClusterManager):
         return self.cluster.nodes()
 
     async def submit(self, unit: WorkUnit) -> WorkStatus:
+        """Place the share's replicas, or return the status of the work already submitted under
+        `unit.key`. Invalid `spec.backend.simulated` settings give a `WorkStatus.rejected` status
+        that names the field, as a real backend rejects a request that does not suit it."""
         self._check_reachable()
         job = f"{unit.job.metadata.namespace or 'default'}/{unit.job.metadata.name}"
         indices = list(unit.replica_indices)
@@ -143,7 +146,8 @@ class SimulatedClusterManager(ClusterManager):
         try:
             settings = parse_job_settings(unit.job.spec.backend.get(MANAGER_NAME), f"spec.backend.{MANAGER_NAME}")
         except ConfigError as error:
-            raise ClusterManagerError(f"job {job}: {error}", retryable=False) from error
+            logger.info("Simulated cluster %s rejected work %s of job %s: %s", self.name, unit.key, job, error)
+            return WorkStatus.rejected(unit, f"job {job}: {error}")
 
         status, created = self.cluster.submit(unit, settings)
         if created:

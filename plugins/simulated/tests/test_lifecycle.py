@@ -227,13 +227,15 @@ async def test_statuses_lists_every_share(make_manager, make_job, make_unit):
 )
 async def test_invalid_job_settings_rejected(make_manager, make_job, make_unit, backend, message):
     manager = make_manager()
+    unit = make_unit(make_job(backend=backend))
 
-    with pytest.raises(ClusterManagerError) as caught:
-        await manager.submit(make_unit(make_job(backend=backend)))
+    status = await manager.submit(unit)
 
-    assert caught.value.retryable is False
-    assert "job default/train: " in str(caught.value)
-    assert message in str(caught.value)
+    assert status.rejection is not None
+    assert status.rejection.startswith("job default/train: ")
+    assert message in status.rejection
+    assert {index: task.reason for index, task in status.tasks.items()} == {"0": "SubmitRejected"}
+    assert unit.key not in await manager.statuses()
 
 
 @pytest.mark.parametrize("indices", [(-1,), (0, 2, 0)], ids=["negative", "repeated"])

@@ -159,9 +159,10 @@ class SlurmClusterManager(ClusterManager):
     async def submit(self, unit: WorkUnit) -> WorkStatus:
         """Submit a share as one job array, or return the status of the arrays already submitted
         under `unit.key`. `warnings` of the returned status list what the cluster cannot honour,
-        such as an image with container_runtime none. A share whose request Slurm rejects for
-        good gets Failed tasks with reason SubmitRejected instead of an error, so the skylet does
-        not retry it every cycle."""
+        such as an image with container_runtime none. A share with invalid `spec.backend.slurm`
+        settings, or whose request Slurm rejects for good, gets a `WorkStatus.rejected` status
+        with the error text (sbatch's own message) instead of an error, so the skylet does not
+        submit it again."""
         key = unit.key
         job = f"{unit.job.metadata.namespace or 'default'}/{unit.job.metadata.name}"
         _check_key(key)
@@ -179,7 +180,7 @@ class SlurmClusterManager(ClusterManager):
         try:
             settings = parse_job_settings(unit.job.spec.backend.get(MANAGER_NAME), f"spec.backend.{MANAGER_NAME}")
         except ConfigError as error:
-            return self._reject(unit, "InvalidJobSettings", str(error))
+            return self._reject(unit, str(error))
 
         work_dir = f"{await self._resolved_output_root()}/{key}"
         if self.settings.interface != "rest":
@@ -187,7 +188,7 @@ class SlurmClusterManager(ClusterManager):
         try:
             job_ids, warnings = await self._submit_arrays(unit, sorted(unit.replica_indices), 0, settings, work_dir)
         except SubmitRejected as error:
-            return self._reject(unit, "SubmitRejected", str(error))
+            return self._reject(unit, str(error))
         logger.info(
             "Submitted replicas %s of Job %s to Slurm cluster %s as job %s (work %s)",
             list(unit.replica_indices), job, self.name, ", ".join(job_ids), key,
@@ -542,13 +543,11 @@ class SlurmClusterManager(ClusterManager):
         )
         return request, [*warnings, *self.client.unsupported_fields(request)]
 
-    def _reject(self, unit: WorkUnit, reason: str, message: str) -> WorkStatus:
+    def _reject(self, unit: WorkUnit, message: str) -> WorkStatus:
+        """Remember the rejection of a share, so that `submit` and `statuses` report it until it is deleted."""
         job = f"{unit.job.metadata.namespace or 'default'}/{unit.job.metadata.name}"
-        logger.warning("Slurm cluster %s rejected work %s of Job %s: %s", self.name, unit.key, job, message)
-        tasks = {
-            str(index): TaskStatus(state="Failed", reason=reason, message=message) for index in unit.replica_indices
-        }
-        status = WorkStatus(key=unit.key, tasks=tasks, manager_job_ids=[], warnings=[])
+        logger.info("Slurm cluster %s rejected work %s of Job %s: %s", self.name, unit.key, job, message)
+        status = WorkStatus.rejected(unit, message)
         self._rejected[unit.key] = status
         return status
 

@@ -1,5 +1,6 @@
 """SkyShift's control plane (real etcd, API server and controller manager) with two real Slurm
-clusters attached through the `slurm` entry point: a Job spreads, runs, succeeds and shows its logs."""
+clusters attached through the `slurm` entry point: a Job spreads, runs, succeeds and shows its logs,
+and a Job with a partition that Slurm does not have fails with sbatch's own message."""
 
 from __future__ import annotations
 
@@ -86,3 +87,40 @@ async def test_invalid_slurm_settings_rejected_on_apply(async_client, site_confi
         await async_client.create(job, "default")
 
     assert "unknown field 'partiton' in Slurm settings (did you mean 'partition'?)" in str(raised.value)
+
+
+async def test_invalid_partition_fails_job(async_client, control_plane, api, site_config):
+    control_plane()
+    await async_client.create(cluster_manifest("e2e-alpha", site_config("alpha", "cli")))
+    job = {
+        **JOB,
+        "metadata": {"name": "bad-partition"},
+        "spec": {**JOB["spec"], "replicas": 1, "backend": {"slurm": {"partition": "nosuch"}}},
+    }
+    await async_client.create(job, "default")
+    sbatch_text = "sbatch: error: invalid partition specified: nosuch"
+
+    async def failed():
+        status = (await async_client.get("Job", "bad-partition", "default"))["status"]
+        return status if status["phase"] == "Failed" else None
+
+    status = await wait_until(failed)
+    events = [
+        event
+        for event in (await async_client.list("Event", "default"))["items"]
+        if event["involved_object"]["name"] == "bad-partition"
+    ]
+    response = await asyncio.to_thread(api.get, "/api/v1/namespaces/default/jobs/bad-partition/logs")
+    logs = [json.loads(line) for line in response.text.splitlines() if line.strip()]
+
+    condition = {c["type"]: c for c in status["conditions"]}["Failed"]
+    assert condition["message"].startswith("replica 0 on e2e-alpha failed: SubmitRejected: ")
+    assert sbatch_text in condition["message"]
+    assert [event["reason"] for event in events if event["source"] == "skylet/e2e-alpha"] == ["SubmitRejected"]
+    (rejected,) = [event for event in events if event["reason"] == "SubmitRejected"]
+    assert rejected["type"] == "Warning"
+    assert rejected["message"].startswith("cluster e2e-alpha rejected replicas [0]: ")
+    assert sbatch_text in rejected["message"]
+    assert len(logs) == 1
+    assert logs[0]["error"].startswith("replica 0 has no output: cluster e2e-alpha rejected its submission: ")
+    assert sbatch_text in logs[0]["error"]

@@ -339,6 +339,7 @@ async def test_invalid_partition_fails_tasks(mode, make_manager, make_job, make_
     assert [task.state for task in submitted.tasks.values()] == ["Failed", "Failed"]
     assert submitted.tasks["0"].reason == "SubmitRejected"
     assert "Invalid partition" in submitted.tasks["0"].message
+    assert submitted.rejection == submitted.tasks["0"].message
     assert statuses[unit.key].tasks == submitted.tasks
 
 
