@@ -72,6 +72,15 @@ def test_explain_invalid_output_is_usage_error(cli):
     assert "invalid output format 'xml': expected one of yaml, json" in text
 
 
+def test_explain_field_path_points_to_manifest_reference(cli):
+    result = cli("explain", "job.spec.resources")
+
+    text = " ".join(result.output.replace("│", " ").split())
+    assert result.exit_code == 2
+    assert "'job.spec.resources' is not a Job: skyshift explain shows why a Job was placed" in text
+    assert "docs/manifests.md" in text
+
+
 # ---- --lifetime -----------------------------------------------------------------------------
 
 

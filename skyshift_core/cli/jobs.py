@@ -107,6 +107,12 @@ def explain(
             f"invalid output format {output!r}: expected one of {', '.join(EXPLAIN_OUTPUT_FORMATS)}",
             param_hint="'--output' / '-o'",
         )
+    if "." in kind and name is None:
+        # kubectl explain documents fields; this command explains a scheduling decision.
+        raise typer.BadParameter(
+            f"{kind!r} is not a Job: skyshift explain shows why a Job was placed where it was "
+            "('skyshift explain job NAME'); the manifest fields are described in docs/manifests.md"
+        )
     if "/" not in kind and name is None:
         raise typer.BadParameter("no Job name given: write 'skyshift explain job NAME' or 'skyshift explain job/NAME'")
     name = job_name(kind, name, "explain")
