@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install everything SkyShift needs on a Debian machine (run as root): etcd and Slurm from Debian's
 # packages, then a virtual environment in .venv with the core and every plugin installed from
-# their wheels. Safe to run again; each step skips what is already in place, the installation into
-# the virtual environment included when the sources have not changed since.
+# their wheels. Safe to run again: each step skips what is already in place. The installation into
+# the virtual environment is skipped too when the sources have not changed since the last one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
