@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import ssl
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Self
 from urllib.parse import quote, urlencode, urlsplit
@@ -229,6 +230,22 @@ class ApiRequest:
     body: bytes | None = None
 
 
+def _log_warning(text: str) -> None:
+    logger.warning("The API server warns: %s", text)
+
+
+_WARNING = re.compile(r'^\s*\d{3}\s+\S+\s+"((?:[^"\\]|\\.)*)"')
+
+
+def parse_warnings(values: list[str]) -> list[str]:
+    """Return the texts of HTTP Warning header values such as `299 - "text"`; other values are kept whole."""
+    texts = []
+    for value in values:
+        match = _WARNING.match(value)
+        texts.append(re.sub(r"\\(.)", r"\1", match.group(1)) if match else value.strip())
+    return texts
+
+
 class _ClientBase:
     """Paths, request bodies and error mapping shared by the blocking and the asyncio client."""
 
@@ -255,6 +272,9 @@ class _ClientBase:
         # PEM bundle of the CAs that may sign an https server's certificate; None trusts the system's.
         self.ca_file = ca_file
         self._ssl_context: ssl.SSLContext | None = None
+        # Called with the text of each warning that the server sends with a response, such as a
+        # probable typo in a cluster manager's name. The CLI prints them, as kubectl does.
+        self.on_warning: Callable[[str], None] = _log_warning
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """Return the TLS context that trusts `ca_file`, or None to use the system's trusted CAs."""
@@ -498,6 +518,8 @@ class SkyShiftClient(_ClientBase):
             )
         except httpx.TransportError as error:
             raise self._transport_error(request, error) from error
+        for warning in parse_warnings(response.headers.get_list("warning")):
+            self.on_warning(warning)
         return self._decode(response)
 
     def is_ready(self) -> bool:

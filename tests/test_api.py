@@ -641,3 +641,26 @@ def test_two_api_server_processes_share_state(etcd_server, etcd_root, admin_toke
     finally:
         stop_process(first.pid)
         stop_process(second.pid)
+
+
+def test_manager_typo_gets_warning_header(api):
+    cluster = {"kind": "Cluster", "metadata": {"name": "typo"}, "spec": {"manager": "slurn"}}
+
+    created = api.post(collection_path("Cluster"), json=cluster)
+    replaced = api.put(collection_path("Cluster") + "/typo", json=created.json())
+
+    assert created.status_code == 201, created.text
+    for response in (created, replaced):
+        (warning,) = response.headers.get_list("warning")
+        assert warning.startswith('299 - "spec.manager: no cluster manager named \'slurn\' is installed')
+        assert "(did you mean 'slurm'?)" in warning
+
+
+def test_installed_manager_gets_no_warning(api):
+    config = {"node_count": 1, "node": {"cpus": 2, "memory": "4Gi"}}
+    cluster = {"kind": "Cluster", "metadata": {"name": "plain"}, "spec": {"manager": "simulated", "config": config}}
+
+    created = api.post(collection_path("Cluster"), json=cluster)
+
+    assert created.status_code == 201, created.text
+    assert created.headers.get_list("warning") == []

@@ -589,3 +589,23 @@ def test_config_with_unknown_current_context(tmp_path: Path, monkeypatch: pytest
 )
 def test_human_duration_like_kubectl(seconds: float, expected: str):
     assert human_duration(seconds) == expected
+
+
+def test_apply_warns_about_manager_typo(cli, client: SkyShiftClient):
+    manifest = "kind: Job\nmetadata: {name: typo}\nspec:\n  run: 'true'\n  backend:\n    slrum: {partition: debug}\n"
+
+    result = cli("apply", "-f", "-", input=manifest)
+
+    assert result.exit_code == 0, result.output
+    assert "Warning: spec.backend.slrum: no cluster manager named 'slrum' is installed on this API server" in result.stderr
+    assert "(did you mean 'slurm'?)" in result.stderr
+    assert client.get("Job", "typo", "default")["spec"]["backend"] == {"slrum": {"partition": "debug"}}
+
+
+def test_apply_without_typo_prints_no_warning(cli):
+    manifest = "kind: Job\nmetadata: {name: plain}\nspec:\n  run: 'true'\n  backend:\n    slurm: {partition: debug}\n"
+
+    result = cli("apply", "-f", "-", input=manifest)
+
+    assert result.exit_code == 0, result.output
+    assert "Warning" not in result.stderr

@@ -160,8 +160,18 @@ def dump(obj: Object) -> dict:
     return obj.model_dump(mode="json")
 
 
-def object_response(obj: Object, status_code: int = 200) -> Response:
-    return Response(obj.model_dump_json(), status_code=status_code, media_type="application/json")
+def object_response(obj: Object, status_code: int = 200, warnings: list[str] | None = None) -> Response:
+    response = Response(obj.model_dump_json(), status_code=status_code, media_type="application/json")
+    for warning in warnings or ():
+        response.headers.append("Warning", warning_header(warning))
+    return response
+
+
+def warning_header(text: str) -> str:
+    """Return an HTTP Warning header value with code 299, the form Kubernetes' API server sends."""
+    # Header values are ASCII, and the text is a quoted string, so quotes and backslashes are escaped.
+    quoted = text.encode("ascii", "replace").decode().replace("\\", "\\\\").replace('"', '\\"')
+    return f'299 - "{quoted}"'
 
 
 def build_router(model: type[Object], get_store, get_metrics, bookmark_interval: float) -> APIRouter:
@@ -247,7 +257,7 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
         obj = parse_object(data, model)
         # The audit log names the object, which for a create is known only from the body.
         request.state.auth_attributes = dataclasses.replace(request.state.auth_attributes, name=obj.metadata.name)
-        admit(obj)
+        warnings = admit(obj)
         if model is Role:
             obj = await check_role_write(request, obj, None)
         if model.namespaced:
@@ -258,7 +268,7 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
             obj.metadata.namespace = namespace
         created = await get_store(request).create(obj, fence=fence_from_request(request))
         object_written(request, model, created.metadata.name)
-        return object_response(created, 201)
+        return object_response(created, 201, warnings)
 
     async def read(request: Request, name: str, subresource: str | None = None) -> Response:
         await check(request, "get", subresource)
@@ -275,8 +285,7 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
         data = await read_manifest(request)
         check_kind(data, kind)
         obj = parse_object(data, model)
-        if subresource is None:
-            admit(obj)
+        warnings = admit(obj) if subresource is None else []
         if obj.metadata.name != name:
             raise BadRequestError(f"metadata.name {obj.metadata.name!r} does not match the name in the path, {name!r}")
         if model.namespaced:
@@ -290,7 +299,7 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
             obj = await check_role_write(request, obj, await get_store(request).get(Role, None, name))
         updated = await get_store(request).update(obj, subresource=subresource, fence=fence_from_request(request))
         object_written(request, model, name)
-        return object_response(updated)
+        return object_response(updated, warnings=warnings)
 
     async def patch(request: Request, name: str, subresource: str | None = None) -> Response:
         await check(request, "patch", subresource)
@@ -321,8 +330,7 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
             elif not explicit:
                 patched["metadata"] = {**metadata, "resource_version": current.metadata.resource_version}
             obj = parse_object(patched, model)
-            if subresource is None:
-                admit(obj)
+            warnings = admit(obj) if subresource is None else []
             if model is Role and subresource is None:
                 obj = await check_role_write(request, obj, current)
             try:
@@ -332,7 +340,7 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
                     raise
                 continue
             object_written(request, model, name)
-            return object_response(updated)
+            return object_response(updated, warnings=warnings)
         raise AssertionError("unreachable")
 
     async def delete(request: Request, name: str) -> Response:

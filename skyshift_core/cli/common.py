@@ -152,7 +152,14 @@ def client_for(ctx: click.Context, server: str | None, timeout: float | None = N
     connection = connection_for(ctx, server)
     _state(ctx).connection = connection
     options = {"timeout": timeout} if timeout is not None else {}
-    return SkyShiftClient(connection.server, token=connection.token, ca_file=connection.ca_file, **options)
+    client = SkyShiftClient(connection.server, token=connection.token, ca_file=connection.ca_file, **options)
+    client.on_warning = print_warning
+    return client
+
+
+def print_warning(text: str) -> None:
+    """Print a warning that the server sent with a response to stderr, as kubectl prints them."""
+    typer.echo(f"Warning: {text}", err=True)
 
 
 def server_source_note(ctx: click.Context) -> str:
