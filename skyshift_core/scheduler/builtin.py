@@ -133,10 +133,18 @@ class ResourcesFit(FilterPlugin):
             ("disk", request.disk, lambda n: n.allocatable.disk),
             ("gpus", request.gpus, lambda n: n.allocatable.gpus),
         ]
+        typed = []
+        for accelerator, count in request.accelerators.items():
+            if not any(node.capacity.accelerators.get(accelerator, 0) for node in cluster.nodes):
+                # Waiting cannot help, so the reason does not read like a temporary shortage.
+                typed.append(f"no {accelerator} accelerators")
+            elif all(node.allocatable.accelerators.get(accelerator, 0) < count for node in cluster.nodes):
+                typed.append(f"insufficient {accelerator}")
         for label, needed, available in checks:
+            # The GPUs of a request with accelerator types are those types, which `typed` names.
+            if label == "gpus" and typed:
+                continue
             if needed > 0 and all(available(node) + 1e-9 < needed for node in cluster.nodes):
                 reasons.append(f"insufficient {label}")
-        for accelerator, count in request.accelerators.items():
-            if all(node.allocatable.accelerators.get(accelerator, 0) < count for node in cluster.nodes):
-                reasons.append(f"insufficient {accelerator}")
+        reasons += typed
         return tuple(reasons) or ("no single node has all requested resources",)

@@ -70,6 +70,20 @@ def test_insufficient_resource_named():
     assert decision.message == "0/2 clusters available: 2 insufficient cpus."
 
 
+def test_missing_accelerator_type_named():
+    # a has no V100 at all; b has V100s, but both are in use.
+    with_v100 = ResourceList(cpus=8, memory=4096, gpus=2, accelerators={"V100": 2})
+    busy = ResourceList(cpus=8, memory=4096, gpus=0)
+    clusters = [cluster("a", node("a1", 8, gpus=2)), cluster("b", NodeInfo("b1", with_v100, busy))]
+    wanted = Job.model_validate(
+        {"kind": "Job", "metadata": {"name": "j", "namespace": "default"}, "spec": {"resources": {"V100": 1}}}
+    )
+
+    decision = schedule(profile(), wanted, clusters, [])
+
+    assert decision.message == "0/2 clusters available: 1 insufficient V100, 1 no V100 accelerators."
+
+
 def test_replica_must_fit_on_one_node():
     # Two nodes of 2 CPUs each hold 4 CPUs in total, but a 3-CPU replica fits on neither.
     decision = schedule(profile(), job(cpus=3), [cluster("a", node("a1", 2), node("a2", 2))], [])
