@@ -650,3 +650,26 @@ def test_delete_options_type_in_json_terms(api, options, message):
 
     assert assert_status(response, 400, "BadRequest") == message
     assert api.get(f"{JOBS}/doomed").status_code == 200
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+@pytest.mark.parametrize("parameter", ["dryRun", "dry_run"])
+def test_dry_run_rejected_and_nothing_changed(api, method: str, parameter: str):
+    job = make_job(api, f"dry-{method.lower()}-{parameter.lower().replace('_', '')}")
+    name = job["metadata"]["name"]
+    requests = {
+        "POST": (JOBS, {"kind": "Job", "metadata": {"name": name + "-new"}, "spec": {"run": "true"}}, {}),
+        "PUT": (f"{JOBS}/{name}", {**job, "spec": {**job["spec"], "run": "false"}}, {}),
+        "PATCH": (f"{JOBS}/{name}", {"metadata": {"labels": {"dry": "run"}}}, MERGE),
+        "DELETE": (f"{JOBS}/{name}", None, {}),
+    }
+    path, body, headers = requests[method]
+
+    response = api.request(method, path, params={parameter: "All"}, json=body, headers=headers)
+
+    message = assert_status(response, 400, "BadRequest")
+    assert f"query parameter {parameter}='All' is not supported: this API server has no dry run" in message
+    after = api.get(f"{JOBS}/{name}")
+    assert after.status_code == 200
+    assert after.json() == job
+    assert api.get(f"{JOBS}/{name}-new").status_code == 404

@@ -125,6 +125,25 @@ def query_int(request: Request, *names: str, minimum: int = _INT64_MIN, maximum:
     return number
 
 
+# Verbs that change stored objects, and so must not run when the client asked for a dry run.
+_WRITE_VERBS = frozenset({"create", "update", "patch", "delete"})
+
+
+def reject_dry_run(request: Request) -> None:
+    """Raise BadRequestError when a write asks for a dry run, which this API server does not do.
+
+    kubectl sends `dryRun=All` for `--dry-run=server`. Ignoring it would apply the change for real.
+    """
+    found = query_named(request, "dryRun", "dry_run")
+    if found is not None:
+        name, value = found
+        raise BadRequestError(
+            f"query parameter {name}={value!r} is not supported: this API server has no dry run and would "
+            "apply the change; leave it out, or check a manifest without sending it (skyshift apply checks "
+            "every document before it sends any)"
+        )
+
+
 def check_kind(data: dict[str, Any], kind: str) -> None:
     """Raise BadRequestError when a body names a kind other than the one of the request path."""
     body_kind = data.get("kind")
@@ -201,6 +220,8 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
     async def check(request: Request, verb: str, subresource: str | None = None) -> None:
         resource = f"{model.plural}/{subresource}" if subresource else model.plural
         await authorize(request, verb, resource, namespace_of(request), request.path_params.get("name"))
+        if verb in _WRITE_VERBS:
+            reject_dry_run(request)
 
     async def list_or_watch(request: Request, namespace: str | None) -> Response:
         watching = (query(request, "watch") or "").lower() in ("1", "true", "yes")
