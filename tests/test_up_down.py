@@ -411,6 +411,15 @@ def test_up_rejects_config_change(state_dir: Path, tmp_path: Path):
     status = skyshift("status", "--state-dir", str(state_dir))
     assert f"{config} (changed since start; run down and up to apply)" in status.stdout
 
+    # An edit that broke the recorded file is reported as such, not with advice to restart with it.
+    config.write_text(PROFILES_CONFIG.replace("divide: binpack", "divide: binpak"))
+    broken_edit = skyshift("up", "--state-dir", str(state_dir))
+    assert broken_edit.returncode == 1
+    assert "No scheduler plugin named 'binpak'" in broken_edit.stderr
+    assert "Nothing was changed; the controller manager" in broken_edit.stderr
+    assert "skyshift down" not in broken_edit.stderr
+    config.write_text(PROFILES_CONFIG + "  grace_period: 10\n")
+
     # After down, the recorded file starts the controller manager again with its new content.
     down = skyshift("down", "--state-dir", str(state_dir))
     assert down.returncode == 0, down.stdout + down.stderr

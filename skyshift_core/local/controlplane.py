@@ -399,7 +399,7 @@ class LocalControlPlane:
         record = state.processes.get(CONTROLLER_MANAGER)
         if CONTROLLER_MANAGER in running and record is not None:
             changed = path != state.controller_manager_config or digest != state.controller_manager_config_digest
-            if changed and path is not None and requested is not None:
+            if changed and path is not None:
                 # A file that could not be used anyway is reported first: advice to restart with it
                 # would leave the control plane stopped.
                 running_with = state.controller_manager_config or "its built-in settings"
