@@ -112,8 +112,12 @@ def test_logs_kind_slash_name_reaches_job(cli, three_jobs):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        pytest.param(["get", "job", "job/a"], "'job/a' names its own kind, so the separate kind 'job' is not needed",
-                     id="kind-and-slash"),
+        pytest.param(
+            ["get", "job", "a", "cluster/b"],
+            "KIND NAME and KIND/NAME cannot be mixed in one command; write every object as KIND/NAME: "
+            "'skyshift get job/a cluster/b'",
+            id="kind-and-slash",
+        ),
         pytest.param(["get", "job/a", "b"], "'b' is not in KIND/NAME form", id="slash-then-bare"),
         pytest.param(["get", "job/"], "invalid argument 'job/': expected KIND/NAME", id="empty-name"),
         pytest.param(["get", "/a"], "invalid argument '/a': expected KIND/NAME", id="empty-kind"),
@@ -129,6 +133,16 @@ def test_kind_argument_errors(cli, args: list[str], message: str):
     assert result.exit_code == 1
     assert message in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_names_printed_by_output_name_are_accepted(cli, three_jobs):
+    printed = cli("get", "jobs", "-o", "name").stdout.split()
+
+    result = cli("get", *printed, "-o", "name")
+
+    assert printed
+    assert result.exit_code == 0, result.output
+    assert result.stdout.split() == printed
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,8 @@
 """The object arguments of `get`, `describe` and `delete`, in kubectl's three forms.
 
 `KIND [NAME...]`, `KIND,KIND [NAME...]` (each name is looked up in every kind) and
-`KIND/NAME [KIND/NAME...]`. The two styles cannot be mixed in one command, as in kubectl.
+`KIND/NAME [KIND/NAME...]`. The two styles cannot be mixed in one command, as in kubectl. A kind
+may carry the `.skyshift` group that `-o name` prints, so `get -o name` output can be passed back.
 """
 
 from __future__ import annotations
@@ -34,13 +35,14 @@ def parse_targets(arguments: Sequence[str], command: str) -> list[Target]:
     if "/" in first:
         return _slash_targets(arguments, command)
 
-    for name in rest:
-        if "/" in name:
-            raise InvalidError(
-                f"{name!r} names its own kind, so the separate kind {first!r} is not needed: "
-                f"write 'skyshift {command} {' '.join(rest)}'"
-            )
-    kinds = first.split(",")
+    if any("/" in name for name in rest):
+        # Every argument in KIND/NAME form: the plain names take the kind given first, if it is one kind.
+        rewritten = [name if "/" in name else f"{first}/{name}" for name in rest]
+        example = f"skyshift {command} {' '.join(rewritten)}" if "," not in first else f"skyshift {command} job/a cluster/b"
+        raise InvalidError(
+            f"KIND NAME and KIND/NAME cannot be mixed in one command; write every object as KIND/NAME: '{example}'"
+        )
+    kinds = [_without_group(kind) for kind in first.split(",")]
     if not all(kinds):
         raise InvalidError(f"invalid kind list {first!r}: expected kinds separated by commas, such as jobs,clusters")
     targets: list[Target] = []
@@ -63,6 +65,11 @@ def _slash_targets(arguments: Sequence[str], command: str) -> list[Target]:
             )
         if not kind or not name or "/" in name:
             raise InvalidError(f"invalid argument {argument!r}: expected KIND/NAME, such as job/train")
-        model = resolve_model(kind)
+        model = resolve_model(_without_group(kind))
         targets.setdefault(model, Target(model)).names.append(name)
     return list(targets.values())
+
+
+def _without_group(kind: str) -> str:
+    """Return `kind` without the `.skyshift` group that `-o name` prints (`job.skyshift` is `job`)."""
+    return kind.removesuffix(".skyshift")
