@@ -30,6 +30,7 @@ from skyshift_core.errors import (
     LeaseLostError,
     NotFoundError,
     PluginError,
+    RequestEntityTooLargeError,
     RequestTimeoutError,
     ServerUnreachableError,
     SkyShiftError,
@@ -86,6 +87,7 @@ _ERRORS_BY_REASON: dict[str, type[SkyShiftError]] = {
         TooManyRequestsError,
         UnsupportedMediaTypeError,
         RequestTimeoutError,
+        RequestEntityTooLargeError,
     )
 }
 _ERRORS_BY_REASON["Gone"] = GoneError
@@ -98,6 +100,7 @@ _ERRORS_BY_CODE: dict[int, type[SkyShiftError]] = {
     409: ConflictError,
     410: GoneError,
     422: InvalidError,
+    413: RequestEntityTooLargeError,
     415: UnsupportedMediaTypeError,
     429: TooManyRequestsError,
     503: UnavailableError,

@@ -61,6 +61,13 @@ class UnsupportedMediaTypeError(SkyShiftError):
     reason = "UnsupportedMediaType"
 
 
+class RequestEntityTooLargeError(SkyShiftError):
+    """The object is larger than etcd accepts in one request."""
+
+    status_code = 413
+    reason = "RequestEntityTooLarge"
+
+
 class RequestTimeoutError(SkyShiftError):
     """The server could not answer in time, for example waiting for etcd to reach a resource_version; retry later."""
 

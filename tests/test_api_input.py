@@ -673,3 +673,24 @@ def test_dry_run_rejected_and_nothing_changed(api, method: str, parameter: str):
     assert after.status_code == 200
     assert after.json() == job
     assert api.get(f"{JOBS}/{name}-new").status_code == 404
+
+
+def test_annotations_over_limit_rejected(api):
+    annotations = {f"note-{index}": "x" * 60_000 for index in range(5)}
+    body = {"kind": "Job", "metadata": {"name": "fat", "annotations": annotations}, "spec": {"run": "true"}}
+
+    response = api.post(JOBS, json=body)
+
+    message = assert_status(response, 422, "Invalid")
+    assert "metadata.annotations: annotations take 300030 bytes; the limit is 262144 (256 KiB" in message
+    assert api.get(f"{JOBS}/fat").status_code == 404
+
+
+def test_object_too_large_for_etcd_is_413(api):
+    body = {"kind": "Job", "metadata": {"name": "huge"}, "spec": {"run": "echo " + "x" * 2_000_000}}
+
+    response = api.post(JOBS, json=body)
+
+    message = assert_status(response, 413, "RequestEntityTooLarge")
+    assert "the object is too large for etcd" in message
+    assert api.get(f"{JOBS}/huge").status_code == 404

@@ -35,6 +35,9 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+# Kubernetes' limit on the total size of an object's annotations (TotalAnnotationSizeLimitB).
+MAX_ANNOTATIONS_BYTES = 256 * 1024
+
 class ObjectMeta(SkyModel):
     """Identity and bookkeeping of an object; uid, resource_version, generation and
     creation_timestamp are set by the server and ignored when a client sends them on create."""
@@ -70,8 +73,15 @@ class ObjectMeta(SkyModel):
     @field_validator("annotations")
     @classmethod
     def _check_annotations(cls, annotations: dict[str, str]) -> dict[str, str]:
-        for key in annotations:
+        size = 0
+        for key, value in annotations.items():
             validate_label_key(key)
+            size += len(key.encode()) + len(value.encode())
+        if size > MAX_ANNOTATIONS_BYTES:
+            raise ValueError(
+                f"annotations take {size} bytes; the limit is {MAX_ANNOTATIONS_BYTES} (256 KiB, as in Kubernetes) "
+                "for all keys and values together; keep large data elsewhere and refer to it"
+            )
         return annotations
 
 

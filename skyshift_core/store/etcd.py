@@ -29,6 +29,7 @@ from skyshift_core.errors import (
     ForbiddenError,
     GoneError,
     NotFoundError,
+    RequestEntityTooLargeError,
     RequestTimeoutError,
     SkyShiftError,
     UnavailableError,
@@ -62,6 +63,14 @@ MAX_REVISION = 2**63 - 1
 # Seconds a read with a resource_version newer than etcd's revision waits for etcd to reach it, as
 # Kubernetes' API server waits for its watch cache to catch up (3 s, `blockTimeout` of its watchCache).
 RESOURCE_VERSION_WAIT = 3.0
+
+
+def _too_large(error: grpc.aio.AioRpcError) -> bool:
+    """Return True when etcd, or the gRPC channel before it, refused a request for its size."""
+    details = error.details() or ""
+    if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details:
+        return True
+    return error.code() == grpc.StatusCode.INVALID_ARGUMENT and "request is too large" in details
 
 
 class TooLargeResourceVersionError(RequestTimeoutError):
@@ -289,6 +298,11 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
                     logged_in_again = True
                     await self._rotate(client)
                     continue
+                if _too_large(error):
+                    raise RequestEntityTooLargeError(
+                        f"the object is too large for etcd ({error.details()}); etcd takes at most about 1.5 MiB "
+                        "per request by default: make it smaller, for example by keeping large data out of annotations"
+                    ) from error
                 if error.code() not in _TRANSIENT:
                     raise SkyShiftError(f"etcd request failed: {error.code().name}: {error.details()}") from error
                 failure: Exception = error
