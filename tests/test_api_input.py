@@ -694,3 +694,14 @@ def test_object_too_large_for_etcd_is_413(api):
     message = assert_status(response, 413, "RequestEntityTooLarge")
     assert "the object is too large for etcd" in message
     assert api.get(f"{JOBS}/huge").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "suggestion"),
+    [("Job", "Runing", "Running"), ("Job", "running", "Running"), ("Cluster", "Ready", "READY")],
+)
+def test_unknown_phase_in_field_selector_rejected(api, kind: str, value: str, suggestion: str):
+    response = api.get(collection_path(kind), params={"fieldSelector": f"status.phase={value}"})
+
+    message = assert_status(response, 400, "BadRequest")
+    assert f"unknown status.phase {value!r} for {kinds()[kind].plural} (did you mean {suggestion!r}?)" in message

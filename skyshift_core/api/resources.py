@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import dataclasses
+import enum
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -22,6 +23,7 @@ from skyshift_core.api.watch import MAX_TIMEOUT_SECONDS, watch_response
 from skyshift_core.auth.service import authorize, check_role_write, object_written
 from skyshift_core.errors import BadRequestError, ConflictError, InvalidError
 from skyshift_core.objects import Role, parse_object, parse_selector
+from skyshift_core.objects.base import suggest
 from skyshift_core.objects.meta import DEFAULT_NAMESPACE, Object
 from skyshift_core.objects.selectors import FieldRequirement, parse_field_selector
 from skyshift_core.store import Store
@@ -171,6 +173,19 @@ def selectable_fields(model: type[Object]) -> tuple[str, ...]:
     return fields
 
 
+def phase_values(model: type[Object]) -> tuple[str, ...]:
+    """Return the values that `status.phase` may take on `model`, or () when they are not an enumeration."""
+    status = model.model_fields.get("status")
+    status_type = status.annotation if status is not None else None
+    if not (isinstance(status_type, type) and issubclass(status_type, BaseModel)):
+        return ()
+    phase = status_type.model_fields.get("phase")
+    phase_type = phase.annotation if phase is not None else None
+    if isinstance(phase_type, type) and issubclass(phase_type, enum.Enum):
+        return tuple(str(member.value) for member in phase_type)
+    return ()
+
+
 def json_response(data: Any, status_code: int = 200) -> Response:
     return Response(json.dumps(data, separators=(",", ":")), status_code=status_code, media_type="application/json")
 
@@ -209,11 +224,21 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
     def namespace_of(request: Request) -> str | None:
         return request.path_params.get("namespace") if model.namespaced else None
 
+    phases = phase_values(model)
+
     def field_selector_of(request: Request) -> tuple[FieldRequirement, ...]:
         try:
-            return parse_field_selector(query(request, "field_selector", "fieldSelector"), fields)
+            requirements = parse_field_selector(query(request, "field_selector", "fieldSelector"), fields)
         except ValueError as error:
             raise BadRequestError(f"{error} (on {model.plural})") from error
+        for requirement in requirements:
+            # A misspelt phase would match nothing, silently, so the kind's phases are checked.
+            if requirement.field == "status.phase" and phases and requirement.value not in phases:
+                raise BadRequestError(
+                    f"unknown status.phase {requirement.value!r} for {model.plural}"
+                    f"{suggest(requirement.value, list(phases))}; valid: {', '.join(phases)}"
+                )
+        return requirements
 
     # Authorization of every route below, in one place: the verb on `<plural>` or `<plural>/<subresource>`
     # in the path's namespace. It runs first, so a caller without the right learns nothing from validation.
