@@ -307,6 +307,28 @@ def test_patch_no_change(cli, client: SkyShiftClient, jobs):
     assert again.stdout.splitlines() == ["job.skyshift/web-1 patched (no change)"]
 
 
+@pytest.mark.parametrize(
+    ("patch_type", "patch"),
+    [
+        ("merge", '{"status": {"phase": "Succeeded"}}'),
+        ("json", '[{"op": "replace", "path": "/status/phase", "value": "Failed"}]'),
+    ],
+)
+def test_patch_of_status_warns_it_is_ignored(cli, client: SkyShiftClient, jobs, patch_type: str, patch: str):
+    result = cli("patch", "job", "web-1", "--type", patch_type, "-p", patch)
+
+    assert result.exit_code == 0, result.output
+    assert "Warning: the patch changes status, which only the controllers write" in result.stderr
+    assert client.get("jobs", "web-1")["status"]["phase"] == "Pending"
+
+
+def test_patch_of_spec_does_not_warn(cli, jobs):
+    result = cli("patch", "job", "web-1", "-p", '{"spec": {"replicas": 3}}')
+
+    assert result.exit_code == 0, result.output
+    assert "Warning" not in result.stderr
+
+
 def test_patch_json(cli, client: SkyShiftClient, jobs):
     operations = json.dumps(
         [
