@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 from skyshift_core.api.admission import admit
 from skyshift_core.api.bodies import PATCH_TYPES, apply_patch, json_type, read_manifest
@@ -132,7 +133,7 @@ _WRITE_VERBS = frozenset({"create", "update", "patch", "delete"})
 
 
 def reject_dry_run(request: Request) -> None:
-    """Raise BadRequestError when a write asks for a dry run, which this API server does not do.
+    """Raise BadRequestError when a write requests a dry run, which this API server does not do.
 
     kubectl sends `dryRun=All` for `--dry-run=server`. Ignoring it would apply the change for real.
     """
@@ -159,27 +160,30 @@ def check_kind(data: dict[str, Any], kind: str) -> None:
     )
 
 
+def _status_phase(model: type[Object]) -> FieldInfo | None:
+    """Return the field `phase` of `model`'s status, or None when its status has no phase."""
+    status = model.model_fields.get("status")
+    status_type = status.annotation if status is not None else None
+    if not (isinstance(status_type, type) and issubclass(status_type, BaseModel)):
+        return None
+    return status_type.model_fields.get("phase")
+
+
 def selectable_fields(model: type[Object]) -> tuple[str, ...]:
     """Return the fields that a field selector on `model` may name.
 
-    As in Kubernetes, every kind offers metadata.name and metadata.namespace; a kind whose status
+    As in Kubernetes, every kind offers metadata.name and metadata.namespace. A kind whose status
     has a phase (Job, Cluster, Link, Namespace) offers status.phase too.
     """
     fields = ("metadata.name", "metadata.namespace")
-    status = model.model_fields.get("status")
-    status_type = status.annotation if status is not None else None
-    if isinstance(status_type, type) and issubclass(status_type, BaseModel) and "phase" in status_type.model_fields:
+    if _status_phase(model) is not None:
         fields += ("status.phase",)
     return fields
 
 
 def phase_values(model: type[Object]) -> tuple[str, ...]:
     """Return the values that `status.phase` may take on `model`, or () when they are not an enumeration."""
-    status = model.model_fields.get("status")
-    status_type = status.annotation if status is not None else None
-    if not (isinstance(status_type, type) and issubclass(status_type, BaseModel)):
-        return ()
-    phase = status_type.model_fields.get("phase")
+    phase = _status_phase(model)
     phase_type = phase.annotation if phase is not None else None
     if isinstance(phase_type, type) and issubclass(phase_type, enum.Enum):
         return tuple(str(member.value) for member in phase_type)

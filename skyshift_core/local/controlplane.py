@@ -220,10 +220,21 @@ class ComponentStatus:
     config: str = "-"
 
 
+def _file_digest(path: str) -> str:
+    """Return the SHA-256 of a file's content, in hex; raise OSError when it cannot be read."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _read_failure(path: str, error: OSError) -> str:
+    """Return the message for a controller manager config file that could not be read."""
+    reason = "not found" if isinstance(error, FileNotFoundError) else f"unreadable ({error})"
+    return f"controller manager config {path}: {reason}"
+
+
 def _config_change(path: str, digest: str | None) -> str:
     """Return a note for `status` when a running controller manager's config file changed since it started."""
     try:
-        current = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        current = _file_digest(path)
     except OSError:
         return " (file gone since start)"
     return "" if current == digest else " (changed since start; run down and up to apply)"
@@ -390,7 +401,7 @@ class LocalControlPlane:
         else:
             path = str(Path(requested).expanduser().absolute()) if str(requested) else None
         try:
-            digest = None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            digest = None if path is None else _file_digest(path)
         except OSError as error:
             digest, read_error = None, error
         else:
@@ -405,8 +416,7 @@ class LocalControlPlane:
                 running_with = state.controller_manager_config or "its built-in settings"
                 advice = f"Nothing was changed; the controller manager (pid {record.pid}) runs on with {running_with}."
                 if read_error is not None:
-                    reason = "not found" if isinstance(read_error, FileNotFoundError) else f"unreadable ({read_error})"
-                    raise ControlPlaneError(f"controller manager config {path}: {reason}\n{advice}")
+                    raise ControlPlaneError(f"{_read_failure(path, read_error)}\n{advice}")
                 self._check_config_file(Path(path), advice)
             self._check_running_config(state, record, path, digest, read_error)
             return
@@ -420,8 +430,7 @@ class LocalControlPlane:
                 else "Nothing was started."
             )
             if read_error is not None:
-                reason = "not found" if isinstance(read_error, FileNotFoundError) else f"unreadable ({read_error})"
-                raise ControlPlaneError(f"controller manager config {path}: {reason}\n{advice}")
+                raise ControlPlaneError(f"{_read_failure(path, read_error)}\n{advice}")
             self._check_config_file(Path(path), advice)
         state.controller_manager_config = path
         state.controller_manager_config_digest = digest
