@@ -151,7 +151,7 @@ def error_from_body(method: str, url: str, status_code: int, content: bytes, rea
     return error_from_status({"code": status_code, "message": message}, status_code)
 
 
-# What OpenSSL reports when a server responds to the TLS ClientHello with bytes that are not a TLS record,
+# Parts of OpenSSL's error when a server responds to the TLS ClientHello with bytes that are not a TLS record,
 # as a plain-HTTP server does: "[SSL: WRONG_VERSION_NUMBER] wrong version number" before OpenSSL 3.2.0,
 # "[SSL] record layer failure" from 3.2.0 on.
 _PLAIN_REPLY_MARKERS = ("WRONG_VERSION_NUMBER", "record layer failure")

@@ -47,7 +47,7 @@ async def wait_for_absence(path: Path, timeout: float = 10.0) -> bool:
 
 
 async def test_ready_file_follows_api_server_health(etcd_server, etcd_root: str, admin_token: str, tmp_path: Path):
-    """The ready file goes while the API server is down and comes back when it answers again."""
+    """The ready file goes while the API server is down and comes back when it is ready again."""
     from skyshift_core.api.app import ApiSettings
     from skyshift_core.api.server import ServerThread
     from skyshift_core.auth.service import AuthSettings

@@ -393,8 +393,9 @@ def test_up_rejects_config_change(state_dir: Path, tmp_path: Path):
         rejected = skyshift("up", "--state-dir", str(state_dir), "--controller-manager-config", str(bad))
         assert rejected.returncode == 1
         assert problem in rejected.stderr
-        kept = f"Nothing was changed; the controller manager (pid {pids['controller-manager']}) runs on with {config}"
-        assert kept in rejected.stderr
+        pid = pids["controller-manager"]
+        unchanged = f"Nothing was changed; the controller manager (pid {pid}) runs on with {config}"
+        assert unchanged in rejected.stderr
         assert "skyshift down" not in rejected.stderr
 
     dropped = skyshift("up", "--state-dir", str(state_dir), "--controller-manager-config", "")

@@ -59,7 +59,7 @@ class SkyModel(BaseModel):
 
     @classmethod
     def accepted_keys(cls) -> frozenset[str]:
-        """Every input key this model accepts: field names, camelCase aliases and extra aliases."""
+        """Return every input key this model accepts: field names, camelCase aliases and extra aliases."""
         return frozenset(cls.spellings())
 
     @model_validator(mode="before")
@@ -75,12 +75,12 @@ class SkyModel(BaseModel):
             raise ValueError("; ".join(problems) + f"; valid fields: {', '.join(names)}")
         fields = [spellings[key] for key in data]
         if len(set(fields)) < len(fields):
-            given: dict[str, list[str]] = {}
+            spellings_by_field: dict[str, list[str]] = {}
             for key, field in zip(data, fields):
-                given.setdefault(field, []).append(key)
+                spellings_by_field.setdefault(field, []).append(key)
             problems = [
                 f"field '{field}' is given more than once, as {' and '.join(repr(key) for key in keys)}"
-                for field, keys in given.items()
+                for field, keys in spellings_by_field.items()
                 if len(keys) > 1
             ]
             raise ValueError("; ".join(problems) + "; keep one spelling")

@@ -27,7 +27,7 @@ async def test_lost_cluster_replicas_move_and_stale_copies_are_deleted(client, c
     try:
         await wait_for(running_on_both)
     except AssertionError as error:
-        # This wait failed about once in 50 runs; the status says which step did not happen.
+        # This wait failed about once in 50 runs; the status shows which step did not happen.
         raise AssertionError(f"{error}; the Job's status: {await job_status(client, 'svc')}") from error
 
     # b becomes unreachable: after the grace period its replica is placed on a.

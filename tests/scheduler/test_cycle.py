@@ -75,11 +75,11 @@ def test_missing_accelerator_type_named():
     with_v100 = ResourceList(cpus=8, memory=4096, gpus=2, accelerators={"V100": 2})
     busy = ResourceList(cpus=8, memory=4096, gpus=0)
     clusters = [cluster("a", node("a1", 8, gpus=2)), cluster("b", NodeInfo("b1", with_v100, busy))]
-    wanted = Job.model_validate(
+    v100_job = Job.model_validate(
         {"kind": "Job", "metadata": {"name": "j", "namespace": "default"}, "spec": {"resources": {"V100": 1}}}
     )
 
-    decision = schedule(profile(), wanted, clusters, [])
+    decision = schedule(profile(), v100_job, clusters, [])
 
     assert decision.message == "0/2 clusters available: 1 insufficient V100, 1 no V100 accelerators."
 
@@ -100,11 +100,11 @@ def test_all_or_nothing():
 
 
 def test_placement_message_counts_replicas():
-    one = schedule(profile(), job(replicas=1, cpus=1), [cluster("a", node("a1", 4))], [])
-    two = schedule(profile(), job(replicas=2, cpus=1), [cluster("a", node("a1", 4))], [])
+    single = schedule(profile(), job(replicas=1, cpus=1), [cluster("a", node("a1", 4))], [])
+    double = schedule(profile(), job(replicas=2, cpus=1), [cluster("a", node("a1", 4))], [])
 
-    assert one.message.startswith("placed 1 replica: ")
-    assert two.message.startswith("placed 2 replicas: ")
+    assert single.message.startswith("placed 1 replica: ")
+    assert double.message.startswith("placed 2 replicas: ")
 
 
 def test_places_when_capacity_suffices():

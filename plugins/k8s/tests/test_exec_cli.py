@@ -27,7 +27,7 @@ def test_lowest_placed_replica_chosen():
     assert unit.replica_indices == (0, 1)
 
 
-def test_unplaced_job_is_an_error_not_a_usage_mistake():
+def test_unplaced_job_is_error():
     with pytest.raises(InvalidError, match="Job 'train' has no replicas placed on a cluster yet; see: skyshift explain"):
         _share_of(placed_job({}), None)
 
