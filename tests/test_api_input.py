@@ -705,3 +705,23 @@ def test_unknown_phase_in_field_selector_rejected(api, kind: str, value: str, su
 
     message = assert_status(response, 400, "BadRequest")
     assert f"unknown status.phase {value!r} for {kinds()[kind].plural} (did you mean {suggestion!r}?)" in message
+
+
+def test_patch_of_status_gets_warning_header(api):
+    make_job(api, "status-patch")
+
+    response = api.patch(f"{JOBS}/status-patch", json={"status": {"phase": "Succeeded"}}, headers=MERGE)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["status"]["phase"] == "Pending"
+    (warning,) = response.headers.get_list("warning")
+    assert warning.startswith('299 - "the patch changes status, which only the controllers write')
+
+
+def test_patch_of_spec_gets_no_warning_header(api):
+    make_job(api, "spec-patch")
+
+    response = api.patch(f"{JOBS}/spec-patch", json={"spec": {"replicas": 2}}, headers=MERGE)
+
+    assert response.status_code == 200, response.text
+    assert response.headers.get_list("warning") == []

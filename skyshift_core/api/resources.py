@@ -381,6 +381,12 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
                 patched["metadata"] = {**metadata, "resource_version": current.metadata.resource_version}
             obj = parse_object(patched, model)
             warnings = admit(obj) if subresource is None else []
+            if subresource is None and patched.get("status") != document.get("status"):
+                # The main resource ignores status, as in Kubernetes: controllers write it through /status.
+                warnings.append(
+                    "the patch changes status, which only the controllers write (through the status "
+                    "subresource); the server ignores that part"
+                )
             if model is Role and subresource is None:
                 obj = await check_role_write(request, obj, current)
             try:

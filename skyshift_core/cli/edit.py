@@ -561,13 +561,6 @@ def patch(
         )
     text, source = read_patch(patch_text, patch_file)
     document = parse_patch(text, source, patch_type)
-    if _touches_status(document):
-        # The main resource ignores status, as in Kubernetes: controllers write it through /status.
-        typer.echo(
-            "Warning: the patch changes status, which only the controllers write (through the status "
-            "subresource); the server ignores that part",
-            err=True,
-        )
 
     def change(model: type[Object], current: dict[str, Any]) -> tuple[dict[str, Any], str]:
         name = current["metadata"]["name"]
@@ -581,18 +574,6 @@ def patch(
         failures += each_object(client, objects, change, ResultPrinter(output))
     if failures:
         raise typer.Exit(1)
-
-
-def _touches_status(document: Any) -> bool:
-    """Return True when a merge patch or JSON patch changes the object's status."""
-    if isinstance(document, dict):
-        return "status" in document
-    if isinstance(document, list):
-        return any(
-            isinstance(operation, dict) and str(operation.get("path", "")).split("/")[1:2] == ["status"]
-            for operation in document
-        )
-    return False
 
 
 def register(app: typer.Typer) -> None:
