@@ -74,3 +74,65 @@ def test_fields_match_needs_every_clause():
     assert fields_match(parse_field_selector("metadata.name=web,metadata.namespace=dev", FIELDS), job)
     assert not fields_match(parse_field_selector("metadata.name=web,metadata.namespace=prod", FIELDS), job)
     assert fields_match((), job)
+
+
+async def jobs_in(store, layout: dict[str, list[str]]) -> None:
+    from skyshift_core.objects import Namespace
+
+    for namespace, names in layout.items():
+        await store.create(Namespace(metadata={"name": namespace}))
+        for name in names:
+            await store.create(Job.model_validate({"metadata": {"name": name, "namespace": namespace}}))
+
+
+def record_ranges(store, monkeypatch) -> list[tuple[bytes, bytes]]:
+    """Record the (start, range end) of every etcd range read that the store makes."""
+    ranges: list[tuple[bytes, bytes]] = []
+    original = store._range
+
+    async def recording(start, range_end=None, **kwargs):
+        ranges.append((start, range_end))
+        return await original(start, range_end, **kwargs)
+
+    monkeypatch.setattr(store, "_range", recording)
+    return ranges
+
+
+@pytest.mark.parametrize(
+    ("namespace", "selector", "expected", "read"),
+    [
+        pytest.param("dev", "metadata.name=web", [("dev", "web")], "jobs/dev/web", id="name-in-namespace"),
+        pytest.param(None, "metadata.namespace=dev2", [("dev2", "web")], "jobs/dev2/", id="namespace-across-namespaces"),
+        pytest.param(None, "metadata.namespace=dev,metadata.name=web2", [("dev", "web2")], "jobs/dev/web2", id="both"),
+        pytest.param(None, "metadata.name=web", [("dev", "web"), ("dev2", "web")], "jobs/", id="name-across-namespaces"),
+        pytest.param("dev", "metadata.name!=web", [("dev", "web2")], "jobs/dev/", id="not-equal-scans"),
+        pytest.param("dev", "metadata.name=absent", [], "jobs/dev/absent", id="no-such-name"),
+    ],
+)  # fmt: skip
+async def test_list_equality_narrows_read(store, monkeypatch, namespace, selector, expected, read):
+    """`metadata.name=web` reads one key rather than the kind, and never matches `web2` by prefix."""
+    await jobs_in(store, {"dev": ["web", "web2"], "dev2": ["web"]})
+    ranges = record_ranges(store, monkeypatch)
+
+    listing = await store.list(Job, namespace, field_selector=parse_field_selector(selector, FIELDS))
+
+    assert [(job.metadata.namespace, job.metadata.name) for job in listing.items] == expected
+    start, range_end = ranges[0]
+    assert start.decode().endswith(read)
+    if not read.endswith("/"):
+        assert range_end == start + b"\0"  # Exactly one key.
+
+
+async def test_watch_by_name_skips_longer_names(store):
+    await jobs_in(store, {"dev": ["web", "web2"]})
+    selector = parse_field_selector("metadata.name=web", FIELDS)
+    events = store.watch(Job, "dev", field_selector=selector)
+
+    first = await anext(events)
+    await store.update(Job.model_validate({"metadata": {"name": "web2", "namespace": "dev"}, "spec": {"replicas": 2}}))
+    await store.update(Job.model_validate({"metadata": {"name": "web", "namespace": "dev"}, "spec": {"replicas": 3}}))
+    second = await anext(events)
+    await events.aclose()
+
+    assert (first.type, first.object.metadata.name) == ("ADDED", "web")
+    assert (second.type, second.object.metadata.name, second.object.spec.replicas) == ("MODIFIED", "web", 3)

@@ -647,8 +647,7 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
         Every page of one listing reads etcd at the same revision, so a paginated list is a
         consistent snapshot; a continue token whose revision was compacted raises GoneError.
         """
-        prefix = list_prefix(model, namespace if model.namespaced else None, self.root)
-        range_end = prefix_range_end(prefix)
+        prefix, range_end = self._key_range(model, namespace, field_selector)
         start, revision = prefix, 0
         if continue_token:
             start, revision = self._decode_continue(continue_token, prefix)
@@ -692,6 +691,25 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
             if wanted and len(items) >= wanted:
                 return ListResult(items, str(revision), self._encode_continue(start, revision))
 
+    def _key_range(
+        self, model: type[Object], namespace: str | None, field_selector: tuple[FieldRequirement, ...]
+    ) -> tuple[bytes, bytes]:
+        """The first key and the range end that a list or watch reads.
+
+        An equality on `metadata.namespace` narrows a read across namespaces to that namespace. An
+        equality on `metadata.name` narrows a read within one namespace, or of a cluster-scoped
+        kind, to one key. The caller still applies the whole selector to every object read.
+        """
+        equal = {requirement.field: requirement.value for requirement in field_selector if requirement.operator == "="}
+        if model.namespaced and not namespace:
+            namespace = equal.get("metadata.namespace") or None
+        name = equal.get("metadata.name")
+        if name and (namespace or not model.namespaced):
+            key = object_key(model, namespace, name, self.root)
+            return key, key + b"\0"
+        prefix = list_prefix(model, namespace if model.namespaced else None, self.root)
+        return prefix, prefix_range_end(prefix)
+
     @staticmethod
     def _encode_continue(start: bytes, revision: int) -> str:
         payload = json.dumps({"start": base64.b64encode(start).decode(), "rv": revision}).encode()
@@ -730,7 +748,7 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
         Kubernetes. With a label or field selector, an object that stops matching yields DELETED
         and one that starts matching yields ADDED. Raises GoneError when the version has been compacted.
         """
-        prefix = list_prefix(model, namespace if model.namespaced else None, self.root)
+        prefix, range_end = self._key_range(model, namespace, field_selector)
         start_after = self.parse_resource_version(resource_version)
         if not start_after:
             listing = await self.list(model, namespace, selector=selector, field_selector=field_selector)
@@ -746,7 +764,7 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
             stream = None
             try:
                 stream = await client.watch(
-                    prefix, range_end=prefix_range_end(prefix), start_revision=last_revision + 1, prev_kv=True
+                    prefix, range_end=range_end, start_revision=last_revision + 1, prev_kv=True
                 )
                 give_up_at = None
                 async for raw in stream:
