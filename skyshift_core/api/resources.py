@@ -429,7 +429,8 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
             model, namespace_of(request), name, resource_version, fence=fence_from_request(request)
         )
         object_written(request, model, name)
-        return object_response(deleted)
+        # An object with finalizers stays until they are removed; 202 says so, as in Kubernetes.
+        return object_response(deleted, status_code=202 if deleted.metadata.finalizers else 200)
 
     # Every endpoint takes the request and its path parameters only, so `SkyShiftApi` may call it
     # directly (see `skyshift_core.api.fast_routes`).

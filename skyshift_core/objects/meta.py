@@ -51,6 +51,10 @@ class ObjectMeta(SkyModel):
     generation: int = 0
     creation_timestamp: datetime | None = None
     deletion_timestamp: datetime | None = None
+    # Names of the controllers that must finish their cleanup before the object goes, as in
+    # Kubernetes. Deleting an object that has finalizers sets deletion_timestamp, and the object
+    # is removed when an update leaves the list empty.
+    finalizers: list[str] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
@@ -70,12 +74,19 @@ class ObjectMeta(SkyModel):
             validate_label_value(value)
         return labels
 
+    @field_validator("finalizers")
+    @classmethod
+    def _check_finalizers(cls, finalizers: list[str]) -> list[str]:
+        for finalizer in finalizers:
+            validate_label_key(finalizer, "finalizer")
+        return finalizers
+
     @field_validator("annotations")
     @classmethod
     def _check_annotations(cls, annotations: dict[str, str]) -> dict[str, str]:
         size = 0
         for key, value in annotations.items():
-            validate_label_key(key)
+            validate_label_key(key, "annotation key")
             size += len(key.encode()) + len(value.encode())
         if size > MAX_ANNOTATIONS_BYTES:
             raise ValueError(

@@ -20,10 +20,11 @@ _LABEL_KEY = re.compile(rf"^([a-z0-9]([-a-z0-9.]{{0,251}}[a-z0-9])?/)?{_LABEL_NA
 _LABEL_VALUE = re.compile(rf"^({_LABEL_NAME})?$")
 
 
-def validate_label_key(key: str) -> str:
+def validate_label_key(key: str, what: str = "label key") -> str:
+    """Check a Kubernetes qualified name, as label keys, annotation keys and finalizers are written."""
     if not _LABEL_KEY.match(key):
         raise ValueError(
-            f"invalid label key {key!r}: expected an optional DNS prefix and '/', then at most 63 "
+            f"invalid {what} {key!r}: expected an optional DNS prefix and '/', then at most 63 "
             "characters of letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
         )
     return key

@@ -28,6 +28,7 @@ from skyshift_core.errors import (
     ConflictError,
     ForbiddenError,
     GoneError,
+    InvalidError,
     NotFoundError,
     RequestEntityTooLargeError,
     RequestTimeoutError,
@@ -35,7 +36,7 @@ from skyshift_core.errors import (
     UnavailableError,
 )
 from skyshift_core.objects import kinds
-from skyshift_core.objects.meta import DEFAULT_NAMESPACE, Object
+from skyshift_core.objects.meta import DEFAULT_NAMESPACE, Object, utc_now
 from skyshift_core.objects.misc import Namespace, User
 from skyshift_core.objects.selectors import FieldRequirement, Requirement, fields_match, selector_matches
 from skyshift_core.store.keys import ROOT, list_prefix, object_key, prefix_range_end
@@ -520,6 +521,22 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
                 raise ConflictError(self._conflict_message(model, namespace, name, precondition, kv.mod_revision))
             current = self._decode(model, kv.value, kv.mod_revision)
             merged = self._merge(current, obj, subresource)
+            if current.metadata.deletion_timestamp is not None:
+                self._check_finalizers_removed_only(current, merged)
+                if not merged.metadata.finalizers:
+                    # The last finalizer is gone, so the deletion that waited for it happens now.
+                    removed = await self._delete_kv(model, kv, fenced)
+                    if removed is not None:
+                        merged.metadata.resource_version = str(removed)
+                        return merged
+                    refreshed = await self.recheck_fence(fence, fenced, retried=retried)
+                    if refreshed is not None:
+                        fenced, retried = refreshed, True
+                    elif precondition is not None:
+                        latest = await self._get_raw(model, namespace, name)
+                        raise ConflictError(self._conflict_message(model, namespace, name, precondition, latest.mod_revision))
+                    cached = None
+                    continue
             value = self._encode(merged)
             if value == kv.value:
                 if cached is not None:
@@ -565,9 +582,12 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
             raise BadRequestError(f"unknown subresource {subresource!r}: only 'status' can be updated")
 
         # Identity fields are immutable; labels and annotations come from the new object;
-        # status is kept, because it is written only through the status subresource.
+        # status is kept, because it is written only through the status subresource. An update
+        # that does not mention finalizers keeps them, so that re-applying a manifest does not
+        # drop the finalizer of a controller.
+        finalizers = new.metadata.finalizers if "finalizers" in new.metadata.model_fields_set else current.metadata.finalizers
         metadata = current.metadata.model_copy(
-            update={"labels": new.metadata.labels, "annotations": new.metadata.annotations}
+            update={"labels": new.metadata.labels, "annotations": new.metadata.annotations, "finalizers": finalizers}
         )
         fields = {name: getattr(new, name) for name in type(new).model_fields if name not in ("metadata", "status")}
         candidate = current.model_copy(update={**fields, "metadata": metadata})
@@ -599,29 +619,16 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
             kv = await self._get_raw(model, namespace, name)
             if precondition is not None and precondition != kv.mod_revision:
                 raise ConflictError(self._conflict_message(model, namespace, name, precondition, kv.mod_revision))
-            compare = [rpc.Compare(key=kv.key, target=rpc.Compare.MOD, result=rpc.Compare.EQUAL, mod_revision=kv.mod_revision), *fenced]
-            operations = [rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=kv.key))]
-            if model is User:
-                # The user's password hash and tokens, and their Role bindings, go in the same transaction.
-                cleanup_compares, cleanup_operations = await self.user_cleanup(name)
-                compare.extend(cleanup_compares)
-                operations.extend(cleanup_operations)
-            if model is Namespace:
-                # The namespace and everything in it go in one transaction.
-                for kind in kinds().values():
-                    if kind.namespaced:
-                        prefix = list_prefix(kind, name, self.root)
-                        operations.append(
-                            rpc.RequestOp(
-                                request_delete_range=rpc.DeleteRangeRequest(key=prefix, range_end=prefix_range_end(prefix))
-                            )
-                        )
-            response = await self._txn(compare, operations)
-            if response.succeeded:
-                self._values.discard(kv.key)
-                deleted = self._decode(model, kv.value, kv.mod_revision)
-                deleted.metadata.resource_version = str(response.header.revision)
-                return deleted
+            current = self._decode(model, kv.value, kv.mod_revision)
+            if current.metadata.finalizers:
+                marked = await self._mark_deleted(current, kv, fenced)
+                if marked is not None:
+                    return marked
+            else:
+                removed = await self._delete_kv(model, kv, fenced)
+                if removed is not None:
+                    current.metadata.resource_version = str(removed)
+                    return current
             refreshed = await self.recheck_fence(fence, fenced, retried=retried)
             if refreshed is not None:
                 fenced, retried = refreshed, True
@@ -629,6 +636,59 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
             if precondition is not None:
                 latest = await self._get_raw(model, namespace, name)
                 raise ConflictError(self._conflict_message(model, namespace, name, precondition, latest.mod_revision))
+
+    async def _mark_deleted(self, current: Object, kv, fenced: list) -> Object | None:
+        """Set the deletion_timestamp of an object that has finalizers, and return it.
+
+        An object already marked is returned unchanged, as Kubernetes answers a second delete.
+        Returns None when the object changed since `kv` was read.
+        """
+        if current.metadata.deletion_timestamp is not None:
+            return current
+        marked = current.model_copy(update={"metadata": current.metadata.model_copy(update={"deletion_timestamp": utc_now()})})
+        compare = [rpc.Compare(key=kv.key, target=rpc.Compare.MOD, result=rpc.Compare.EQUAL, mod_revision=kv.mod_revision), *fenced]
+        response = await self._put_encoded(kv.key, self._encode(marked), compare)
+        if not response.succeeded:
+            return None
+        marked.metadata.resource_version = str(response.header.revision)
+        return marked
+
+    async def _delete_kv(self, model: type[Object], kv, fenced: list) -> int | None:
+        """Delete the object read as `kv`, with what goes with it; return the revision of the delete.
+
+        Returns None when the object changed since it was read.
+        """
+        name = json.loads(kv.value)["metadata"]["name"]
+        compare = [rpc.Compare(key=kv.key, target=rpc.Compare.MOD, result=rpc.Compare.EQUAL, mod_revision=kv.mod_revision), *fenced]
+        operations = [rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=kv.key))]
+        if model is User:
+            # The user's password hash and tokens, and their Role bindings, go in the same transaction.
+            cleanup_compares, cleanup_operations = await self.user_cleanup(name)
+            compare.extend(cleanup_compares)
+            operations.extend(cleanup_operations)
+        if model is Namespace:
+            # The namespace and everything in it go in one transaction.
+            # NOTE: the objects in the namespace go at once, without waiting for their own finalizers.
+            for kind in kinds().values():
+                if kind.namespaced:
+                    prefix = list_prefix(kind, name, self.root)
+                    operations.append(
+                        rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=prefix, range_end=prefix_range_end(prefix)))
+                    )
+        response = await self._txn(compare, operations)
+        if not response.succeeded:
+            return None
+        self._values.discard(kv.key)
+        return response.header.revision
+
+    def _check_finalizers_removed_only(self, current: Object, merged: Object) -> None:
+        added = sorted(set(merged.metadata.finalizers) - set(current.metadata.finalizers))
+        if added:
+            model = type(current)
+            raise InvalidError(
+                f"{self._describe(model, current.metadata.namespace, current.metadata.name)} is being deleted, "
+                f"so finalizers can only be removed, not added: {', '.join(added)}"
+            )
 
     # ---- list ---------------------------------------------------------------------------
 
