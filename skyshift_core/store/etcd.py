@@ -43,6 +43,7 @@ from skyshift_core.store.keys import ROOT, list_prefix, object_key, prefix_range
 from skyshift_core.store.leases import Fence, LeaseStoreMixin
 from skyshift_core.store.auth_records import SecretStoreMixin
 from skyshift_core.store.tls import EtcdTls, TlsClient
+from skyshift_core.store.watcher import KeyedWatcher
 from skyshift_core.store.value_cache import DEFAULT_MAX_BYTES as DEFAULT_VALUE_CACHE_BYTES, ValueCache
 
 logger = logging.getLogger(__name__)
@@ -252,6 +253,9 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
                     # Cancelled while logging in (a timed-out /readyz, for one): close the channel too.
                     await self._close_quietly(client)
                     raise
+                # Watches of this process share the client's watch stream; see KeyedWatcher for why
+                # they need their own watch ids.
+                client._watcher = KeyedWatcher(rpc.WatchStub(client.channel), timeout=_ATTEMPT_TIMEOUT, metadata=client.metadata)
                 self._client = client
             return self._client
 
@@ -841,6 +845,8 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
                 aetcd.exceptions.ConnectionFailedError,
                 aetcd.exceptions.ConnectionTimeoutError,
                 aetcd.exceptions.WatchTimeoutError,
+                # gRPC reports a stream cut by a restarting etcd as INTERNAL ("Stream removed").
+                aetcd.exceptions.InternalError,
             ) as error:
                 # The stream died with the connection; subscribe again after the last delivered revision.
                 if give_up_at is None:
