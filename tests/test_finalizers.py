@@ -153,3 +153,13 @@ async def test_namespaced_object_with_finalizer(store):
 
     assert marked.metadata.deletion_timestamp is not None
     assert (await store.list(Job, "team")).items == []
+
+
+def test_merge_patch_null_removes_finalizers(api):
+    create_cluster(api, "nulled", [FINALIZER])
+    api.delete(f"{CLUSTER}/nulled")
+
+    response = api.patch(f"{CLUSTER}/nulled", json={"metadata": {"finalizers": None}}, headers=MERGE)
+
+    assert response.status_code == 200, response.text
+    assert api.get(f"{CLUSTER}/nulled").status_code == 404

@@ -365,6 +365,9 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
             metadata = patched.get("metadata") if isinstance(patched.get("metadata"), dict) else {}
             if metadata.get("name") != name or (model.namespaced and metadata.get("namespace") != namespace):
                 raise InvalidError("a patch must not change metadata.name or metadata.namespace")
+            if "finalizers" not in metadata:
+                # The patch removed them (`"finalizers": null`); an update that omits them keeps them.
+                metadata = patched["metadata"] = {**metadata, "finalizers": []}
             # A resource_version in the patch is the client's precondition; otherwise the patch
             # applies to the version it was computed from and is recomputed if that one changed.
             raw = await request.body()

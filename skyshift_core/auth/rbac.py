@@ -59,6 +59,8 @@ BUILTIN_ROLES: dict[str, list[PolicyRule]] = {
 # brings the stored Role up to these rules, unlike the built-in Roles above.
 CONTROLLER_MANAGER_RULES = [
     PolicyRule(verbs=READ_VERBS, resources=["jobs", "clusters", "services"], namespaces=[ALL]),
+    # Clusters themselves only for their cleanup finalizer, which skylets add and remove.
+    PolicyRule(verbs=["patch"], resources=["clusters"], namespaces=[ALL]),
     PolicyRule(
         verbs=["get", "update", "patch"],
         resources=["jobs/status", "clusters/status", "services/status"],

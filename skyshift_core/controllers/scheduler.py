@@ -158,7 +158,12 @@ class SchedulerReconciler:
             CYCLE_SECONDS.observe(time.perf_counter() - cycle_started)
             if decision.placement is None:
                 reason = "SchedulerError" if decision.error else "Unschedulable"
-                await self._write_unscheduled(job, reason, decision.message, decision)
+                clusters = self.cache.clusters()
+                deleted = {
+                    name for name in lost
+                    if name not in clusters or clusters[name].metadata.deletion_timestamp is not None
+                }  # fmt: skip
+                await self._write_unscheduled(job, reason, decision.message, decision, drop=deleted)
                 DECISION_SECONDS.labels("unschedulable").observe(time.perf_counter() - started)
                 logger.info("Job %s/%s waits: %s", request.namespace, request.name, decision.message)
                 return Result(requeue_after=RETRY_UNSCHEDULABLE_AFTER)
@@ -208,8 +213,8 @@ class SchedulerReconciler:
         now = time.time()
         for name in placement:
             cluster = clusters.get(name)
-            if cluster is None:
-                lost.add(name)
+            if cluster is None or cluster.metadata.deletion_timestamp is not None:
+                lost.add(name)  # A deleted Cluster gets no grace period: its work is being stopped.
                 continue
             if cluster.status.phase is ClusterPhase.READY:
                 continue
@@ -272,12 +277,27 @@ class SchedulerReconciler:
             job.metadata.namespace, job.metadata.name, generation, message,
         )  # fmt: skip
 
-    async def _write_unscheduled(self, job: Job, reason: str, message: str, decision: Decision | None) -> None:
+    async def _write_unscheduled(
+        self, job: Job, reason: str, message: str, decision: Decision | None, *, drop: set[str] = frozenset()
+    ) -> None:
+        """Record that the Job cannot be placed now, and remove the clusters in `drop` (deleted
+        ones) from its placement, since their replicas no longer run anywhere."""
+        drop = drop & set(job.status.placement)
         existing = next((c for c in job.status.conditions if c.type == SCHEDULED), None)
-        if existing and existing.status == "False" and existing.reason == reason and existing.message == message:
+        unchanged = existing and existing.status == "False" and existing.reason == reason and existing.message == message
+        if unchanged and not drop:
             return  # The condition is unchanged, so skip the write rather than churn the object.
-        # Shallow copies, as in `_commit`: only the conditions and the scheduling record get new values.
+        # Shallow copies, as in `_commit`: only the fields written below get new values.
         updated = job.model_copy(update={"status": job.status.model_copy()})
+        if drop:
+            status = updated.status
+            status.placement = {name: count for name, count in status.placement.items() if name not in drop}
+            status.clusters = {name: share for name, share in status.clusters.items() if name not in drop}
+            status.placement_generation += 1
+            logger.info(
+                "Job %s/%s: replicas removed from deleted clusters %s",
+                job.metadata.namespace, job.metadata.name, ", ".join(sorted(drop)),
+            )  # fmt: skip
         updated.status.conditions = set_condition(
             updated.status.conditions,
             Condition(

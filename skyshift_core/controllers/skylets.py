@@ -14,7 +14,7 @@ from typing import Callable
 from skyshift_core.client import AsyncSkyShiftClient
 from skyshift_core.cluster_manager import ClusterManager, ConfigError
 from skyshift_core.controllers.skylet import DEFAULT_FAST_POLL_INTERVAL, DEFAULT_FAST_POLL_WINDOW, DEFAULT_POLL_INTERVAL, Skylet
-from skyshift_core.errors import PluginError, SkyShiftError
+from skyshift_core.errors import ConflictError, NotFoundError, PluginError, SkyShiftError
 from skyshift_core.objects import Cluster, ClusterPhase, Condition, Job, Service, set_condition
 from skyshift_core.plugins import load_driver
 from skyshift_core.runtime.informer import Informer
@@ -22,6 +22,10 @@ from skyshift_core.runtime.informer import Informer
 logger = logging.getLogger(__name__)
 
 MANAGER_GROUP = "skyshift.cluster_managers"
+# The finalizer that keeps a deleted Cluster until its skylet has stopped the work on it.
+CLEANUP_FINALIZER = "skyshift.io/cluster-cleanup"
+# Seconds between attempts to stop the work of a deleted Cluster whose backend fails.
+CLEANUP_RETRY_MAX = 30.0
 
 
 class SkyletManager:
@@ -54,6 +58,8 @@ class SkyletManager:
         self._tasks: dict[str, asyncio.Task] = {}
         # (manager, config generation) each skylet was built from, to restart it when they change.
         self._built_from: dict[str, int] = {}
+        # Deleted Clusters whose work `_clean_up` is stopping.
+        self._cleaning: set[str] = set()
         self._stopped = asyncio.Event()
 
         clusters.add_event_handler(
@@ -84,29 +90,146 @@ class SkyletManager:
 
     def _cluster_changed(self, cluster: Cluster) -> None:
         name = cluster.metadata.name
+        if cluster.metadata.deletion_timestamp is not None:
+            if name not in self._cleaning:
+                self._stop_skylet(name)
+                self._built_from.pop(name, None)
+                self._cleaning.add(name)
+                self._tasks[name] = asyncio.get_running_loop().create_task(self._clean_up(cluster), name=f"cleanup-{name}")
+            return
         if self._built_from.get(name) == cluster.metadata.generation and name in self._tasks:
             return
         self._stop_skylet(name)
         self._built_from[name] = cluster.metadata.generation
         try:
-            manager_class = self.load_manager(cluster.spec.manager)
-            config = manager_class.validate_config(cluster.spec.config)
-            manager = manager_class(name, config)
+            manager = self._build_manager(cluster)
         except (PluginError, ConfigError) as error:
             reason = "InvalidConfig" if isinstance(error, ConfigError) else "ManagerNotInstalled"
             logger.error("Cluster %s cannot be attached: %s", name, error)
             self._tasks[name] = asyncio.get_running_loop().create_task(self._mark_error(name, reason, str(error)))
+            return
+        except Exception as error:  # A bug in the plugin must not stop the other skylets.
+            logger.exception("Cluster %s cannot be attached: plugin %r failed", name, cluster.spec.manager)
+            message = f"the cluster manager plugin {cluster.spec.manager!r} failed: {type(error).__name__}: {error}"
+            self._tasks[name] = asyncio.get_running_loop().create_task(self._mark_error(name, "PluginError", message))
             return
         skylet = Skylet(
             name, manager, self.client, self.jobs, services=self.services, poll_interval=self.poll_interval,
             fast_poll_interval=self.fast_poll_interval, fast_poll_window=self.fast_poll_window,
         )  # fmt: skip
         self.skylets[name] = skylet
-        self._tasks[name] = asyncio.get_running_loop().create_task(skylet.run(), name=f"skylet-{name}")
+        self._tasks[name] = asyncio.get_running_loop().create_task(self._run_skylet(cluster, skylet), name=f"skylet-{name}")
         logger.info("Started the skylet of cluster %s (manager %s)", name, cluster.spec.manager)
+
+    def _build_manager(self, cluster: Cluster) -> ClusterManager:
+        manager_class = self.load_manager(cluster.spec.manager)
+        config = manager_class.validate_config(cluster.spec.config)
+        return manager_class(cluster.metadata.name, config)
+
+    async def _run_skylet(self, cluster: Cluster, skylet: Skylet) -> None:
+        """Add the cleanup finalizer to the Cluster, then run its skylet.
+
+        The finalizer goes on before the skylet submits anything, so that deleting the Cluster
+        waits until `_clean_up` has stopped its work.
+        """
+        if CLEANUP_FINALIZER not in cluster.metadata.finalizers:
+            try:
+                await self._set_finalizer(cluster.metadata.name, present=True)
+            except SkyShiftError as error:
+                logger.warning(
+                    "Cluster %s: could not add finalizer %s, so deleting the Cluster will not stop its work: %s",
+                    cluster.metadata.name, CLEANUP_FINALIZER, error,
+                )  # fmt: skip
+        await skylet.run()
+
+    async def _set_finalizer(self, name: str, *, present: bool) -> None:
+        """Add or remove CLEANUP_FINALIZER on Cluster `name`, keeping any other finalizer."""
+        while True:
+            try:
+                cluster = Cluster.model_validate(await self.client.get(Cluster, name))
+            except NotFoundError:
+                return
+            finalizers = [finalizer for finalizer in cluster.metadata.finalizers if finalizer != CLEANUP_FINALIZER]
+            if present:
+                if cluster.metadata.deletion_timestamp is not None:
+                    return  # Finalizers cannot be added to an object being deleted.
+                finalizers.append(CLEANUP_FINALIZER)
+            if finalizers == cluster.metadata.finalizers:
+                return
+            patch = {"metadata": {"finalizers": finalizers, "resource_version": cluster.metadata.resource_version}}
+            try:
+                await self.client.patch(Cluster, name, patch)
+                return
+            except ConflictError:
+                continue  # The Cluster changed since it was read: read it again.
+            except NotFoundError:
+                return
+
+    async def _clean_up(self, cluster: Cluster) -> None:
+        """Stop every piece of work on a deleted Cluster, then remove its finalizer so that it goes.
+
+        A backend that fails is retried with backoff, and the Cluster's Ready condition gives the
+        reason it stays. When the plugin cannot be loaded or the config is invalid, nothing can reach the
+        backend, so the finalizer is removed with a warning instead.
+        """
+        name = cluster.metadata.name
+        try:
+            if CLEANUP_FINALIZER not in cluster.metadata.finalizers:
+                return
+            try:
+                manager = self._build_manager(cluster)
+            except Exception as error:  # Also a bug in the plugin: nothing else can stop the work.
+                logger.warning(
+                    "Deleted cluster %s: cannot load its cluster manager to stop its work, which may still run: %s",
+                    name, error,
+                )  # fmt: skip
+            else:
+                await self._stop_all_work(cluster, manager)
+            await self._set_finalizer(name, present=False)
+            logger.info("Deleted cluster %s: its work is stopped and the finalizer removed", name)
+        finally:
+            self._cleaning.discard(name)
+            if self._tasks.get(name) is asyncio.current_task():
+                del self._tasks[name]
+
+    async def _stop_all_work(self, cluster: Cluster, manager: ClusterManager) -> None:
+        name = cluster.metadata.name
+        delay = self.poll_interval
+        started = False
+        try:
+            while True:
+                try:
+                    if not started:
+                        await manager.start()
+                        started = True
+                    keys = sorted(await manager.statuses())
+                    for key in keys:
+                        await manager.delete(key)
+                    if keys:
+                        logger.info("Deleted cluster %s: stopped work %s", name, ", ".join(keys))
+                    return
+                except Exception as error:  # The backend may be unreachable for a while.
+                    logger.warning("Deleted cluster %s: stopping its work failed, retrying in %.1f s: %s", name, delay, error)
+                    await self._mark_error(
+                        name,
+                        "CleanupFailed",
+                        f"the Cluster is being deleted, but stopping its work failed: {error}. SkyShift keeps "
+                        f"trying; to remove the Cluster without stopping its work, remove the finalizer: "
+                        f"skyshift patch cluster {name} -p '{{\"metadata\": {{\"finalizers\": null}}}}'",
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, CLEANUP_RETRY_MAX)
+        finally:
+            if started:
+                try:
+                    await manager.stop()
+                except Exception as error:
+                    logger.warning("Deleted cluster %s: stopping the cluster manager failed: %s", name, error)
 
     def _cluster_deleted(self, cluster: Cluster) -> None:
         name = cluster.metadata.name
+        # A cleanup still running stops too: someone removed the finalizer by hand.
+        self._cleaning.discard(name)
         self._stop_skylet(name)
         self._built_from.pop(name, None)
         logger.info("Stopped the skylet of deleted cluster %s", name)

@@ -21,12 +21,14 @@ POLICIES_KEY = "filter_policies"
 
 
 class ClusterReady(FilterPlugin):
-    """Keeps clusters that are READY and not cordoned."""
+    """Keeps clusters that are READY, not cordoned and not being deleted."""
 
     name = "cluster-ready"
-    provides = "filter: cluster is READY and not cordoned"
+    provides = "filter: cluster is READY, not cordoned and not being deleted"
 
     def filter(self, state: CycleState, job: Job, cluster: ClusterInfo) -> Status:
+        if cluster.deleting:
+            return Status.unschedulable("cluster being deleted", plugin=self.name)
         if not cluster.ready:
             return Status.unschedulable("cluster not ready", plugin=self.name)
         if cluster.cordoned:

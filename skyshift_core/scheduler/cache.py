@@ -111,6 +111,7 @@ class SchedulerCache:
             cordoned=cluster.spec.cordoned,
             nodes=self._nodes.get(name, []),
             manager=cluster.spec.manager,
+            deleting=cluster.metadata.deletion_timestamp is not None,
         )
 
     def clusters(self) -> dict[str, Cluster]:

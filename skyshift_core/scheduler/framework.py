@@ -137,6 +137,8 @@ class ClusterInfo:
     cordoned: bool
     nodes: list[NodeInfo]
     manager: str = ""
+    # True once the Cluster has been deleted and its work is being stopped.
+    deleting: bool = False
 
     def __post_init__(self) -> None:
         self._fits: dict[tuple, int] = {}
