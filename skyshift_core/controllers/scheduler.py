@@ -53,8 +53,10 @@ DECISION_SECONDS = Histogram(
 )
 
 SCHEDULED = "Scheduled"
-# Seconds a cluster may be unready before its replicas are placed elsewhere.
-DEFAULT_GRACE_PERIOD = 30.0
+# Seconds a cluster may be unready before its replicas are placed elsewhere. Kubernetes evicts
+# pods from an unreachable node after 300 s by default, and a Slurm controller restart or
+# failover (SlurmctldTimeout defaults to 120 s) must not make running work start again elsewhere.
+DEFAULT_GRACE_PERIOD = 300.0
 # A waiting Job is looked at again after this long even without a triggering change.
 RETRY_UNSCHEDULABLE_AFTER = 60.0
 # Events that may be written in the background at once. Beyond this a decision waits for its
