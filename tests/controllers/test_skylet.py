@@ -307,3 +307,29 @@ async def test_skylet_stops_when_cancelled_as_woken(async_client, run_skylet):
 
     assert task in done
     assert task.cancelled()
+
+
+async def test_plugin_bug_marks_cluster_error(client, control_plane, monkeypatch):
+    """A cluster manager whose validate_config raises something other than ConfigError marks its Cluster ERROR."""
+    from skyshift_core.controllers import skylets
+
+    class BrokenManager(ClusterManager):
+        @classmethod
+        def validate_config(cls, config):
+            return config["missing"]
+
+    real_load = skylets.load_driver
+    monkeypatch.setattr(
+        skylets, "load_driver", lambda group, name: BrokenManager if name == "broken" else real_load(group, name)
+    )
+    control_plane()
+
+    await client.create({"kind": "Cluster", "metadata": {"name": "buggy"}, "spec": {"manager": "broken"}})
+
+    async def marked():
+        cluster = await client.get("Cluster", "buggy")
+        return cluster if cluster["status"]["phase"] == "ERROR" else None
+
+    ready = {condition["type"]: condition for condition in (await wait_for(marked))["status"]["conditions"]}["Ready"]
+    assert ready["reason"] == "PluginError"
+    assert ready["message"] == "the cluster manager plugin 'broken' failed: KeyError: 'missing'"
