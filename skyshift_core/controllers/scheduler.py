@@ -167,7 +167,6 @@ class SchedulerReconciler:
                 }  # fmt: skip
                 await self._write_unscheduled(job, reason, decision.message, decision, drop=deleted)
                 DECISION_SECONDS.labels("unschedulable").observe(time.perf_counter() - started)
-                logger.info("Job %s/%s waits: %s", request.namespace, request.name, decision.message)
                 return Result(requeue_after=RETRY_UNSCHEDULABLE_AFTER)
 
         placement = dict(keep)
@@ -288,7 +287,11 @@ class SchedulerReconciler:
         existing = next((c for c in job.status.conditions if c.type == SCHEDULED), None)
         unchanged = existing and existing.status == "False" and existing.reason == reason and existing.message == message
         if unchanged and not drop:
-            return  # The condition is unchanged, so skip the write rather than churn the object.
+            # The condition is unchanged, so skip the write rather than churn the object, and log the
+            # retry at DEBUG: a Job that fits nowhere is tried again after every capacity change.
+            logger.debug("Job %s/%s still waits: %s", job.metadata.namespace, job.metadata.name, message)
+            return
+        logger.info("Job %s/%s waits: %s", job.metadata.namespace, job.metadata.name, message)
         # Shallow copies, as in `_commit`: only the fields written below get new values.
         updated = job.model_copy(update={"status": job.status.model_copy()})
         if drop:
