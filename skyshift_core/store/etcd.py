@@ -313,12 +313,12 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
                 failure: Exception = error
             except (aetcd.exceptions.ConnectionFailedError, aetcd.exceptions.ConnectionTimeoutError) as error:
                 failure = error
+            # gRPC's own text of an error carries a multi-line debug string; its details are the reason.
+            reason = failure.details() if isinstance(failure, grpc.aio.AioRpcError) else str(failure)
             if loop.time() + delay > give_up_at:
                 endpoints = ", ".join(f"{host}:{port}" for host, port in self.endpoints)
-                raise UnavailableError(
-                    f"etcd at {endpoints} did not answer within {self.deadline:g} s: {failure}"
-                ) from failure
-            logger.warning("etcd request failed, retrying in %.2f s: %s", delay, failure)
+                raise UnavailableError(f"etcd at {endpoints} did not answer within {self.deadline:g} s: {reason}") from failure
+            logger.warning("etcd request failed, retrying in %.2f s: %s", delay, reason)
             if client is not None:
                 await self._rotate(client)
             await asyncio.sleep(delay * (1 + random.random() / 2))
