@@ -251,7 +251,15 @@ class SlurmClusterManager(ClusterManager):
 
         listing = await transport.run(log_files.list_command(work_dir), timeout=self.settings.command_timeout_seconds)
         indices = set(log_files.replica_files(listing.output))
-        live = [item for item in await self.client.list_jobs() if _key_of(item, self.name) == key]
+        try:
+            jobs = await self.client.list_jobs()
+        except ClusterManagerError as error:
+            if not indices:
+                raise
+            # The output files are readable without slurmctld, so its outage must not hide them.
+            logger.info("Slurm cluster %s: reading logs of %s without the job list: %s", self.name, key, error)
+            jobs = []
+        live = [item for item in jobs if _key_of(item, self.name) == key]
         for record in live:
             identity = parse_job_name(record.name, self.name)
             index = identity.replica_of_task(record.array_task_id) if identity else None

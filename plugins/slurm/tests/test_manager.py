@@ -186,6 +186,25 @@ async def test_logs_follow_ends_with_job(mode, make_manager, make_job, make_unit
     assert lines == [(0, "first"), (0, "second")]
 
 
+@pytest.mark.parametrize("mode", PARSER_MODES)
+async def test_logs_read_while_controller_down(mode, make_manager, make_job, make_unit, wait_for, ended, monkeypatch):
+    """The output files stay readable when squeue fails, as it does while slurmctld is down."""
+    manager = await make_manager("alpha", mode)
+    unit = make_unit(make_job("outage", "echo kept"), manager.name)
+    await manager.submit(unit)
+    await wait_for(manager, unit.key, ended)
+
+    async def controller_down():
+        raise ClusterManagerError("slurm_load_jobs error: Unable to contact slurm controller (connect failure)")
+
+    monkeypatch.setattr(manager.client, "list_jobs", controller_down)
+    lines = [item async for item in manager.logs(unit.key)]
+
+    assert lines == [(0, "kept")]
+    with pytest.raises(ClusterManagerError, match="Unable to contact slurm controller"):
+        [item async for item in manager.logs("no-such-key")]
+
+
 async def _collect(iterator):
     return [item async for item in iterator]
 
