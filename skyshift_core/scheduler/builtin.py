@@ -6,6 +6,7 @@ resources-fit.
 from __future__ import annotations
 
 from skyshift_core.objects import FilterPolicy, Job
+from skyshift_core.objects.quantity import format_mebibytes
 from skyshift_core.scheduler.framework import (
     MAX_SCORE,
     ClusterInfo,
@@ -127,13 +128,30 @@ class ResourcesFit(FilterPlugin):
 
     @staticmethod
     def _shortages(request, cluster: ClusterInfo) -> tuple[str, ...]:
-        """Resources that no node has enough of; if each is available somewhere, no single node has all."""
+        """Resources that no node has enough of; if each is available somewhere, no single node has all.
+
+        A request above every node's capacity, which waiting cannot satisfy, is named apart from
+        a shortage of what is free now: "too large for every node (cpus 64, memory 1Ti)".
+        """
         reasons = []
         checks = [
             ("cpus", request.cpus, lambda n: n.allocatable.cpus),
             ("memory", request.memory, lambda n: n.allocatable.memory),
             ("disk", request.disk, lambda n: n.allocatable.disk),
             ("gpus", request.gpus, lambda n: n.allocatable.gpus),
+        ]
+        capacities = {
+            "cpus": lambda n: n.capacity.cpus,
+            "memory": lambda n: n.capacity.memory,
+            "disk": lambda n: n.capacity.disk,
+            "gpus": lambda n: n.capacity.gpus,
+        }
+        too_large = [
+            f"{label} {_amount(label, needed)}"
+            for label, needed, _ in checks
+            if needed > 0
+            and not (label == "gpus" and request.accelerators)
+            and all(capacities[label](node) + 1e-9 < needed for node in cluster.nodes)
         ]
         typed = []
         for accelerator, count in request.accelerators.items():
@@ -142,11 +160,21 @@ class ResourcesFit(FilterPlugin):
                 typed.append(f"no {accelerator} accelerators")
             elif all(node.allocatable.accelerators.get(accelerator, 0) < count for node in cluster.nodes):
                 typed.append(f"insufficient {accelerator}")
+        oversized = {item.split(" ")[0] for item in too_large}
+        if too_large:
+            reasons.append(f"too large for every node ({', '.join(too_large)})")
         for label, needed, available in checks:
             # The GPUs of a request with accelerator types are those types, which `typed` names.
-            if label == "gpus" and typed:
+            if label in oversized or (label == "gpus" and typed):
                 continue
             if needed > 0 and all(available(node) + 1e-9 < needed for node in cluster.nodes):
                 reasons.append(f"insufficient {label}")
         reasons += typed
         return tuple(reasons) or ("no single node has all requested resources",)
+
+
+def _amount(label: str, value: float) -> str:
+    """Render a requested amount as a manifest writes it: memory and disk as quantities."""
+    if label in ("memory", "disk"):
+        return format_mebibytes(value)
+    return f"{value:g}"

@@ -49,7 +49,7 @@ async def test_pending_with_reason_then_placed_when_cluster_added(client, contro
 
     condition = await wait_for(waiting_reason)
     assert condition["reason"] == "Unschedulable"
-    assert condition["message"] == "0/1 clusters available: 1 insufficient cpus."
+    assert condition["message"] == "0/1 clusters available: 1 too large for every node (cpus 2)."
     assert (await job_status(client))["phase"] == "Pending"
 
     await client.create(simulated_cluster("large", cpus=8))
@@ -170,7 +170,7 @@ async def test_explain_and_logs_through_cli(client, control_plane, api_server, a
     explained = runner.invoke(app, [*server, "explain", "job", "hello"])
     assert explained.exit_code == 0, explained.output
     assert "Placement:  site-a=2" in explained.output
-    assert "insufficient cpus (resources-fit): site-b" in explained.output
+    assert "too large for every node (cpus 2) (resources-fit): site-b" in explained.output
     # The Job has preferences, so placement scores the clusters; spread's constant score is skipped.
     assert "PLACEMENT" in explained.output
     assert "Not scored (nothing to compare for this Job): spread" in explained.output

@@ -65,9 +65,23 @@ def test_waits_with_reasons_per_cluster():
     assert decision.message == "0/3 clusters available: 2 did not match placement filter 'site-y', 1 cluster not ready."
 
 
+def busy_node(name: str, cpus: float, free_cpus: float, memory: float = 4096, free_memory: float = 4096) -> NodeInfo:
+    return NodeInfo(name, ResourceList(cpus=cpus, memory=memory), ResourceList(cpus=free_cpus, memory=free_memory))
+
+
 def test_insufficient_resource_named():
-    decision = schedule(profile(), job(cpus=4, memory=100), [cluster("a", node("a1", 2)), cluster("b", node("b1", 3))], [])
+    clusters = [cluster("a", busy_node("a1", 8, 2)), cluster("b", busy_node("b1", 8, 3))]
+    decision = schedule(profile(), job(cpus=4, memory=100), clusters, [])
     assert decision.message == "0/2 clusters available: 2 insufficient cpus."
+
+
+def test_request_above_capacity_named():
+    """A request no node could ever hold is named apart from a shortage that waiting ends."""
+    clusters = [cluster("a", node("a1", 2, memory=1024)), cluster("b", busy_node("b1", 8, 1))]
+    decision = schedule(profile(), job(cpus=4, memory=2048), clusters, [])
+    assert decision.message == (
+        "0/2 clusters available: 1 insufficient cpus, 1 too large for every node (cpus 4, memory 2Gi)."
+    )
 
 
 def test_missing_accelerator_type_named():
@@ -88,7 +102,7 @@ def test_replica_must_fit_on_one_node():
     # Two nodes of 2 CPUs each hold 4 CPUs in total, but a 3-CPU replica fits on neither.
     decision = schedule(profile(), job(cpus=3), [cluster("a", node("a1", 2), node("a2", 2))], [])
     assert decision.placement is None
-    assert "insufficient cpus" in decision.message
+    assert decision.message == "0/1 clusters available: 1 too large for every node (cpus 3)."
 
 
 def test_all_or_nothing():
@@ -152,7 +166,9 @@ def test_explanation_groups_filtered_clusters():
     decision = schedule(profile(), job(cpus=2), clusters, [])
     record = decision.explanation()
     assert record["placement"] == {"big": 1}
-    assert record["filtered"] == [{"reason": "insufficient cpus (resources-fit)", "clusters": ["c0", "c1", "c2", "c3", "c4"]}]
+    assert record["filtered"] == [
+        {"reason": "too large for every node (cpus 2) (resources-fit)", "clusters": ["c0", "c1", "c2", "c3", "c4"]}
+    ]
     assert record["feasible"][0]["cluster"] == "big"
 
 
@@ -280,7 +296,7 @@ def test_cache_echo_of_own_write_reserves_once():
 
 
 def test_shortage_reasons_follow_node_changes():
-    small = cluster("a", node("a1", 1, memory=512))
+    small = cluster("a", busy_node("a1", 8, 1, free_memory=512))
     wanted = job(cpus=2, memory=1024)
     fit = ResourcesFit()
 
