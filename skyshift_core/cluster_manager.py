@@ -2,7 +2,9 @@
 
 A backend plugin (Kubernetes, Slurm, simulated, ...) subclasses ClusterManager and registers it
 under the `skyshift.cluster_managers` entry-point group. Nothing outside a backend plugin knows a
-backend's API: the skylet of each attached cluster calls these methods and nothing else.
+backend's API: the skylet of each attached cluster and the API server call these methods and
+nothing else. `skyshift_core.testing.conformance.ClusterManagerConformance` checks a backend
+against this contract.
 
 Every method may be called again after a crash of the caller, so each one is idempotent: submit
 finds an earlier submission of the same (job uid, placement generation) instead of submitting twice,
@@ -30,7 +32,12 @@ class ClusterManagerError(Exception):
 
 
 class ConfigError(ValueError):
-    """A Cluster's `spec.config` is invalid for this backend; the message names the field."""
+    """A Cluster's `spec.config` or a Job's `spec.backend.<manager>` section is invalid for this
+    backend; the message names the field and what was expected.
+
+    The API server then responds with 422 Invalid. Any other exception from `validate_config` or
+    `validate_job_settings` counts as a bug in the plugin: the API server responds with 500 and an
+    error that names the plugin, the method and the exception."""
 
 
 @dataclass(frozen=True)
@@ -80,8 +87,11 @@ class WorkStatus:
     """The status a backend reports for one submitted share."""
 
     key: str
-    # Replica index (global, as a string) -> state. States use the Job phase vocabulary:
-    # Pending, Running, Succeeded, Failed, plus backend detail in reason and message.
+    # Replica index (global, as a string) -> its TaskStatus, one entry per replica of the share.
+    # `state` must be a value of `skyshift_core.objects.JobPhase` spelled exactly: Pending,
+    # Running, Succeeded or Failed. The job status controller and the scheduler compare the text,
+    # so any other state counts as Pending. Backend detail goes in `reason` and `message`, the
+    # exit code of the last ended attempt in `exit_code`, and the number of restarts in `restarts`.
     tasks: dict[str, TaskStatus] = field(default_factory=dict)
     manager_job_ids: list[str] = field(default_factory=list)
     # Things the user should know about the work, such as "image ubuntu:22.04 was not used: the
@@ -120,6 +130,15 @@ class ClusterManager:
     `name` is the cluster's name in SkyShift; `config` is its `spec.config`, already checked by
     `validate_config`. Methods are async and must not block the event loop: run blocking client
     libraries and subprocesses through asyncio's executor or subprocess support.
+
+    Two processes create instances. The skylet of the cluster, in the controller manager, builds
+    one and keeps it until the Cluster is deleted or its spec changes, and then builds a new one.
+    The API server builds a fresh instance for each `skyshift logs` request and calls only
+    `start`, `logs` and `stop` on it. So several instances of one cluster can exist at the same
+    time, in one process or several. An instance may keep caches in memory, but what a new
+    instance must find (which work is whose) lives in the backend, in job names or labels. The
+    classmethods `validate_config` and `validate_job_settings` run in the API server, without an
+    instance.
     """
 
     # Short description shown by `skyshift plugins list`.
@@ -139,14 +158,44 @@ class ClusterManager:
 
     @classmethod
     def validate_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
-        """Check a Cluster's spec.config and return it normalized; raise ConfigError naming the field."""
+        """Check a Cluster's spec.config and return it normalized; raise ConfigError naming the field.
+
+        The API server calls it before it stores a Cluster of this manager, when the plugin is
+        installed where the API server runs, and stores the config as written. The skylet and the
+        API server call it again before they build an instance, and pass the returned config to
+        the constructor."""
         return dict(config)
 
+    @classmethod
+    def validate_job_settings(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """Check a Job's settings for this backend and return them normalized; raise ConfigError
+        naming the field.
+
+        `settings` is the Job's section `spec.backend.<name>`, where <name> is the entry-point
+        name of this plugin, such as `spec.backend.slurm`. The API server calls this method before
+        it stores a Job that has such a section, when the plugin is installed where the API server
+        runs, so a mistake fails `skyshift apply` with a 422 error. The API server stores the
+        section as written and does not use the returned value. So `submit` reads the section
+        again from `unit.job.spec.backend`. There it may also find settings that no API server
+        checked, because the plugin was not installed there, and it reports invalid ones with
+        `WorkStatus.rejected`.
+
+        The default accepts any section and returns it unchanged. Override it when the backend
+        reads settings from `spec.backend`."""
+        return dict(settings)
+
     async def start(self) -> None:
-        """Open connections; called once before any other method. Failures are retried by the skylet."""
+        """Open connections. Called once per instance, before any other method: by the skylet when
+        it builds the instance, and by the API server for each `skyshift logs` request, so one
+        process may call it many times on different instances. When it raises, the skylet records
+        the error on the Cluster's status and calls `start` again on the same instance after a
+        backoff."""
 
     async def stop(self) -> None:
-        """Release connections; called when the Cluster is deleted or the skylet stops."""
+        """Release what `start` opened. Called when the skylet stops (the Cluster was deleted or
+        changed, or the controller manager stops) and at the end of each logs request. The API
+        server calls it even when `start` raised, so it must cope with a partial start. Its errors
+        are logged and otherwise ignored."""
 
     async def health(self) -> ClusterHealth:
         """Report whether the cluster accepts work now. Must not raise for an unreachable cluster:
@@ -154,7 +203,8 @@ class ClusterManager:
         raise NotImplementedError
 
     async def nodes(self) -> dict[str, NodeResources]:
-        """Capacity and allocatable (free now) resources per schedulable node.
+        """Capacity and allocatable (free now) resources per schedulable node, keyed by node name,
+        with memory and disk in MiB.
 
         Nodes that are down, drained, cordoned or otherwise closed to new work are left out."""
         raise NotImplementedError
@@ -163,6 +213,11 @@ class ClusterManager:
         """Create the work for one share, or find it if a submission with `unit.key` exists.
 
         Must be idempotent: calling it twice with the same unit creates the work once.
+
+        The backend runs each replica under `unit.job.spec.restart_policy`, because the core
+        restarts no replica itself. Never runs a replica once. OnFailure runs it again after a
+        non-zero exit, up to a limit that the backend may set (such as a `max_restarts` config
+        field). Always runs it again after any exit.
 
         When the backend rejects the share for a reason that no retry can fix, return
         `WorkStatus.rejected(unit, message)` with the backend's own error text. The skylet then
@@ -173,12 +228,30 @@ class ClusterManager:
         raise NotImplementedError
 
     async def delete(self, key: str) -> None:
-        """Remove the work submitted under `key`; succeed when it is already gone."""
+        """Remove the work submitted under `key` and stop its running replicas; succeed when it is
+        already gone or was never submitted.
+
+        Once it returns, `statuses` stops listing `key`, at once or within a short time (the
+        conformance suite waits up to its `finish_timeout`). The skylet calls `delete` again in
+        every cycle for as long as `statuses` lists the key."""
         raise NotImplementedError
 
     async def statuses(self) -> dict[str, WorkStatus]:
-        """Status of every share SkyShift submitted to this cluster, keyed by `WorkUnit.key`,
-        gathered with as few backend queries as possible (one per cycle, never one per job)."""
+        """Return the status of every share submitted to this cluster, keyed by `WorkUnit.key`,
+        gathered with as few backend queries as possible (one per cycle, never one per job).
+
+        The skylet deletes every key listed here that no Job places on this cluster. So list only
+        the work of this Cluster, found by `self.name` in job names, labels or comments: other
+        SkyShift Clusters may share the backend (two partitions of one Slurm cluster, or one
+        Kubernetes cluster attached twice), and work that SkyShift did not create must never be
+        listed. Keep listing ended work until `delete`, because the skylet submits a missing share
+        again while its Job has not ended.
+
+        Task states follow the rules at `WorkStatus.tasks`. Report a replica that will run again
+        as Running (reason BackOff, as Kubernetes reports a container in CrashLoopBackOff) or
+        Pending, never as Failed. Under restart_policy Never or OnFailure, the job status
+        controller marks the Job Failed for good as soon as one replica is Failed. `restarts`
+        counts the replica's restarts, and the skylet records a Restarted Event when it grows."""
         raise NotImplementedError
 
     async def watch_statuses(self) -> AsyncIterator[dict[str, WorkStatus]]:
@@ -189,7 +262,28 @@ class ClusterManager:
     async def logs(
         self, key: str, replica: int | None = None, *, follow: bool = False, tail: int | None = None
     ) -> AsyncIterator[tuple[int, str]]:
-        """For backends with `supports_logs`: yield (replica index, line) pairs of the work's output."""
+        """For backends with `supports_logs`: yield (replica index, line) pairs of the work's output.
+
+        The API server calls it on a fresh instance for `skyshift logs`, and passes `replica` only
+        to the clusters whose share has that replica.
+
+        - A line is one line of output without its line ending; the CLI adds one.
+        - With `replica`, yield that replica's lines only: the backend does the filtering. With
+          None, yield the lines of every replica of the share. One replica's lines come in the
+          order they were written.
+        - With `tail`, yield only the last `tail` lines of each selected replica. The API server
+          rejects a negative value before the call.
+        - Without `follow`, yield the output written so far and return. With `follow`, also yield
+          new lines until every selected replica has ended for good (it will not restart) or the
+          work is deleted. A replica under restart_policy Always never ends, so following it lasts
+          until the client disconnects. The API server then cancels the task that iterates, which
+          raises CancelledError at the generator's current await: release what it opened in a
+          `finally` block.
+        - Raise ClusterManagerError(retryable=False), with a message that names the key, when no
+          work has `key` (never submitted, deleted, or purged by the backend) or when `replica` is
+          not part of it. The API server sends the message to the client as this cluster's error,
+          and the lines of other clusters still come. It sends any other exception as well, with
+          its type name, and logs a warning."""
         raise NotImplementedError
         yield (0, "")  # pragma: no cover
 

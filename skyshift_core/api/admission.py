@@ -6,34 +6,38 @@ named cluster manager plugin when it is installed on the API server, so a config
 here the object is accepted, and the skylet reports the problem on the Cluster's status. A name
 that is close to an installed manager's is then likely a typo, so it gets a warning, which the
 response carries in a `Warning` header as Kubernetes' admission warnings do.
+
+A plugin method that raises anything but ConfigError has a bug. The request then fails with a
+500 PluginError that names the plugin, its distribution, the method and the exception, as
+Kubernetes names a failing admission webhook, and the traceback is logged here.
 """
 
 from __future__ import annotations
 
 import logging
 
-from skyshift_core.cluster_manager import ConfigError
+from skyshift_core.cluster_manager import ClusterManager, ConfigError
 from skyshift_core.errors import InvalidError, PluginError
 from skyshift_core.objects import Cluster, Job, Object
 from skyshift_core.objects.base import suggest
-from skyshift_core.plugins import default_catalog, load_driver
+from skyshift_core.plugins import PluginCatalog, default_catalog, describe_error
 
 logger = logging.getLogger(__name__)
 
 MANAGER_GROUP = "skyshift.cluster_managers"
 
 
-def _manager_class(name: str):
+def _manager_class(name: str, catalog: PluginCatalog) -> type[ClusterManager] | None:
     try:
-        return load_driver(MANAGER_GROUP, name)
+        return catalog.load_driver(MANAGER_GROUP, name)
     except PluginError as error:
         logger.debug("Cluster manager %r is not usable on this API server: %s", name, error.message)
         return None
 
 
-def _typo_warning(field: str, name: str) -> list[str]:
+def _typo_warning(field: str, name: str, catalog: PluginCatalog) -> list[str]:
     """Return a warning when `name`, a cluster manager not installed here, is close to an installed one."""
-    installed = sorted({entry.name for entry in default_catalog().entries(MANAGER_GROUP) if entry.error is None})
+    installed = sorted({entry.name for entry in catalog.entries(MANAGER_GROUP) if entry.error is None})
     hint = suggest(name, installed)
     if not hint:
         return []
@@ -43,28 +47,60 @@ def _typo_warning(field: str, name: str) -> list[str]:
     ]
 
 
-def admit(obj: Object) -> list[str]:
-    """Raise InvalidError naming the field when a plugin rejects the object; return warnings for the client."""
+def _plugin_failure(
+    manager: str, method: str, obj: Object, field: str, error: Exception, catalog: PluginCatalog
+) -> PluginError:
+    """Log a plugin method's unexpected exception with its traceback and return the error for the client.
+
+    `field` is the part of `obj` that the method was checking, such as `spec.config`."""
+    entry = next((entry for entry in catalog.entries(MANAGER_GROUP) if entry.name == manager), None)
+    source = f" from {entry.distribution} {entry.version}" if entry is not None else ""
+    reference = obj.metadata.name if obj.metadata.namespace is None else f"{obj.metadata.namespace}/{obj.metadata.name}"
+    checked = f"{field} of {obj.kind} {reference!r}"
+    message = (
+        f"cluster manager plugin {manager!r}{source} failed in {method} while checking {checked}: "
+        f"{describe_error(error)}; this is a bug in the plugin, not a mistake in the {obj.kind}: report it "
+        "to the plugin's authors, or fix or uninstall the plugin where the API server runs"
+    )
+    logger.error(
+        "Cluster manager plugin %r%s raised in %s while checking %s; the request fails with 500",
+        manager, source, method, checked, exc_info=error,
+    )  # fmt: skip
+    details = {"group": MANAGER_GROUP, "name": manager, "method": method}
+    if entry is not None:
+        details.update(distribution=entry.distribution, version=entry.version)
+    return PluginError(message, details=details)
+
+
+def admit(obj: Object, catalog: PluginCatalog | None = None) -> list[str]:
+    """Raise InvalidError naming the field when a plugin rejects the object, or PluginError when a
+    plugin fails; return warnings for the client. `catalog` defaults to the installed plugins."""
+    catalog = catalog if catalog is not None else default_catalog()
+    name = obj.metadata.name
     if isinstance(obj, Cluster):
-        manager_class = _manager_class(obj.spec.manager)
+        manager_class = _manager_class(obj.spec.manager, catalog)
         if manager_class is None:
-            return _typo_warning("spec.manager", obj.spec.manager)
+            return _typo_warning("spec.manager", obj.spec.manager, catalog)
         try:
             manager_class.validate_config(obj.spec.config)
         except ConfigError as error:
-            raise InvalidError(f"invalid Cluster {obj.metadata.name!r}: spec.config: {error}") from error
+            raise InvalidError(f"invalid Cluster {name!r}: spec.config: {error}") from error
+        except Exception as error:
+            raise _plugin_failure(obj.spec.manager, "validate_config", obj, "spec.config", error, catalog) from error
         return []
+
     warnings: list[str] = []
     if isinstance(obj, Job):
         for manager, settings in obj.spec.backend.items():
-            manager_class = _manager_class(manager)
+            manager_class = _manager_class(manager, catalog)
             if manager_class is None:
-                warnings += _typo_warning(f"spec.backend.{manager}", manager)
-            validate = getattr(manager_class, "validate_job_settings", None)
-            if validate is None:
+                warnings += _typo_warning(f"spec.backend.{manager}", manager, catalog)
                 continue
             try:
-                validate(settings)
+                manager_class.validate_job_settings(settings)
             except ConfigError as error:
-                raise InvalidError(f"invalid Job {obj.metadata.name!r}: spec.backend.{manager}: {error}") from error
+                raise InvalidError(f"invalid Job {name!r}: spec.backend.{manager}: {error}") from error
+            except Exception as error:
+                field = f"spec.backend.{manager}"
+                raise _plugin_failure(manager, "validate_job_settings", obj, field, error, catalog) from error
     return warnings
