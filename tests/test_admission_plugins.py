@@ -224,3 +224,22 @@ def test_api_job_settings_error_is_422(api, catalog, monkeypatch):
     assert (
         response.json()["message"] == "invalid Job 'j1': spec.backend.strict: unknown field 'queu'; valid fields: queue"
     )
+
+
+async def test_logs_plugin_bug_names_plugin(store, monkeypatch):
+    """The API server loads a Cluster's manager for `skyshift logs`; a bug there names the plugin."""
+    from skyshift_core.api import jobs
+
+    class Broken(ClusterManager):
+        @classmethod
+        def validate_config(cls, config):
+            return config["missing"]
+
+    monkeypatch.setattr(jobs, "load_driver", lambda group, name: Broken)
+    await store.create(Cluster.model_validate({"metadata": {"name": "c1"}, "spec": {"manager": "broken"}}))
+
+    with pytest.raises(PluginError) as caught:
+        await jobs._manager_for(store, "c1")
+
+    assert caught.value.status_code == 500
+    assert "cluster manager plugin 'broken' failed while loading cluster 'c1': KeyError: 'missing'" in caught.value.message

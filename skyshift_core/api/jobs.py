@@ -49,9 +49,15 @@ async def _manager_for(store: Store, cluster_name: str) -> ClusterManager:
     manager_class = load_driver("skyshift.cluster_managers", cluster.spec.manager)
     try:
         config = manager_class.validate_config(cluster.spec.config)
+        manager = manager_class(cluster_name, config)
     except ConfigError as error:
         raise InvalidError(f"cluster {cluster_name!r} has an invalid config: {error}") from error
-    manager = manager_class(cluster_name, config)
+    except Exception as error:  # A bug in the plugin: name it rather than answer with a bare 500.
+        logger.exception("Cluster manager plugin %r failed for cluster %s", cluster.spec.manager, cluster_name)
+        raise PluginError(
+            f"cluster manager plugin {cluster.spec.manager!r} failed while loading cluster {cluster_name!r}: "
+            f"{type(error).__name__}: {error}; this is a bug in the plugin: report it to its authors"
+        ) from error
     if not manager.supports_logs:
         raise BadRequestError(f"cluster {cluster_name!r} (manager {cluster.spec.manager!r}) does not provide logs")
     return manager
