@@ -34,6 +34,18 @@ async def running_on(client, name: str, placement: dict) -> dict:
     return await wait_for(placed)
 
 
+async def job_running_on(client, *, unreachable: bool = False) -> None:
+    """Attach simulated cluster a and run LONG_JOB on it; with `unreachable`, then cut a off."""
+    await client.create(simulated_cluster("a"))
+    await wait_for_ready_clusters(client, 1)
+    await client.create(LONG_JOB)
+    await running_on(client, "long", {"a": 1})
+    if unreachable:
+        # Through the config, since every new manager of the cluster applies it again.
+        await client.patch("Cluster", "a", {"spec": {"config": {"unreachable": True}}})
+        await wait_for(lambda: not_ready(client, "a"))
+
+
 async def test_cluster_gets_cleanup_finalizer(client, control_plane):
     control_plane()
     await client.create(simulated_cluster("a"))
@@ -49,10 +61,7 @@ async def test_delete_stops_work_and_job_waits(client, control_plane):
     from skyshift_simulated import registered_cluster
 
     control_plane()
-    await client.create(simulated_cluster("a"))
-    await wait_for_ready_clusters(client, 1)
-    await client.create(LONG_JOB)
-    await running_on(client, "long", {"a": 1})
+    await job_running_on(client)
     assert registered_cluster("a").statuses()
 
     await client.delete("Cluster", "a")
@@ -74,10 +83,7 @@ async def test_delete_moves_replicas_elsewhere(client, control_plane):
     from skyshift_simulated import registered_cluster
 
     control_plane()
-    await client.create(simulated_cluster("a"))
-    await wait_for_ready_clusters(client, 1)
-    await client.create(LONG_JOB)
-    await running_on(client, "long", {"a": 1})
+    await job_running_on(client)
     await client.create(simulated_cluster("b"))
     await wait_for_ready_clusters(client, 2)
 
@@ -97,13 +103,7 @@ async def test_unreachable_backend_keeps_cluster(client, control_plane, monkeypa
     monkeypatch.setattr(skylets, "CLEANUP_RETRY_MAX", 0.5)
 
     control_plane()
-    await client.create(simulated_cluster("a"))
-    await wait_for_ready_clusters(client, 1)
-    await client.create(LONG_JOB)
-    await running_on(client, "long", {"a": 1})
-    # Through the config, since every new manager of the cluster applies it again.
-    await client.patch("Cluster", "a", {"spec": {"config": {"unreachable": True}}})
-    await wait_for(lambda: not_ready(client, "a"))
+    await job_running_on(client, unreachable=True)
 
     await client.delete("Cluster", "a")
 
@@ -128,12 +128,7 @@ async def test_removed_finalizer_ends_cleanup(client, control_plane):
     from skyshift_simulated import registered_cluster
 
     control_plane()
-    await client.create(simulated_cluster("a"))
-    await wait_for_ready_clusters(client, 1)
-    await client.create(LONG_JOB)
-    await running_on(client, "long", {"a": 1})
-    await client.patch("Cluster", "a", {"spec": {"config": {"unreachable": True}}})
-    await wait_for(lambda: not_ready(client, "a"))
+    await job_running_on(client, unreachable=True)
     await client.delete("Cluster", "a")
 
     await client.patch("Cluster", "a", {"metadata": {"finalizers": None}})
