@@ -570,6 +570,16 @@ def delete(
         bool, typer.Option("--ignore-not-found", help="Succeed quietly for objects that do not exist.")
     ] = False,
     output: WriteOutputOption = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait/--no-wait",
+            help="Wait until objects with finalizers (a Cluster whose work is being stopped) are gone, as kubectl does.",
+        ),
+    ] = True,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait with --wait; 0 waits until they are gone.", min=0)
+    ] = 0,
     server: ServerOption = None,
 ) -> None:
     """Delete objects by kind and names (or KIND/NAME), or those named in manifests (-f)."""
@@ -602,9 +612,10 @@ def delete(
 
     failures = 0
     with client_for(ctx, server) as client:
+        pending: list[tuple[type[Object], str, str | None, dict]] = []
         for model, name, target_namespace in targets:
             try:
-                client.delete(model, name, target_namespace)
+                deleted = client.delete(model, name, target_namespace)
             except NotFoundError:
                 if not ignore_not_found:
                     typer.echo(f"Error: {not_found_message(model, name, target_namespace)}", err=True)
@@ -617,8 +628,43 @@ def delete(
                 failures += 1
                 continue
             typer.echo(object_ref(model, name) if output == "name" else f'{model.singular}.skyshift "{name}" deleted')
+            if (deleted.get("metadata") or {}).get("finalizers"):
+                pending.append((model, name, target_namespace, deleted))
+        if wait:
+            failures += _wait_until_removed(client, pending, timeout)
     if failures:
         raise typer.Exit(1)
+
+
+def _wait_until_removed(client, pending: list[tuple[type[Object], str, str | None, dict]], timeout: float) -> int:
+    """Wait until each deleted object that has finalizers is gone; return how many timed out."""
+    deadline = time.monotonic() + timeout if timeout else None
+    timed_out = 0
+    for model, name, namespace, deleted in pending:
+        metadata = deleted["metadata"]
+        typer.echo(
+            f"Waiting for {object_ref(model, name)} to be removed: finalizers {', '.join(metadata['finalizers'])} "
+            "are pending (Ctrl-C stops waiting, not the deletion; --no-wait returns at once)",
+            err=True,
+        )
+        while True:
+            try:
+                current = client.get(model, name, namespace)
+            except NotFoundError:
+                break
+            if current["metadata"].get("uid") != metadata.get("uid"):
+                break  # Removed, and another object of that name created since.
+            if deadline is not None and time.monotonic() >= deadline:
+                typer.echo(
+                    f"Error: timed out after {timeout:g} s waiting for {object_ref(model, name)} to be removed; "
+                    f"its finalizers are {', '.join(current['metadata'].get('finalizers') or [])}: see skyshift "
+                    f"describe {model.singular} {name}",
+                    err=True,
+                )
+                timed_out += 1
+                break
+            time.sleep(0.5)
+    return timed_out
 
 
 def register(app: typer.Typer) -> None:

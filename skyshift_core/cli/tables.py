@@ -126,6 +126,9 @@ def object_row(model: type[Object], item: dict[str, Any], *, namespace_column: b
     for column in model.table_columns:
         if column == "AGE":
             row.append(age(metadata.get("creation_timestamp")))
+        elif column == "STATUS" and metadata.get("deletion_timestamp"):
+            # Deleted, waiting for its finalizers: kubectl shows such pods and namespaces this way.
+            row.append("Terminating")
         else:
             row.append(str(values.get(column, "<unknown>")))
     if wide:
