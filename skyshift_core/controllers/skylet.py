@@ -213,6 +213,7 @@ class Skylet:
         current = await self.client.get(Cluster, self.cluster)
         cluster = Cluster.model_validate(current)
         status = cluster.status
+        was_ready = status.phase is ClusterPhase.READY
         status.phase = ClusterPhase.READY if ready else ClusterPhase.ERROR
         status.conditions = set_condition(
             status.conditions,
@@ -229,6 +230,12 @@ class Skylet:
         cluster.metadata.resource_version = None
         await self.client.update_status(cluster)
         self._last_report, self._last_report_time = report, now
+        if ready != was_ready:
+            # Transitions only, as Kubernetes records NodeReady and NodeNotReady, so that
+            # `skyshift describe cluster` shows when the cluster went away and came back.
+            event_type, event_reason = ("Normal", "ClusterReady") if ready else ("Warning", "ClusterNotReady")
+            text = message or ("the cluster is ready" if ready else "the cluster is not ready")
+            await record_event(self.client, cluster, event_type, event_reason, single_line(text), f"skylet/{self.cluster}")
 
     def _task_writes_seen(self) -> bool:
         """Forget the task writes that the Job informer now shows; return True if there were any.

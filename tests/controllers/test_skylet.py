@@ -16,7 +16,7 @@ from skyshift_core.controllers.manager import ControllerManagerConfig
 from skyshift_core.controllers.skylet import Skylet
 from skyshift_core.objects import Job, NodeResources, TaskStatus
 from skyshift_core.runtime.informer import Informer
-from skyshift_core.testing.controlplane import simulated_cluster, wait_for
+from skyshift_core.testing.controlplane import simulated_cluster, wait_for, wait_for_ready_clusters
 
 CLUSTER = "edge"
 SLOW_POLL = 30.0
@@ -333,3 +333,31 @@ async def test_plugin_bug_marks_cluster_error(client, control_plane, monkeypatch
     ready = {condition["type"]: condition for condition in (await wait_for(marked))["status"]["conditions"]}["Ready"]
     assert ready["reason"] == "PluginError"
     assert ready["message"] == "the cluster manager plugin 'broken' failed: KeyError: 'missing'"
+
+
+async def test_readiness_transitions_recorded_as_events(client, control_plane):
+    from skyshift_simulated import registered_cluster
+
+    control_plane()
+    await client.create(simulated_cluster("flaky"))
+    await wait_for_ready_clusters(client, 1)
+
+    registered_cluster("flaky").reachable = False
+    await wait_for(lambda: cluster_phase(client, "flaky", "ERROR"))
+    registered_cluster("flaky").reachable = True
+    await wait_for(lambda: cluster_phase(client, "flaky", "READY"))
+
+    async def reasons():
+        events = (await client.list("Event", "default"))["items"]
+        found = {event["reason"]: event for event in events if event["involved_object"]["name"] == "flaky"}
+        return found if {"ClusterReady", "ClusterNotReady"} <= set(found) else None
+
+    found = await wait_for(reasons)
+    assert found["ClusterNotReady"]["type"] == "Warning"
+    assert "unreachable" in found["ClusterNotReady"]["message"]
+    assert found["ClusterReady"]["type"] == "Normal"
+    assert found["ClusterReady"]["count"] == 2  # Ready when attached, and again when it returned.
+
+
+async def cluster_phase(client, name: str, phase: str) -> bool:
+    return (await client.get("Cluster", name))["status"]["phase"] == phase
