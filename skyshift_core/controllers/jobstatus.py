@@ -41,7 +41,8 @@ def aggregate_phase(job: Job) -> tuple[JobPhase, str]:
     if batch and failed:
         index, cluster, task = failed[0]
         detail = f" with exit code {task.exit_code}" if task.exit_code is not None else ""
-        reason = f": {task.reason}" if task.reason else ""
+        # A reason that only repeats the state ("Failed") adds nothing.
+        reason = f": {task.reason}" if task.reason and task.reason != task.state else ""
         # Without an exit code, a reason such as SubmitRejected or NodeFail does not say what went
         # wrong, but the backend's message does. With one, the message mostly repeats the code.
         explanation = ""

@@ -118,6 +118,7 @@ def job_with_failed_task(**task: object) -> Job:
         ),
         pytest.param({"reason": "NodeFail"}, "replica 0 on a failed: NodeFail", id="no-message"),
         pytest.param({"reason": "Evicted", "message": "Evicted"}, "replica 0 on a failed: Evicted", id="message-repeats-reason"),
+        pytest.param({"exit_code": 3, "reason": "Failed"}, "replica 0 on a failed with exit code 3", id="reason-repeats-state"),
     ],
 )
 def test_failed_message(task: dict, message: str):
