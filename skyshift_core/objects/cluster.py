@@ -42,6 +42,9 @@ class NodeResources(SkyModel):
     # What is free for new work now: capacity minus what running work holds.
     allocatable: ResourceList = Field(default_factory=ResourceList)
     labels: dict[str, str] = Field(default_factory=dict)
+    # The smallest number of CPUs that the node gives one replica, 0 when any fraction works. Slurm
+    # gives whole CPUs (1), so the scheduler counts a request of 0.5 or 0 CPUs as 1 CPU there.
+    cpu_allocation_unit: float = Field(default=0, ge=0)
 
 
 class ClusterStatus(SkyModel):

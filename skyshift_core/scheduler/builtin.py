@@ -134,42 +134,29 @@ class ResourcesFit(FilterPlugin):
         a shortage of what is free now: "too large for every node (cpus 64, memory 1Ti)".
         """
         reasons = []
-        checks = [
-            ("cpus", request.cpus, lambda n: n.allocatable.cpus),
-            ("memory", request.memory, lambda n: n.allocatable.memory),
-            ("disk", request.disk, lambda n: n.allocatable.disk),
-            ("gpus", request.gpus, lambda n: n.allocatable.gpus),
-        ]
-        capacities = {
-            "cpus": lambda n: n.capacity.cpus,
-            "memory": lambda n: n.capacity.memory,
-            "disk": lambda n: n.capacity.disk,
-            "gpus": lambda n: n.capacity.gpus,
-        }
-        too_large = [
-            f"{label} {_amount(label, needed)}"
-            for label, needed, _ in checks
-            if needed > 0
-            and not (label == "gpus" and request.accelerators)
-            and all(capacities[label](node) + 1e-9 < needed for node in cluster.nodes)
-        ]
-        typed = []
+        labels = [label for label in ("cpus", "memory", "disk", "gpus") if getattr(request, label) > 0]
+        # The GPUs of a request with accelerator types are those types, which `typed` names.
+        if request.accelerators:
+            labels = [label for label in labels if label != "gpus"]
+
+        def short(label: str, of: str) -> bool:
+            """Tell whether every node has less of `label` in `of` (capacity or allocatable) than a replica takes."""
+            return all(
+                getattr(getattr(node, of), label) + 1e-9 < getattr(node.allocation(request), label)
+                for node in cluster.nodes
+            )
+
+        too_large = [label for label in labels if short(label, "capacity")]
+        if too_large:
+            amounts = ", ".join(f"{label} {_amount(label, getattr(request, label))}" for label in too_large)
+            reasons.append(f"too large for every node ({amounts})")
+        reasons += [f"insufficient {label}" for label in labels if label not in too_large and short(label, "allocatable")]
         for accelerator, count in request.accelerators.items():
             if not any(node.capacity.accelerators.get(accelerator, 0) for node in cluster.nodes):
                 # Waiting cannot help, so the reason does not read like a temporary shortage.
-                typed.append(f"no {accelerator} accelerators")
+                reasons.append(f"no {accelerator} accelerators")
             elif all(node.allocatable.accelerators.get(accelerator, 0) < count for node in cluster.nodes):
-                typed.append(f"insufficient {accelerator}")
-        oversized = {item.split(" ")[0] for item in too_large}
-        if too_large:
-            reasons.append(f"too large for every node ({', '.join(too_large)})")
-        for label, needed, available in checks:
-            # The GPUs of a request with accelerator types are those types, which `typed` names.
-            if label in oversized or (label == "gpus" and typed):
-                continue
-            if needed > 0 and all(available(node) + 1e-9 < needed for node in cluster.nodes):
-                reasons.append(f"insufficient {label}")
-        reasons += typed
+                reasons.append(f"insufficient {accelerator}")
         return tuple(reasons) or ("no single node has all requested resources",)
 
 

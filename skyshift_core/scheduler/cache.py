@@ -81,7 +81,7 @@ class SchedulerCache:
         name = cluster.metadata.name
         self._clusters[name] = cluster
         self._nodes[name] = [
-            NodeInfo(node_name, node.capacity, node.allocatable, dict(node.labels))
+            NodeInfo(node_name, node.capacity, node.allocatable, dict(node.labels), node.cpu_allocation_unit)
             for node_name, node in sorted(cluster.status.nodes.items())
         ]
         self._build_info(name)
@@ -254,7 +254,7 @@ class SchedulerCache:
             node = nodes.get(node_name)
             if node is None:
                 continue
-            amount = _scale(reservation.request, count)
+            amount = _scale(node.allocation(reservation.request), count)
             node.allocatable = node.allocatable.subtract(amount) if sign < 0 else node.allocatable.add(amount)
         info = self._infos.get(cluster)
         if info is not None:

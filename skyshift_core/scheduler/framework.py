@@ -94,14 +94,25 @@ class NodeInfo:
     capacity: ResourceList
     allocatable: ResourceList
     labels: dict[str, str] = field(default_factory=dict)
+    # CPUs are given to a replica in multiples of this, at least one; 0 when any fraction works.
+    cpu_allocation_unit: float = 0
+
+    def allocation(self, request: ResourceList) -> ResourceList:
+        """Return what one replica of `request` takes on this node: its CPUs rounded up to the unit."""
+        unit = self.cpu_allocation_unit
+        if unit <= 0:
+            return request
+        cpus = max(unit, math.ceil(request.cpus / unit - 1e-9) * unit)
+        return request if cpus == request.cpus else request.model_copy(update={"cpus": cpus})
 
     def fit_count(self, request: ResourceList) -> int:
         """How many replicas of `request` fit on this node at once.
 
         Each dimension allows floor(allocatable / requested); the node holds the minimum of them.
         A request of zero in every dimension fits an unbounded number; that is reported as a
-        large finite number so sums stay integers.
+        large finite number so sums stay integers. CPUs count as `allocation` rounds them.
         """
+        request = self.allocation(request)
         allocatable = self.allocatable
         fit = UNBOUNDED
         if request.cpus > 0:

@@ -424,3 +424,43 @@ def test_pre_score_unexpected_code_fails_cycle():
     assert decision.message == (
         "score plugin 'bad-pre-score' failed: pre_score returned Unschedulable, expected Success, Skip or Error"
     )
+
+
+def whole_cpu_node(name: str, cpus: float, free: float | None = None) -> NodeInfo:
+    """A node that gives each replica whole CPUs, as Slurm does."""
+    free = cpus if free is None else free
+    return NodeInfo(name, ResourceList(cpus=cpus, memory=4096), ResourceList(cpus=free, memory=4096), cpu_allocation_unit=1)
+
+
+@pytest.mark.parametrize(("cpus", "fits"), [(0.5, 2), (0, 2), (1, 2), (1.5, 1), (2, 1), (3, 0)])
+def test_whole_cpu_node_rounds_request_up(cpus, fits):
+    assert whole_cpu_node("n", 2).fit_count(ResourceList(cpus=cpus)) == fits
+
+
+def test_fractional_request_placed_as_whole_cpus():
+    """Eight replicas of half a CPU need eight CPUs on clusters that allocate whole ones."""
+    clusters = [cluster("a", whole_cpu_node("a1", 2)), cluster("b", whole_cpu_node("b1", 2))]
+
+    decision = schedule(profile(), job(replicas=8, cpus=0.5), clusters, [])
+    fitting = schedule(profile(), job(replicas=4, cpus=0.5), clusters, [])
+
+    assert decision.placement is None
+    assert decision.message.startswith("2/2 clusters fit the job, but together they hold only 4 of 8 replicas")
+    assert fitting.placement == {"a": 2, "b": 2}
+
+
+def test_cache_reserves_whole_cpus():
+    cache = SchedulerCache()
+    whole = make_cluster("a", 4)
+    whole.status.nodes["n1"].cpu_allocation_unit = 1
+    cache.set_cluster(whole)
+
+    cache.assume(job(replicas=3, cpus=0.5), {"a": 3}, 1)
+
+    assert cache.cluster_infos()[0].nodes[0].allocatable.cpus == 1
+
+
+def test_busy_whole_cpu_node_reason():
+    decision = schedule(profile(), job(cpus=0.5), [cluster("a", whole_cpu_node("a1", 2, free=0.5))], [])
+
+    assert decision.message == "0/1 clusters available: 1 insufficient cpus."

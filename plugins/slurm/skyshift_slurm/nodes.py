@@ -54,7 +54,8 @@ def node_resources(records: Iterable[NodeRecord]) -> dict[str, NodeResources]:
 
     Allocatable is what is free now: CPUs neither allocated nor otherwise unusable, RealMemory
     minus AllocMem, and each GPU type's count minus its used count. Slurm does not account for
-    --tmp, so disk is the node's TmpDisk in both.
+    --tmp, so disk is the node's TmpDisk in both. A replica gets whole CPUs (`--cpus-per-task` is
+    at least 1), so the scheduler is told to round CPU requests up to whole ones.
     """
     nodes = {}
     for record in records:
@@ -77,7 +78,7 @@ def node_resources(records: Iterable[NodeRecord]) -> dict[str, NodeResources]:
             gpus=sum(free.values()),
             accelerators=_typed(free),
         )
-        nodes[record.name] = NodeResources(capacity=capacity, allocatable=allocatable)
+        nodes[record.name] = NodeResources(capacity=capacity, allocatable=allocatable, cpu_allocation_unit=1)
     return nodes
 
 

@@ -239,6 +239,8 @@ async def test_capacity_matches_sinfo(mode, make_manager, sites):
     assert nodes[name].capacity.cpus == total == 2
     assert nodes[name].capacity.memory == int(memory) == 1024
     assert nodes[name].allocatable.cpus == idle == total - allocated
+    # Slurm gives a task whole CPUs, so the scheduler must count a request of 0.5 as 1.
+    assert nodes[name].cpu_allocation_unit == 1
 
 
 @pytest.mark.parametrize("mode", PARSER_MODES)
