@@ -107,7 +107,9 @@ async def job_logs(request: Request, namespace: str, name: str) -> Response:
         if rejection is not None:
             rejections.append({"cluster": cluster, "error": rejection})
             continue
-        sources.append((cluster, f"{job.metadata.uid}-{share.generation}"))
+        for unit in share.work_units():
+            if any(index in unit.replica_indices for index in selected):
+                sources.append((cluster, f"{job.metadata.uid}-{unit.generation}"))
     if not sources and not rejections:
         where = f"replica {replica} of " if replica is not None else ""
         raise BadRequestError(f"{where}Job {namespace}/{name} is not placed on any cluster yet; see: skyshift explain job {name}")

@@ -36,6 +36,7 @@ from skyshift_core.objects import (
     Job,
     JobPhase,
     Service,
+    TaskStatus,
     set_condition,
     utc_now,
 )
@@ -270,8 +271,9 @@ class Skylet:
             share = job.status.clusters.get(self.cluster)
             if share is None or self.cluster not in job.status.placement or not share.replica_indices:
                 continue
-            unit = WorkUnit(job, self.cluster, tuple(share.replica_indices), job.spec.replicas, share.generation)
-            desired[unit.key] = (job, unit)
+            for part in share.work_units():
+                unit = WorkUnit(job, self.cluster, tuple(part.replica_indices), job.spec.replicas, part.generation)
+                desired[unit.key] = (job, unit)
         return desired
 
     def _add_rejections(self, desired: dict[str, tuple[Job, WorkUnit]], statuses: dict[str, WorkStatus]) -> None:
@@ -371,27 +373,36 @@ class Skylet:
     # ---- job controller ------------------------------------------------------------------
 
     async def _record_tasks(self, desired: dict[str, tuple[Job, WorkUnit]], statuses: dict[str, WorkStatus]) -> bool:
-        """Write each share's task states into its Job when they changed, and tell whether any did."""
-        changed = False
+        """Write each share's task states into its Job when they changed, and tell whether any did.
+
+        A share of several submissions (see `ClusterShare.units`) is written as one: the tasks of
+        every submission that the backend reports, and the recorded ones of those it does not."""
+        units_of: dict[tuple[str, str], list[tuple[str, Job, WorkUnit]]] = {}
         for key, (job, unit) in desired.items():
-            status = statuses.get(key)
-            if status is None:
+            units_of.setdefault((job.metadata.namespace or "default", job.metadata.name), []).append((key, job, unit))
+        changed = False
+        for parts in units_of.values():
+            job = parts[0][1]
+            reported = [(key, unit, statuses[key]) for key, _, unit in parts if key in statuses]
+            if not reported:
                 continue
-            for warning in status.warnings:
-                if (key, warning) not in self._warned:
-                    self._warned.add((key, warning))
-                    await record_event(self.client, job, "Warning", "BackendWarning", warning, f"skylet/{self.cluster}")
+            for key, _, status in reported:
+                for warning in status.warnings:
+                    if (key, warning) not in self._warned:
+                        self._warned.add((key, warning))
+                        await record_event(self.client, job, "Warning", "BackendWarning", warning, f"skylet/{self.cluster}")
             share = job.status.clusters[self.cluster]
-            tasks = {index: task.model_dump(mode="json") for index, task in status.tasks.items()}
+            merged = _merged_status(share, parts, reported)
+            tasks = {index: task.model_dump(mode="json") for index, task in merged.tasks.items()}
             known = {index: task.model_dump(mode="json") for index, task in share.tasks.items()}
-            if tasks == known and status.manager_job_ids == share.manager_job_ids:
+            if tasks == known and merged.manager_job_ids == share.manager_job_ids:
                 continue
             # The test operation makes the write a no-op if the share was re-placed meanwhile.
             base = f"/status/clusters/{self.cluster}"
             patch = [
-                {"op": "test", "path": f"{base}/generation", "value": unit.generation},
+                {"op": "test", "path": f"{base}/generation", "value": share.generation},
                 {"op": "replace", "path": f"{base}/tasks", "value": tasks},
-                {"op": "replace", "path": f"{base}/manager_job_ids", "value": list(status.manager_job_ids)},
+                {"op": "replace", "path": f"{base}/manager_job_ids", "value": list(merged.manager_job_ids)},
             ]
             try:
                 written = await self.client.patch(
@@ -406,7 +417,7 @@ class Skylet:
             version = str(written.get("metadata", {}).get("resource_version") or "")
             if version.isdigit():
                 self._unseen_task_writes[(job.metadata.namespace or "default", job.metadata.name)] = int(version)
-            await self._record_restarts(job, share, status)
+            await self._record_restarts(job, share, merged)
         return changed
 
     async def _record_restarts(self, job: Job, share: ClusterShare, status: WorkStatus) -> None:
@@ -461,6 +472,28 @@ class Skylet:
             await self.client.patch(Service, service.metadata.name, patch, service.metadata.namespace, subresource="status")
         except NotFoundError:
             pass  # The Service was deleted meanwhile.
+
+
+def _merged_status(
+    share: ClusterShare, parts: list[tuple[str, Job, WorkUnit]], reported: list[tuple[str, WorkUnit, WorkStatus]]
+) -> WorkStatus:
+    """Combine the statuses of a share's submissions into one.
+
+    For a submission that the backend does not report, the Job's recorded tasks stand in."""
+    if len(parts) == 1:
+        return reported[0][2]
+    reported_keys = {key for key, _, _ in reported}
+    tasks: dict[str, TaskStatus] = {}
+    ids: list[str] = []
+    for key, _, unit in parts:
+        if key not in reported_keys:
+            for index in unit.replica_indices:
+                if str(index) in share.tasks:
+                    tasks[str(index)] = share.tasks[str(index)]
+    for key, _, status in reported:
+        tasks.update(status.tasks)
+        ids += [job_id for job_id in status.manager_job_ids if job_id not in ids]
+    return WorkStatus(key=reported[0][0], tasks=dict(sorted(tasks.items(), key=lambda item: int(item[0]))), manager_job_ids=ids)
 
 
 def _rejection_in_job(job: Job, unit: WorkUnit) -> str | None:

@@ -164,6 +164,14 @@ class TaskStatus(SkyModel):
     restarts: int = 0
 
 
+class ShareUnit(SkyModel):
+    """One submission within a share: the placement generation that created it, which is part of
+    its key on the backend, and the replicas it runs."""
+
+    generation: int = 0
+    replica_indices: list[int] = Field(default_factory=list)
+
+
 class ClusterShare(SkyModel):
     """What runs on one cluster: the global indices of its replicas, the placement generation at
     which this share last changed (part of the backend submission's identity, so an unchanged
@@ -174,6 +182,15 @@ class ClusterShare(SkyModel):
     generation: int = 0
     manager_job_ids: list[str] = Field(default_factory=list)
     tasks: dict[str, TaskStatus] = Field(default_factory=dict)
+    # The submissions of a share that grew: the earlier ones keep running, and each growth adds
+    # one for the new replicas. Empty when the share is one submission, made at `generation`.
+    units: list[ShareUnit] = Field(default_factory=list)
+
+    def work_units(self) -> list[ShareUnit]:
+        """Return the submissions that make up the share, oldest first."""
+        if self.units:
+            return list(self.units)
+        return [ShareUnit(generation=self.generation, replica_indices=list(self.replica_indices))]
 
 
 class JobStatus(SkyModel):

@@ -3,12 +3,15 @@
 Replica indices are global across clusters: with A holding 3 and B holding 2 replicas, A runs
 0-2 and B runs 3-4. When a placement changes (a cluster was lost, the Job was scaled), shares
 whose replica count is unchanged keep their indices and generation, so the backend work behind
-them is left alone; only changed shares get the new generation and are resubmitted.
+them is left alone. A share that grows keeps its submissions and gets one more for the new
+replicas (see `ClusterShare.units`), and a share that shrinks by whole submissions drops the
+newest ones. Any other change gives the share the new generation, and it is submitted again.
 """
 
 from __future__ import annotations
 
 from skyshift_core.objects import ClusterShare
+from skyshift_core.objects.job import ShareUnit
 
 
 def assign_shares(
@@ -21,6 +24,21 @@ def assign_shares(
         if unchanged and indices:
             kept[cluster] = share
     used = {index for share in kept.values() for index in share.replica_indices}
+
+    # Shares that keep some of their submissions as they are: those that grow, and those that
+    # shrink by dropping whole submissions. Their kept indices are taken before others choose.
+    kept_units: dict[str, list[ShareUnit]] = {}
+    for cluster, count in placement.items():
+        share = old.get(cluster)
+        if cluster in kept or share is None or not share.replica_indices or count <= 0:
+            continue
+        units = share.work_units()
+        while count < sum(len(unit.replica_indices) for unit in units):
+            units = units[:-1]
+        held = [index for unit in units for index in unit.replica_indices]
+        if units and not any(index >= replicas or index in used for index in held):
+            kept_units[cluster] = units
+            used |= {index for unit in units for index in unit.replica_indices}
     free = [index for index in range(replicas) if index not in used]
 
     shares = dict(kept)
@@ -28,6 +46,14 @@ def assign_shares(
         if cluster in kept or placement[cluster] <= 0:
             continue
         count = placement[cluster]
+        units = kept_units.get(cluster)
+        if units is not None:
+            held = [index for unit in units for index in unit.replica_indices]
+            added, free = free[: count - len(held)], free[count - len(held) :]
+            if added:
+                units = [*units, ShareUnit(generation=generation, replica_indices=added)]
+            shares[cluster] = _grown_or_shrunk(old[cluster], units, generation)
+            continue
         # Prefer the indices this cluster ran before, so a resized share changes as little as possible.
         previous = [index for index in old.get(cluster, ClusterShare()).replica_indices if index in free]
         chosen = previous[:count]
@@ -39,6 +65,22 @@ def assign_shares(
         free = [index for index in free if index not in chosen]
         shares[cluster] = ClusterShare(replicas=count, replica_indices=sorted(chosen), generation=generation)
     return shares
+
+
+def _grown_or_shrunk(old: ClusterShare, units: list[ShareUnit], generation: int) -> ClusterShare:
+    """Return the share made of `units`, keeping the recorded state of the replicas still in it."""
+    indices = sorted(index for unit in units for index in unit.replica_indices)
+    tasks = {key: task for key, task in old.tasks.items() if key.isdigit() and int(key) in indices}
+    # One submission at the generation it was made is the plain form of a share.
+    single = len(units) == 1 and units[0].generation == generation
+    return ClusterShare(
+        replicas=len(indices),
+        replica_indices=indices,
+        generation=generation,
+        manager_job_ids=list(old.manager_job_ids),
+        tasks=tasks,
+        units=[] if single else units,
+    )
 
 
 def trim_placement(placement: dict[str, int], replicas: int) -> dict[str, int]:

@@ -50,3 +50,37 @@ async def wait_for_ready_clusters(client, count: int, timeout: float = 20.0) -> 
         return ready_items if len(ready_items) >= count else None
 
     return await wait_for(ready, timeout)
+
+
+async def wait_until_scheduler_sees(client, labels: dict[str, str], timeout: float = 20.0) -> None:
+    """Wait until the scheduler counts the cluster with `labels` as ready, then clean up.
+
+    The scheduler learns of a cluster's readiness through its own watch, a moment after a client
+    sees it, so a Job created right after `wait_for_ready_clusters` may be placed without that
+    cluster. This places a probe Job that only that cluster can take, waits for the placement,
+    and deletes the probe.
+    """
+    from skyshift_core.errors import NotFoundError
+
+    name = "scheduler-probe-" + "-".join(f"{key}-{value}" for key, value in sorted(labels.items()))[:40].rstrip("-")
+    probe = {
+        "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {"run": "true", "restart_policy": "Never", "placement": {"filters": [{"match_labels": labels}]}},
+    }
+    await client.create(probe)
+
+    async def placed():
+        return (await client.get("Job", name, "default"))["status"]["placement"]
+
+    await wait_for(placed, timeout)
+    await client.delete("Job", name, "default")
+
+    async def gone():
+        try:
+            await client.get("Job", name, "default")
+        except NotFoundError:
+            return True
+        return False
+
+    await wait_for(gone, timeout)

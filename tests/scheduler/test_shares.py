@@ -39,3 +39,56 @@ def test_shrunk_share_drops_high_indices():
     old = {"a": ClusterShare(replicas=3, replica_indices=[0, 1, 2], generation=1)}
     shares = assign_shares(old, {"a": 2}, 2, generation=2)
     assert indices(shares) == {"a": [0, 1]}
+
+
+def units(share):
+    return [(unit.generation, unit.replica_indices) for unit in share.work_units()]
+
+
+def test_grown_share_adds_a_submission():
+    """Growth leaves the running submission alone and adds one for the new replicas."""
+    old = assign_shares({}, {"a": 2, "b": 2}, 4, generation=1)
+
+    shares = assign_shares(old, {"a": 3, "b": 2}, 5, generation=2)
+
+    assert units(shares["a"]) == [(1, [0, 1]), (2, [4])]
+    assert shares["a"].generation == 2
+    assert units(shares["b"]) == [(1, [2, 3])]
+
+
+def test_moved_replicas_join_healthy_share():
+    """Replicas moved off a lost cluster do not restart those already running on the other one."""
+    old = assign_shares({}, {"a": 1, "b": 1}, 2, generation=1)
+
+    shares = assign_shares(old, {"b": 2}, 2, generation=2)
+
+    assert units(shares["b"]) == [(1, [1]), (2, [0])]
+    assert shares["b"].replica_indices == [0, 1]
+
+
+def test_grown_share_keeps_task_states():
+    from skyshift_core.objects import TaskStatus
+
+    old = assign_shares({}, {"a": 1}, 1, generation=1)
+    old["a"].tasks = {"0": TaskStatus(state="Running")}
+
+    shares = assign_shares(old, {"a": 2}, 2, generation=2)
+
+    assert shares["a"].tasks == {"0": TaskStatus(state="Running")}
+
+
+def test_shrink_drops_newest_submission():
+    grown = assign_shares(assign_shares({}, {"a": 2}, 2, generation=1), {"a": 3}, 3, generation=2)
+
+    shares = assign_shares(grown, {"a": 2}, 2, generation=3)
+
+    assert units(shares["a"]) == [(1, [0, 1])]
+    assert shares["a"].generation == 3
+
+
+def test_shrink_within_a_submission_resubmits():
+    old = assign_shares({}, {"a": 3}, 3, generation=1)
+
+    shares = assign_shares(old, {"a": 2}, 2, generation=2)
+
+    assert units(shares["a"]) == [(2, [0, 1])]

@@ -85,9 +85,10 @@ def _share_of(job: Job, replica: int | None) -> tuple[str, WorkUnit, int]:
     if replica is None:
         replica = min(index for share in placed.values() for index in share.replica_indices)
     for cluster, share in sorted(placed.items()):
-        if replica in share.replica_indices:
-            unit = WorkUnit(job, cluster, tuple(share.replica_indices), job.spec.replicas, share.generation)
-            return cluster, unit, replica
+        for part in share.work_units():
+            if replica in part.replica_indices:
+                unit = WorkUnit(job, cluster, tuple(part.replica_indices), job.spec.replicas, part.generation)
+                return cluster, unit, replica
     raise InvalidError(
         f"replica {replica} of Job {job.metadata.name!r} is not placed on any cluster; "
         f"the Job has replicas 0 to {job.spec.replicas - 1}"

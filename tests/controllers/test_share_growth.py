@@ -1,0 +1,67 @@
+"""A share that grows keeps its running submission: scaling up and moving replicas restart nothing."""
+
+from __future__ import annotations
+
+from skyshift_core.testing.controlplane import (
+    simulated_cluster,
+    wait_for,
+    wait_for_ready_clusters,
+    wait_until_scheduler_sees,
+)
+
+SERVE = {"kind": "Job", "metadata": {"name": "serve"}, "spec": {"run": "serve", "restart_policy": "Always"}}
+
+
+async def job_status(client) -> dict:
+    return (await client.get("Job", "serve", "default"))["status"]
+
+
+async def running(client, placement: dict, count: int) -> dict:
+    async def check():
+        status = await job_status(client)
+        tasks = [task for share in status["clusters"].values() for task in share["tasks"].values()]
+        ready = status["placement"] == placement and sum(task["state"] == "Running" for task in tasks) == count
+        return status if ready else None
+
+    return await wait_for(check)
+
+
+async def test_scale_up_keeps_running_replica(client, control_plane):
+    from skyshift_simulated import registered_cluster
+
+    control_plane()
+    await client.create(simulated_cluster("a"))
+    await wait_for_ready_clusters(client, 1)
+    await client.create(SERVE)
+    await running(client, {"a": 1}, 1)
+    (first_key,) = registered_cluster("a").statuses()
+
+    await client.patch("Job", "serve", {"spec": {"replicas": 3}}, "default")
+
+    status = await running(client, {"a": 3}, 3)
+    keys = set(registered_cluster("a").statuses())
+    assert first_key in keys
+    assert len(keys) == 2
+    assert [unit["replica_indices"] for unit in status["clusters"]["a"]["units"]] == [[0], [1, 2]]
+    assert registered_cluster("a").statuses()[first_key].tasks["0"].restarts == 0
+
+
+async def test_moved_replica_spares_healthy_share(client, control_plane):
+    from skyshift_simulated import registered_cluster
+
+    control_plane(grace_period=1.0)
+    await client.create(simulated_cluster("a", labels={"site": "a"}))
+    await client.create(simulated_cluster("b", labels={"site": "b"}))
+    await wait_for_ready_clusters(client, 2)
+    # So that the spread below puts one replica on each cluster.
+    await wait_until_scheduler_sees(client, {"site": "a"})
+    await wait_until_scheduler_sees(client, {"site": "b"})
+    await client.create({**SERVE, "spec": {**SERVE["spec"], "replicas": 2}})
+    await running(client, {"a": 1, "b": 1}, 2)
+    (key_on_a,) = registered_cluster("a").statuses()
+
+    registered_cluster("b").reachable = False
+
+    status = await running(client, {"a": 2}, 2)
+    assert key_on_a in registered_cluster("a").statuses()
+    assert len(status["clusters"]["a"]["units"]) == 2
