@@ -39,7 +39,7 @@ from skyshift_core.errors import (
     UnavailableError,
     UnsupportedMediaTypeError,
 )
-from skyshift_core.http_pool import ConnectFailedError, ConnectionPool, HttpResponse
+from skyshift_core.http_pool import ConnectFailedError, ConnectionPool, HttpResponse, NoResponseError
 from skyshift_core.objects import Object, resolve_kind
 from skyshift_core.objects.meta import DEFAULT_NAMESPACE
 
@@ -157,10 +157,10 @@ def error_from_body(method: str, url: str, status_code: int, content: bytes, rea
 _PLAIN_REPLY_MARKERS = ("WRONG_VERSION_NUMBER", "record layer failure")
 
 
-def _is_plain_http_reply(error: BaseException) -> bool:
-    """Return True when a connection failed because a server without TLS responded to the TLS handshake.
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """Yield `error` and every exception it wraps.
 
-    httpx, aiohttp and `http_pool` each wrap the `ssl.SSLError`, so the chain of causes is searched.
+    httpx, aiohttp and `http_pool` each wrap the `ssl.SSLError`, so callers search the whole chain.
     """
     seen: set[int] = set()
     pending: list[BaseException | None] = [error]
@@ -169,11 +169,38 @@ def _is_plain_http_reply(error: BaseException) -> bool:
         if current is None or id(current) in seen:
             continue
         seen.add(id(current))
-        if any(marker in str(current) for marker in _PLAIN_REPLY_MARKERS):
-            return True
-        # aiohttp keeps the underlying OSError in `os_error` rather than in the chain.
-        pending.extend([current.__cause__, current.__context__, getattr(current, "os_error", None)])
-    return False
+        yield current
+        # aiohttp keeps the underlying error in `os_error` or `certificate_error` rather than in the chain.
+        pending.extend(
+            [
+                current.__cause__,
+                current.__context__,
+                getattr(current, "os_error", None),
+                getattr(current, "certificate_error", None),
+            ]
+        )
+
+
+def _is_plain_http_reply(error: BaseException) -> bool:
+    """Return True when a connection failed because a server without TLS responded to the TLS handshake."""
+    return any(marker in str(cause) for cause in _causes(error) for marker in _PLAIN_REPLY_MARKERS)
+
+
+def _find_verification_failure(error: BaseException) -> ssl.SSLCertVerificationError | None:
+    """Return the certificate verification failure behind a connection error, or None."""
+    for cause in _causes(error):
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return cause
+    return None
+
+
+def _is_disconnect_without_response(error: BaseException) -> bool:
+    """Return True when httpx reports that the server closed the connection before any byte of a response.
+
+    An HTTPS server does this when it is sent plain HTTP, which is no TLS handshake. (`http_pool`
+    raises NoResponseError instead.)
+    """
+    return any("Server disconnected without sending a response" in str(cause) for cause in _causes(error))
 
 
 def parse_watch_line(line: str) -> tuple[str, dict[str, Any]] | None:
@@ -286,9 +313,11 @@ class _ClientBase:
         try:
             self._ssl_context = ssl.create_default_context(cafile=self.ca_file)
         except (OSError, ssl.SSLError) as error:
+            # The details let a caller say where the path came from, as the CLI does.
             raise InvalidError(
                 f"cannot load the CA file {self.ca_file!r}: {error}; "
-                "pass a PEM file with the CA that signed the API server's certificate"
+                "pass a PEM file with the CA that signed the API server's certificate",
+                details={"ca_file": self.ca_file, "reason": str(error)},
             ) from error
         return self._ssl_context
 
@@ -299,11 +328,47 @@ class _ClientBase:
             plain_url = "http://" + self.server_url.removeprefix("https://")
             return ServerUnreachableError(
                 f"the server at {self.server_url} does not speak TLS: its response to the TLS handshake was "
-                f"not TLS, most likely plain HTTP ({error}); try {plain_url} instead"
+                f"not TLS, most likely plain HTTP ({error}); try {plain_url} instead",
+                details={"cause": "plain-http-reply"},
             )
+        verification_failure = _find_verification_failure(error)
+        if verification_failure is not None:
+            return self._verification_error(verification_failure)
         return ServerUnreachableError(
             f"cannot reach the SkyShift API server at {self.server_url}: {error}; "
             "start it with 'skyshift up' or pass --server"
+        )
+
+    def _verification_error(self, error: ssl.SSLCertVerificationError) -> ServerUnreachableError:
+        """Build the error for a failed verification of the server's certificate, with the fix for its cause."""
+        reason = error.verify_message or str(error)
+        trusted = f"the CA file {self.ca_file}" if self.ca_file else "the system's trusted CAs"
+        host = urlsplit(self.server_url).hostname
+        if "mismatch" in reason:
+            # OpenSSL's "Hostname mismatch" and "IP address mismatch": the CA is fine, the name is not.
+            advice = (
+                f"the certificate does not name {host}; connect with a host name or address that the certificate "
+                "lists, or issue a certificate that names this one"
+            )
+        elif "expired" in reason or "not yet valid" in reason:
+            advice = "renew the server's certificate, or check this machine's clock"
+        else:
+            advice = (
+                "pass --certificate-authority FILE with the CA that signed the server's certificate, "
+                "or set certificate_authority in the client config context"
+            )
+        return ServerUnreachableError(
+            f"cannot verify the TLS certificate of the API server at {self.server_url} against {trusted}: "
+            f"{error}; {advice}",
+            details={"cause": "certificate-verify-failed", "ca_file": self.ca_file},
+        )
+
+    def _disconnect_error(self, error: BaseException) -> ServerUnreachableError:
+        tls_url = "https://" + self.server_url.removeprefix("http://")
+        return ServerUnreachableError(
+            f"the server at {self.server_url} closed the connection without sending a response ({error}); "
+            f"an HTTPS server does that when sent plain HTTP, so if this one serves HTTPS, use {tls_url} instead",
+            details={"cause": "no-response"},
         )
 
     def _timeout_error(self, request: ApiRequest) -> UnavailableError:
@@ -463,6 +528,8 @@ class _ClientBase:
             return self._unreachable_error(error)
         if isinstance(error, httpx.TimeoutException):
             return self._timeout_error(request)
+        if self.server_url.startswith("http://") and _is_disconnect_without_response(error):
+            return self._disconnect_error(error)
         return UnavailableError(f"{request.method} {self.server_url}{request.path} failed: {error!r}")
 
     def _watch_error(
@@ -774,6 +841,8 @@ class AsyncSkyShiftClient(_ClientBase):
         except TimeoutError as error:
             raise self._timeout_error(request) from error
         except OSError as error:
+            if isinstance(error, NoResponseError) and self.server_url.startswith("http://"):
+                raise self._disconnect_error(error) from error
             raise UnavailableError(f"{request.method} {self.server_url}{request.path} failed: {error}") from error
 
     async def _send(self, request: ApiRequest) -> Any:
@@ -806,9 +875,24 @@ class AsyncSkyShiftClient(_ClientBase):
     async def is_ready(self) -> bool:
         """Return True when `GET /readyz` returns 200, that is, the server runs and reaches etcd."""
         try:
-            return (await self._exchange(ApiRequest("GET", "/readyz"))).status == 200
+            await self.check_ready()
         except SkyShiftError:
             return False
+        return True
+
+    async def check_ready(self) -> None:
+        """Return when `GET /readyz` returns 200; otherwise raise the reason, such as ServerUnreachableError
+        for a failed TLS verification, or UnavailableError with the status and body that /readyz returned."""
+        response = await self._exchange(ApiRequest("GET", "/readyz"))
+        if response.status != 200:
+            detail = response.body.decode("utf-8", "replace").strip()[:200] or response.reason
+            raise UnavailableError(f"GET {self.server_url}/readyz returned HTTP {response.status}: {detail}")
+
+    async def call(self, method: str, path: str, body: Any = None, params: Mapping[str, str] | None = None) -> Any:
+        """Send one request to an API path (such as `/api/v1/whoami`); see `SkyShiftClient.call`."""
+        request = ApiRequest(method, path) if body is None else self._json_request(method, path, body)
+        request.params = dict(params or {})
+        return await self._send(request)
 
     async def server_version(self) -> str:
         """Return the API server's version, read from its OpenAPI document."""

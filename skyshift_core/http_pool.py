@@ -34,6 +34,14 @@ class ConnectionLostError(OSError):
     """The connection closed or broke before the whole response arrived."""
 
 
+class NoResponseError(ConnectionLostError):
+    """A new connection closed before any byte of the response arrived.
+
+    Unlike a kept-alive connection, which the server may close at any time, a new one closed this
+    way points to a server that does not speak HTTP/1.1 in the clear, such as an HTTPS server.
+    """
+
+
 @dataclass
 class HttpResponse:
     status: int
@@ -168,7 +176,8 @@ class ConnectionPool:
         self, method: str, target: str, headers: list[tuple[str, str]], body: bytes | None, timeout: float
     ) -> HttpResponse:
         """Send `method target` with `headers` and `body`; raise TimeoutError after `timeout` seconds,
-        ConnectFailedError when no connection can be opened, ConnectionLostError when one breaks."""
+        ConnectFailedError when no connection can be opened, ConnectionLostError when one breaks
+        (NoResponseError when a new one closes before any byte of the response)."""
         lines = [f"{method} {target} HTTP/1.1\r\nHost: {self.host_header}\r\n"]
         lines.extend(f"{name}: {value}\r\n" for name, value in headers)
         if body is not None or method in ("POST", "PUT", "PATCH"):
@@ -180,10 +189,12 @@ class ConnectionPool:
                 connection, reused = await self._connection()
                 try:
                     response = await connection.send(data, asyncio.get_running_loop())
-                except ConnectionLostError:
+                except ConnectionLostError as error:
                     self._open.discard(connection)
                     if reused and not connection.received and method in IDEMPOTENT_METHODS:
                         continue  # The server closed a kept-alive connection as the request went out.
+                    if not reused and not connection.received:
+                        raise NoResponseError(f"{error}; no byte of a response arrived on a new connection") from error
                     raise
                 except BaseException:
                     connection.close()  # Cancelled or timed out mid-response: the connection is unusable.

@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cli_helpers import cli, isolated_env, runner  # noqa: F401
+from cli_helpers import cli, isolated_env, runner, write  # noqa: F401
 from typer.testing import CliRunner
 
-from skyshift_core.cli.config import ClientConfig, choose_server
+from skyshift_core.cli.config import ClientConfig, choose_server, resolve_connection
 from skyshift_core.cli.main import app
 from skyshift_core.client import DEFAULT_SERVER
 from skyshift_core.local.processes import free_port
@@ -231,3 +231,62 @@ def test_https_to_plain_server_suggests_http(isolated_env: Path, api_server: str
     assert f"the server at {tls} does not speak TLS" in result.stderr
     assert f"try {plain} instead" in result.stderr
     assert "skyshift up" not in result.stderr
+
+
+# ---- the CA file of a context ---------------------------------------------------------------
+
+
+def test_set_context_stores_absolute_ca(isolated_env: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(isolated_env)
+    config = ClientConfig(isolated_env / "config.yaml")
+
+    config.set_context("tls", "https://127.0.0.1:50051", certificate_authority="pki/ca.pem")
+    config.save()
+
+    stored = ClientConfig.load(config.path).get("tls").certificate_authority
+    assert stored == str(isolated_env / "pki" / "ca.pem")
+
+
+def test_relative_context_ca_from_config_dir(isolated_env: Path, monkeypatch: pytest.MonkeyPatch):
+    # A hand-written relative path is relative to the config file's directory, as in a kubeconfig.
+    state = isolated_env / "state"
+    state.mkdir()
+    text = (
+        "current_context: tls\n"
+        "contexts:\n"
+        "  - {name: tls, server: 'https://127.0.0.1:50051', certificate_authority: ca.pem}\n"
+    )
+    path = write(state, "config.yaml", text)
+    monkeypatch.setenv("SKYSHIFT_CONFIG", str(path))
+    monkeypatch.chdir(isolated_env)
+
+    connection = resolve_connection()
+
+    assert connection.ca_file == str(state / "ca.pem")
+    assert connection.ca_source == f"context 'tls' in {path}"
+
+
+def test_missing_context_ca_names_context(isolated_env: Path, monkeypatch: pytest.MonkeyPatch):
+    config = ClientConfig(isolated_env / "config.yaml")
+    missing = isolated_env / "moved" / "ca.pem"
+    config.set_context("tls", "https://127.0.0.1:50051", token="sks_a.00.x", certificate_authority=str(missing))
+    config.save()
+    monkeypatch.setenv("SKYSHIFT_CONFIG", str(config.path))
+
+    result = CliRunner().invoke(app, ["get", "jobs"])
+
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: cannot load the CA file '{missing}'")
+    assert f"the certificate_authority of context 'tls' in {config.path}" in result.stderr
+    assert "No such file or directory" in result.stderr
+    assert "pass --certificate-authority FILE" in result.stderr
+
+
+def test_missing_env_ca_names_variable(isolated_env: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("SKYSHIFT_CA_FILE", "nowhere/ca.pem")
+    monkeypatch.chdir(isolated_env)
+
+    result = CliRunner().invoke(app, ["--server", "https://127.0.0.1:50051", "get", "jobs"])
+
+    assert result.exit_code == 1
+    assert f"cannot load the CA file '{isolated_env / 'nowhere' / 'ca.pem'}' (from $SKYSHIFT_CA_FILE)" in result.stderr

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
+import logging
 import os
+import ssl
 import threading
 import time
+from pathlib import Path
 
 import uvicorn
 
 from skyshift_core.api.app import ApiSettings, create_app
 from skyshift_core.auth.service import AuthSettings
+from skyshift_core.errors import InvalidError, UnavailableError
+from skyshift_core.store.etcd import Store
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_PORT = 50051
 
@@ -32,6 +40,7 @@ def serve(
     the settings passed through the environment, which works because the API server is stateless.
     With `settings.tls_cert_file` and `tls_key_file` it serves HTTPS only.
     """
+    check_startup(settings)
     options = dict(host=host, port=port, log_level=log_level, access_log=False, timeout_graceful_shutdown=5)
     options.update(_server_options(settings))
     if workers <= 1:
@@ -39,6 +48,70 @@ def serve(
         return
     os.environ[_SETTINGS_VARIABLE] = json.dumps(dataclasses.asdict(settings))
     uvicorn.run("skyshift_core.api.server:app_from_environment", factory=True, workers=workers, **options)
+
+
+# Words in gRPC's reason for a failed connection that mean the TLS handshake with etcd failed.
+# Such a failure does not pass with time, unlike etcd being down.
+_TLS_FAILURE_MARKERS = ("handshake", "ssl", "tsi_", "certificate", "socket closed")
+# Seconds the start-up check waits for etcd before the server starts without it.
+STARTUP_ETCD_WAIT = 5.0
+
+
+def check_startup(settings: ApiSettings) -> None:
+    """Check the TLS files and the connection to etcd before the server starts.
+
+    A mistake then ends `skyshift api-server` with one message that names the option to fix,
+    instead of a traceback from inside uvicorn or a server that never reaches etcd. etcd that is
+    only down is not an error: the server starts, and /readyz reports it until etcd responds.
+    """
+    if settings.tls_cert_file and settings.tls_key_file:
+        _check_key_pair(settings.tls_cert_file, settings.tls_key_file)
+    try:
+        tls = settings.etcd_tls()
+    except ValueError as error:
+        raise InvalidError(f"{error}: pass --etcd-cafile with --etcd-certfile and --etcd-keyfile") from error
+    if tls is not None:
+        tls.credentials()  # Reads the files: InvalidError names one that cannot be read.
+    asyncio.run(_probe_etcd(settings, tls))
+
+
+def _check_key_pair(cert_file: str, key_file: str) -> None:
+    for path, option in ((cert_file, "--tls-cert"), (key_file, "--tls-key")):
+        if not Path(path).is_file():
+            raise InvalidError(f"cannot read the {option} file {path!r}: no such file")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert_file, key_file)
+    except (ssl.SSLError, OSError) as error:
+        raise InvalidError(
+            f"cannot serve HTTPS with --tls-cert {cert_file!r} and --tls-key {key_file!r}: {error}; "
+            "both must be PEM files, and the key must belong to the certificate"
+        ) from error
+
+
+async def _probe_etcd(settings: ApiSettings, tls) -> None:
+    store = Store(
+        settings.etcd_endpoints,
+        root=settings.etcd_root,
+        deadline=STARTUP_ETCD_WAIT,
+        username=settings.etcd_username,
+        password=settings.etcd_password,
+        tls=tls,
+    )
+    endpoints = ", ".join(settings.etcd_endpoints)
+    try:
+        await store.ping()
+    except UnavailableError as error:
+        reason = str(error).lower()
+        if tls is not None and any(marker in reason for marker in _TLS_FAILURE_MARKERS):
+            raise InvalidError(
+                f"the TLS connection to etcd at {endpoints} failed: {error.message}. Check --etcd-cafile "
+                "(the CA that signed etcd's certificate) and --etcd-certfile with --etcd-keyfile (a client "
+                "certificate signed by the CA in etcd's --trusted-ca-file)"
+            ) from error
+        logger.warning("etcd at %s does not respond yet; /readyz reports not ready until it does: %s", endpoints, error)
+    finally:
+        await store.close()
 
 
 def app_from_environment():

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from skyshift_core.errors import ForbiddenError
-from skyshift_core.objects import PolicyRule, Role
+from skyshift_core.errors import ForbiddenError, NotFoundError
+from skyshift_core.objects import PolicyRule, Role, by_plural
 from skyshift_core.objects.misc import VERBS
 from skyshift_core.store import Store
 
@@ -29,6 +30,8 @@ ALL = "*"
 ADMIN_ROLE = "admin"
 EDITOR_ROLE = "editor"
 VIEWER_ROLE = "viewer"
+# Built-in Roles short of admin that a 403 may suggest, from the fewest permissions up.
+SUGGESTED_ROLES = (VIEWER_ROLE, EDITOR_ROLE)
 CONTROLLER_MANAGER_ROLE = "skyshift-controller-manager"
 CONTROLLER_MANAGER_USER = "skyshift-controller-manager"
 
@@ -115,12 +118,15 @@ def _namespace_matches(namespaces: list[str], namespace: str | None) -> bool:
     return namespace is not None and namespace in namespaces
 
 
-def rule_allows(rule: PolicyRule, attributes: Attributes) -> bool:
-    return (
-        (ALL in rule.verbs or attributes.verb in rule.verbs)
-        and any(resource_matches(pattern, attributes.resource) for pattern in rule.resources)
-        and _namespace_matches(rule.namespaces, attributes.namespace)
+def _rule_allows_verb(rule: PolicyRule, attributes: Attributes) -> bool:
+    """True when a rule allows the request's verb on its resource, in whichever namespaces."""
+    return (ALL in rule.verbs or attributes.verb in rule.verbs) and any(
+        resource_matches(pattern, attributes.resource) for pattern in rule.resources
     )
+
+
+def rule_allows(rule: PolicyRule, attributes: Attributes) -> bool:
+    return _rule_allows_verb(rule, attributes) and _namespace_matches(rule.namespaces, attributes.namespace)
 
 
 def rules_allow(rules: list[PolicyRule], attributes: Attributes) -> bool:
@@ -149,11 +155,94 @@ def uncovered(held: list[PolicyRule], granted: list[PolicyRule]) -> list[str]:
     return missing
 
 
-def forbidden(user: str, attributes: Attributes) -> ForbiddenError:
+def forbidden(user: str, attributes: Attributes, roles: Sequence[Role] = ()) -> ForbiddenError:
+    """Build the 403 for a denied request; `roles` are all stored Roles, which the advice is drawn from."""
+    scope = _scope_note(user, attributes, roles)
     return ForbiddenError(
-        f"user '{user}' may not {attributes.describe()}: no Role bound to the user allows it; "
-        f"ask an administrator to bind one, for example: skyshift role bind editor {user}",
+        f"user '{user}' may not {attributes.describe()}: no Role bound to the user allows it{scope}; "
+        + _grant_advice(user, attributes, roles),
         details={"verb": attributes.verb, "resource": attributes.resource, "namespace": attributes.namespace},
+    )
+
+
+def _is_namespaced(resource: str) -> bool:
+    try:
+        return by_plural(resource.partition("/")[0]).namespaced
+    except NotFoundError:
+        return False  # Endpoints that are no kind (leases, invites, metrics) are cluster-scoped.
+
+
+def _scope_note(user: str, attributes: Attributes, roles: Sequence[Role]) -> str:
+    """Return a note that names the namespaces where the user's Roles do allow the verb on the resource, or ''.
+
+    A request across all namespaces gets the note only for a list or watch of a namespaced kind,
+    the one case where naming a namespace makes the request allowed.
+    """
+    if attributes.namespace is None and not (
+        attributes.verb in ("list", "watch") and _is_namespaced(attributes.resource)
+    ):
+        return ""
+    role_names: set[str] = set()
+    namespaces: set[str] = set()
+    for role in roles:
+        if user not in role.spec.users:
+            continue
+        for rule in role.spec.rules:
+            # The request was denied, so a rule that matches its verb and resource names other namespaces.
+            if _rule_allows_verb(rule, attributes):
+                role_names.add(role.metadata.name)
+                namespaces.update(namespace for namespace in rule.namespaces if namespace != ALL)
+    if not namespaces:
+        return ""
+    roles_text = _plural("Role", sorted(role_names))
+    namespaces_text = _plural("namespace", sorted(namespaces))
+    note = f" ({roles_text} {'allows' if len(role_names) == 1 else 'allow'} it only in {namespaces_text}"
+    if attributes.namespace is None:
+        note += f"; name one with --namespace, such as --namespace {min(namespaces)}"
+    return note + ")"
+
+
+def _plural(noun: str, names: list[str]) -> str:
+    return f"{noun} {names[0]}" if len(names) == 1 else f"{noun}s {', '.join(names)}"
+
+
+def _grant_advice(user: str, attributes: Attributes, roles: Sequence[Role]) -> str:
+    """Return advice on how an administrator could allow the request.
+
+    The advice names the first Role of SUGGESTED_ROLES that allows the request by its stored rules
+    and that the user does not hold. It names admin only when none of them does, and it always
+    offers a Role of the request's own, which a namespaced request gets for its namespace alone.
+    """
+    bound_names = {role.metadata.name for role in roles if user in role.spec.users}
+    stored = {role.metadata.name: role for role in roles}
+    namespace = attributes.namespace
+    # '*' is quoted because YAML reads a bare * as an alias.
+    rule_namespace = namespace if namespace else "'*'"
+    own_rule = (
+        f"a Role with the rule {{verbs: [{attributes.verb}], resources: [{attributes.resource}], "
+        f"namespaces: [{rule_namespace}]}}"
+    )
+    if namespace:
+        own_rule += f", which allows it in namespace '{namespace}' alone"
+
+    for name in SUGGESTED_ROLES:
+        role = stored.get(name)
+        if role is None or name in bound_names or not rules_allow(role.spec.rules, attributes):
+            continue
+        everywhere = ", which allows it in every namespace" if namespace else ""
+        return (
+            f"ask an administrator to bind the built-in Role {name}{everywhere} "
+            f"(skyshift role bind {name} {user}), or for {own_rule}"
+        )
+
+    admin = stored.get(ADMIN_ROLE)
+    if admin is None or ADMIN_ROLE in bound_names or not rules_allow(admin.spec.rules, attributes):
+        return f"no built-in Role that the user lacks allows it; ask an administrator for {own_rule}"
+    grants_all = any(rule == BUILTIN_ROLES[ADMIN_ROLE][0] for rule in admin.spec.rules)
+    admin_text = "admin, which grants every permission" if grants_all else "admin"
+    return (
+        f"no built-in Role short of admin ({', '.join(SUGGESTED_ROLES)}) allows it; ask an administrator "
+        f"for {own_rule}, or to bind {admin_text} (skyshift role bind admin {user})"
     )
 
 
@@ -196,7 +285,7 @@ class Authorizer:
     async def check(self, user: str, attributes: Attributes) -> None:
         """Raise ForbiddenError unless one of the user's Roles allows the request."""
         if not await self.allows(user, attributes):
-            raise forbidden(user, attributes)
+            raise forbidden(user, attributes, await self.roles())
 
     async def check_grant(self, user: str, rules: list[PolicyRule], what: str) -> None:
         """Raise ForbiddenError unless `user` holds every permission in `rules`; `what` names the grant."""

@@ -81,8 +81,11 @@ def _json(data: Any, status_code: int = 200) -> Response:
     return Response(json.dumps(data, separators=(",", ":")), status_code=status_code, media_type="application/json")
 
 
-def _success(message: str) -> Response:
-    return _json({"kind": "Status", "api_version": "v1", "status": "Success", "code": 200, "message": message})
+def _success(message: str, details: dict[str, Any] | None = None) -> Response:
+    body = {"kind": "Status", "api_version": "v1", "status": "Success", "code": 200, "message": message}
+    if details is not None:
+        body["details"] = details
+    return _json(body)
 
 
 def _client_address(request: Request) -> str | None:
@@ -263,7 +266,7 @@ def _acts_for(verb: str, resource: str):
 
 @router.put(
     "/api/v1/users/{name}/password",
-    summary="Set a user's password; revokes the user's other session tokens",
+    summary="Set a user's password; revokes the user's other session tokens, but not its service tokens",
     dependencies=[Depends(_acts_for("update", "users/password"))],
 )
 async def set_password(request: Request, name: str, body: PasswordBody) -> Response:
@@ -283,14 +286,32 @@ async def set_password(request: Request, name: str, body: PasswordBody) -> Respo
     transaction.require_object(User, None, name)
     transaction.put_secret(password_path(name), password_record(password_hash))
     revoked = 0
+    service_tokens = []
     for record in await auth.tokens.list_tokens(name):
         if record.kind == SESSION and not (identity.user == name and record.id == identity.token_id):
             transaction.delete_secret(token_path(name, record.id))
             revoked += 1
+        elif record.kind == SERVICE and not record.expired():
+            service_tokens.append(record.id)
     if await transaction.commit() is None:
         raise NotFoundError(f"user '{name}' not found")
     auth.tokens.forget_user(name)
-    return _success(f"password of user '{name}' set; {revoked} other session token(s) revoked")
+    message = (
+        f"password of user '{name}' set; {revoked} other session token(s) revoked; "
+        + _service_token_note(name, len(service_tokens))
+    )
+    return _success(message, {"revoked_session_tokens": revoked, "valid_service_tokens": service_tokens})
+
+
+def _service_token_note(name: str, count: int) -> str:
+    """Return how many service tokens a password change left valid, and how to revoke them."""
+    if count == 0:
+        return "the user has no valid service tokens"
+    return (
+        f"{count} service token(s) remain valid, because a password change does not revoke service tokens; "
+        f"list them with 'skyshift token list --user {name}' and revoke each with "
+        f"'skyshift token revoke ID --user {name}'"
+    )
 
 
 @router.get(

@@ -5,14 +5,23 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import sys
 from datetime import datetime
 from typing import Annotated, Any
 
 import typer
 
-from skyshift_core.cli.common import ServerOption, client_for, connection_for, not_found_message, to_yaml
-from skyshift_core.cli.config import ClientConfig, default_config_path
+from skyshift_core.cli.common import (
+    CaFileOption,
+    ServerOption,
+    client_for,
+    connection_for,
+    not_found_message,
+    open_client,
+    to_yaml,
+)
+from skyshift_core.cli.config import ClientConfig, Connection, default_config_path
 from skyshift_core.cli.tables import format_table
 from skyshift_core.client import SkyShiftClient
 from skyshift_core.errors import ForbiddenError, InvalidError, NotFoundError
@@ -99,9 +108,11 @@ def _when(text: str | None) -> str:
     return datetime.fromisoformat(text).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
-def _save_credentials(ctx: typer.Context, server: str | None, context_name: str | None, user: str, token: str) -> str:
-    """Store a new token in the client config as the current context; return the context's name."""
-    connection = connection_for(ctx, server)
+def _save_credentials(connection: Connection, context_name: str | None, user: str, token: str) -> str:
+    """Store a new token in the client config as the current context; return the context's name.
+
+    The context keeps the connection's CA file as an absolute path, so it works from any directory.
+    """
     config = ClientConfig.load()
     current = config.current()
     name = context_name or (current.name if current is not None and current.server == connection.server else None)
@@ -127,16 +138,17 @@ def login(
         typer.Option("--context", help="Context to store the token in. Default: the current one, else 'default'."),
     ] = None,
     server: ServerOption = None,
+    ca_file: CaFileOption = None,
 ) -> None:
     """Log in with a user name and password and store the token in the client config."""
     password = _read_password(password_stdin, "Password")
-    connection = connection_for(ctx, server)
+    connection = connection_for(ctx, server, ca_file)
     body: dict[str, Any] = {"username": username, "password": password}
     if lifetime is not None:
         body["lifetime_seconds"] = parse_duration(lifetime, "--lifetime")
-    with SkyShiftClient(connection.server, ca_file=connection.ca_file) as client:
+    with open_client(connection, None) as client:
         result = _call_with_lifetime(client, "/api/v1/login", body, lifetime)
-    name = _save_credentials(ctx, server, context, username, result["token"])
+    name = _save_credentials(connection, context, username, result["token"])
     typer.echo(
         f"Logged in to {connection.server} as {username}; the token expires {_when(result['expires_at'])} "
         f"and is stored in context '{name}' of {default_config_path()}"
@@ -178,14 +190,15 @@ def register(
         typer.Option("--context", help="Context to store the token in. Default: the current one, else 'default'."),
     ] = None,
     server: ServerOption = None,
+    ca_file: CaFileOption = None,
 ) -> None:
     """Create your user with an invite, then store its first token in the client config."""
     password = _read_password(password_stdin, "Password", confirm=True)
-    connection = connection_for(ctx, server)
+    connection = connection_for(ctx, server, ca_file)
     body = {"invite": invite, "username": username, "password": password, "email": email}
-    with SkyShiftClient(connection.server, ca_file=connection.ca_file) as client:
+    with open_client(connection, None) as client:
         result = client.call("POST", "/api/v1/register", body)
-    name = _save_credentials(ctx, server, context, username, result["token"])
+    name = _save_credentials(connection, context, username, result["token"])
     typer.echo(f"User {username} registered and logged in to {connection.server} (context '{name}')")
 
 
@@ -234,16 +247,21 @@ def invite_create(
         body["lifetime_seconds"] = parse_duration(lifetime, "--lifetime")
     with client_for(ctx, server) as client:
         result = _call_with_lifetime(client, "/api/v1/invites", body, lifetime)
-        server_url = client.server_url
+        server_url, ca_file = client.server_url, client.ca_file
     if _print(result, output):
         return
     typer.echo(
         f"Invite {result['id']} for Roles {', '.join(result['roles'])}, valid until {_when(result['expires_at'])}:"
     )
     typer.echo(result["invite"])
+    # The new user must trust the same CA as this connection, or registering fails TLS verification.
+    ca_option = f" --certificate-authority {shlex.quote(ca_file)}" if ca_file else ""
     typer.echo(
-        f"The new user runs: skyshift --server {server_url} register --invite {result['invite']} --username NAME"
+        f"The new user runs: skyshift --server {shlex.quote(server_url)}{ca_option} register "
+        f"--invite {result['invite']} --username NAME"
     )
+    if ca_file:
+        typer.echo(f"Give the new user a copy of the CA file {ca_file}; change the path above to where they keep it.")
 
 
 @invite_app.command("list")

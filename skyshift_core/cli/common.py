@@ -20,7 +20,7 @@ from skyshift_core.cli.config import (
     same_server,
 )
 from skyshift_core.client import SkyShiftClient
-from skyshift_core.errors import ServerUnreachableError, SkyShiftError, UnauthorizedError
+from skyshift_core.errors import InvalidError, ServerUnreachableError, SkyShiftError, UnauthorizedError
 from skyshift_core.objects import Object
 
 # `-o=name`: a short option joined to its value by '=', which kubectl accepts and click does not.
@@ -44,7 +44,7 @@ class SkyShiftGroup(TyperGroup):
             typer.echo(f"Error: {error.message}{unauthorized_hint(ctx)}", err=True)
             raise typer.Exit(1) from None
         except ServerUnreachableError as error:
-            typer.echo(f"Error: {error.message}{server_source_note(ctx)}", err=True)
+            typer.echo(f"Error: {error.message}{server_source_note(ctx, error)}", err=True)
             raise typer.Exit(1) from None
         except SkyShiftError as error:
             typer.echo(f"Error: {error.message}", err=True)
@@ -141,20 +141,47 @@ def server_for(ctx: click.Context, server: str | None) -> str:
     return resolve_server(server if server is not None else _state(ctx).server)
 
 
-def connection_for(ctx: click.Context, server: str | None) -> Connection:
+def connection_for(ctx: click.Context, server: str | None, ca_file: str | None = None) -> Connection:
     """Return the server and credentials for a command, from its options, the global ones and the config."""
     state = _state(ctx)
-    return resolve_connection(server if server is not None else state.server, state.token, state.ca_file)
+    return resolve_connection(
+        server if server is not None else state.server, state.token, ca_file if ca_file is not None else state.ca_file
+    )
 
 
 def client_for(ctx: click.Context, server: str | None, timeout: float | None = None) -> SkyShiftClient:
     """Return a client for the command's server that sends the command's token, if it has one."""
     connection = connection_for(ctx, server)
     _state(ctx).connection = connection
-    options = {"timeout": timeout} if timeout is not None else {}
-    client = SkyShiftClient(connection.server, token=connection.token, ca_file=connection.ca_file, **options)
+    client = open_client(connection, connection.token, timeout)
     client.on_warning = print_warning
     return client
+
+
+def open_client(connection: Connection, token: str | None, timeout: float | None = None) -> SkyShiftClient:
+    """Return a client for `connection` that sends `token`.
+
+    When the CA file cannot be loaded, the error names where its path came from, such as a context
+    of the client config.
+    """
+    options = {"timeout": timeout} if timeout is not None else {}
+    try:
+        return SkyShiftClient(connection.server, token=token, ca_file=connection.ca_file, **options)
+    except InvalidError as error:
+        if "ca_file" not in error.details or connection.ca_source is None:
+            raise
+        path, reason = error.details["ca_file"], error.details.get("reason")
+        if connection.ca_from_context:
+            message = (
+                f"cannot load the CA file {path!r}, the certificate_authority of {connection.ca_source}: {reason}; "
+                "correct the path there, or pass --certificate-authority FILE"
+            )
+        else:
+            message = (
+                f"cannot load the CA file {path!r} (from {connection.ca_source}): {reason}; "
+                "pass a PEM file with the CA that signed the API server's certificate"
+            )
+        raise InvalidError(message, details=error.details) from error
 
 
 def print_warning(text: str) -> None:
@@ -162,10 +189,19 @@ def print_warning(text: str) -> None:
     typer.echo(f"Warning: {text}", err=True)
 
 
-def server_source_note(ctx: click.Context) -> str:
-    """Say where the server URL of the command's client came from, such as ` (server URL from --server)`."""
+def server_source_note(ctx: click.Context, error: ServerUnreachableError | None = None) -> str:
+    """Return where the server URL of the command's client came from, such as ` (server URL from --server)`.
+
+    For a server certificate that failed verification, the note also names where the CA file came from.
+    """
     connection = _state(ctx).connection
-    return f" (server URL from {connection.server_source})" if connection is not None else ""
+    if connection is None:
+        return ""
+    sources = [f"server URL from {connection.server_source}"]
+    verify_failed = error is not None and error.details.get("cause") == "certificate-verify-failed"
+    if verify_failed and connection.ca_source is not None:
+        sources.append(f"CA file from {connection.ca_source}")
+    return f" ({'; '.join(sources)})"
 
 
 def unauthorized_hint(ctx: click.Context) -> str:

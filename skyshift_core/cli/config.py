@@ -11,7 +11,9 @@ The file is shaped like a kubeconfig; each context names a server and the creden
         certificate_authority: /path/to/ca.pem  # verifies an https server; optional
 
 It holds tokens, so it is always written with mode 0600. `skyshift up` and `skyshift login` write
-it; every other command reads it through `resolve_connection`.
+it; every other command reads it through `resolve_connection`. As in a kubeconfig, a relative
+certificate_authority path is relative to the directory of the file. `set_context` stores
+absolute paths.
 """
 
 from __future__ import annotations
@@ -119,10 +121,23 @@ class ClientConfig:
         token: str | None = None,
         certificate_authority: str | None = None,
     ) -> None:
-        """Add or replace the context `name` and make it current."""
+        """Add or replace the context `name` and make it current.
+
+        A relative `certificate_authority` is taken relative to the working directory and stored as
+        an absolute path, so the context works from any directory.
+        """
+        if certificate_authority is not None:
+            certificate_authority = absolute_path(certificate_authority)
         self.contexts = [context for context in self.contexts if context.name != name]
         self.contexts.append(Context(name, server, user, token, certificate_authority))
         self.current_context = name
+
+    def certificate_authority(self, context: Context) -> str | None:
+        """Return the context's CA file as an absolute path; a relative one is relative to this file's directory."""
+        if context.certificate_authority is None:
+            return None
+        path = Path(context.certificate_authority).expanduser()
+        return str(path if path.is_absolute() else self.path.parent.absolute() / path)
 
     def save(self) -> None:
         """Write the file atomically with mode 0600, because it holds tokens."""
@@ -136,6 +151,11 @@ class ClientConfig:
         finally:
             os.close(descriptor)
         os.replace(temporary, self.path)
+
+
+def absolute_path(path: str) -> str:
+    """Return `path` with `~` expanded and made absolute against the working directory (symlinks kept)."""
+    return str(Path(path).expanduser().absolute())
 
 
 def _parse_context(path: Path, item: Any) -> Context:
@@ -270,9 +290,17 @@ class Connection:
 
     server: str
     token: str | None = None
+    # An absolute path, or None to trust the system's CAs.
     ca_file: str | None = None
     # Where `server` came from, as `ServerChoice.source` gives it.
     server_source: str = "--server"
+    # Where `token` came from: "--token", "$SKYSHIFT_TOKEN" or a context, as for `ca_source`.
+    token_source: str | None = None
+    # Where `ca_file` came from: "--certificate-authority", "$SKYSHIFT_CA_FILE" or
+    # "context 'local' in /root/.skyshift/config.yaml"; None without a CA file.
+    ca_source: str | None = None
+    # Set when `ca_file` is the certificate_authority of a context of the client config.
+    ca_from_context: bool = False
 
 
 def resolve_connection(
@@ -281,9 +309,10 @@ def resolve_connection(
     """Find the server as `choose_server` does, then the credentials.
 
     The token is `token` (--token), else $SKYSHIFT_TOKEN, else the current context's token. The CA
-    file is `ca_file`, else $SKYSHIFT_CA_FILE, else the context's. The context's credentials are
-    used only when the server is the context's own, so a token is never sent to a server it was
-    not issued for. An empty `token` or `ca_file` raises InvalidError, as an empty `server` does.
+    file is `ca_file`, else $SKYSHIFT_CA_FILE, else the context's, always as an absolute path. The
+    context's credentials are used only when the server is the context's own, so a token is never
+    sent to a server it was not issued for. An empty `token` or `ca_file` raises InvalidError, as
+    an empty `server` does.
     """
     defaults = {
         "--token": (token, f"${TOKEN_ENV} or the current context's token"),
@@ -293,11 +322,25 @@ def resolve_connection(
         if value is not None and not value.strip():
             raise InvalidError(f"{flag} is empty: pass a value, or leave {flag} out to use {default}")
     choice = choose_server(server)
-    context = ClientConfig.load().current()
+    config = ClientConfig.load()
+    context = config.current()
     own = context if context is not None and same_server(context.server, choice.url) else None
-    token = token or os.environ.get(TOKEN_ENV) or (own.token if own else None)
-    ca_file = ca_file or os.environ.get(CA_FILE_ENV) or (own.certificate_authority if own else None)
-    return Connection(choice.url, token, ca_file, choice.source)
+    connection = Connection(choice.url, server_source=choice.source)
+    if token:
+        connection.token, connection.token_source = token, "--token"
+    elif os.environ.get(TOKEN_ENV):
+        connection.token, connection.token_source = os.environ[TOKEN_ENV], f"${TOKEN_ENV}"
+    elif own is not None and own.token is not None:
+        connection.token, connection.token_source = own.token, f"context {own.name!r} in {config.path}"
+    if ca_file:
+        connection.ca_file, connection.ca_source = absolute_path(ca_file), "--certificate-authority"
+    elif os.environ.get(CA_FILE_ENV):
+        connection.ca_file, connection.ca_source = absolute_path(os.environ[CA_FILE_ENV]), f"${CA_FILE_ENV}"
+    elif own is not None and own.certificate_authority is not None:
+        connection.ca_file = config.certificate_authority(own)
+        connection.ca_source = f"context {own.name!r} in {config.path}"
+        connection.ca_from_context = True
+    return connection
 
 
 def same_server(first: str, second: str) -> bool:

@@ -376,7 +376,12 @@ def controller_manager(
     ] = None,
     metrics_port: Annotated[
         int | None,
-        typer.Option("--metrics-port", help="Serve Prometheus metrics on 127.0.0.1 at this port (off by default)."),
+        typer.Option(
+            "--metrics-port",
+            min=1,
+            max=65535,
+            help="Serve Prometheus metrics at http://127.0.0.1:PORT/metrics (off by default).",
+        ),
     ] = None,
     token_file: Annotated[
         Path | None,
@@ -394,7 +399,9 @@ def controller_manager(
 
     _configure_logging(log_level)
     connection = connection_for(ctx, server)
-    token = _read_secret_file(token_file, "token") or connection.token
+    token = _read_secret_file(token_file, "token")
+    token_source = f"--token-file {token_file}" if token is not None else connection.token_source
+    token = token or connection.token
     if token is None:
         logger.warning("No token given (--token-file): every request to the API server will be rejected with 401")
     run_controller_manager(
@@ -405,6 +412,7 @@ def controller_manager(
         metrics_port=metrics_port,
         token=token,
         ca_file=ca_file or connection.ca_file,
+        token_source=token_source,
     )
 
 

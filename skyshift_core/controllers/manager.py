@@ -10,24 +10,30 @@ cancelled before another instance can take over.
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
 import os
 import signal
-import time
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from socketserver import ThreadingMixIn
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import yaml
+from prometheus_client import REGISTRY, CollectorRegistry, make_wsgi_app
 
 from skyshift_core import manifest_yaml
 from skyshift_core.client import AsyncSkyShiftClient
+from skyshift_core.auth.rbac import CONTROLLER_MANAGER_USER
 from skyshift_core.controllers.jobstatus import JobStatusReconciler
 from skyshift_core.controllers.scheduler import DEFAULT_GRACE_PERIOD, SchedulerReconciler
 from skyshift_core.controllers.skylet import DEFAULT_FAST_POLL_INTERVAL, DEFAULT_FAST_POLL_WINDOW, DEFAULT_POLL_INTERVAL
 from skyshift_core.controllers.skylets import SkyletManager
-from skyshift_core.errors import PluginError
+from skyshift_core.errors import PluginError, SkyShiftError, UnauthorizedError, UnavailableError
 from skyshift_core.objects import Cluster, FilterPolicy, Job
 from skyshift_core.plugins import default_catalog, load_driver
 from skyshift_core.runtime.controller import Controller, MappedInformer
@@ -41,8 +47,14 @@ DEFAULT_HEALTH_INTERVAL = 10.0
 INITIAL_RETRY_DELAY = 0.2
 RETRY_FACTOR = 2.0
 MAX_RETRY_DELAY = 5.0
-WAITING_LOG_INTERVAL = 30.0
+# While waiting for the API server, the cause is logged on the first attempt, on every Nth after
+# it and whenever it changes. With the delays above, attempt 10 starts about 26 s after attempt 1,
+# and later logs come about every 50 s (plus the time the failed probes take).
+WAITING_LOG_EVERY = 10
 PROBE_TIMEOUT = 5.0
+# The metrics listener (--metrics-port) binds this address only and serves this path only.
+METRICS_HOST = "127.0.0.1"
+METRICS_PATH = "/metrics"
 LEASE_NAME = "controller-manager"
 # Jobs the scheduler decides on at once. A decision waits mostly for its status write, so several
 # in flight keep the API server and etcd busy. On a 2-CPU machine benchmarks/scheduler.py placed
@@ -63,7 +75,7 @@ class ControllerManagerConfig:
 
     scheduler:
       profiles: [{name: default, divide: spread}]   # see skyshift_core.scheduler.profile
-      grace_period: 30        # seconds a cluster may be unready before its replicas move
+      grace_period: 300       # seconds a cluster may be unready before its replicas move
       workers: 8              # Jobs decided on at once
     skylet:
       poll_interval: 1.0      # seconds between a skylet's cycles
@@ -206,6 +218,7 @@ class ControllerManager:
         config: ControllerManagerConfig | None = None,
         ca_file: str | None = None,
         freeze_after_sync: bool = False,
+        token_source: str | None = None,
     ):
         self.server_url = server_url
         # Whether to call gc.freeze once the caches are filled. Only a process that runs nothing
@@ -214,6 +227,8 @@ class ControllerManager:
         self.ready_file = ready_file
         self.health_interval = health_interval
         self.token = token
+        # Where the token came from, such as "--token-file /etc/skyshift/cm.token", for error messages.
+        self.token_source = token_source
         # CA bundle that verifies an https API server's certificate; None trusts the system's CAs.
         self.ca_file = ca_file
         self.config = config or ControllerManagerConfig()
@@ -225,21 +240,21 @@ class ControllerManager:
         self._stopping.set()
 
     async def _wait_for_api(self, client: AsyncSkyShiftClient) -> bool:
-        """Poll /readyz with exponential backoff until it returns 200; return False if stopped first."""
+        """Probe with exponential backoff until the API server is ready and accepts this process's
+        token; return False if stopped first."""
         delay = INITIAL_RETRY_DELAY
         attempts = 0
-        last_log = float("-inf")
+        logged_cause: str | None = None
         while not self._stopping.is_set():
             attempts += 1
-            if await client.is_ready():
+            problem = await self._probe(client)
+            if problem is None:
                 logger.info("API server at %s is ready after %d attempt(s)", self.server_url, attempts)
                 return True
-            if time.monotonic() - last_log >= WAITING_LOG_INTERVAL:
-                logger.warning(
-                    "API server at %s is not ready (attempt %d); retrying with backoff up to %g s",
-                    self.server_url, attempts, MAX_RETRY_DELAY,
-                )  # fmt: skip
-                last_log = time.monotonic()
+            cause = problem.message
+            if attempts == 1 or attempts % WAITING_LOG_EVERY == 0 or cause != logged_cause:
+                self._log_problem(problem, f"attempt {attempts}; retrying with backoff up to {MAX_RETRY_DELAY:g} s")
+                logged_cause = cause
             # asyncio.timeout keeps a cancellation that arrives with the stop, which wait_for drops on 3.11.
             try:
                 async with asyncio.timeout(delay):
@@ -248,6 +263,47 @@ class ControllerManager:
                 pass
             delay = min(delay * RETRY_FACTOR, MAX_RETRY_DELAY)
         return False
+
+    async def _probe(self, client: AsyncSkyShiftClient) -> SkyShiftError | None:
+        """Return None when /readyz returns 200 and the API server accepts this process's token, else the error.
+
+        /readyz needs no token, so the token is checked with `GET /api/v1/whoami`, which every
+        authenticated user may call.
+        """
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT):
+                await client.check_ready()
+                await client.call("GET", "/api/v1/whoami")
+        except TimeoutError:
+            return UnavailableError(f"the API server did not respond within {PROBE_TIMEOUT:g} s")
+        except SkyShiftError as error:
+            return error
+        return None
+
+    def _log_problem(self, problem: SkyShiftError, next_step: str) -> None:
+        """Log why this process is not ready: an error for a rejected token, a warning otherwise."""
+        if not isinstance(problem, UnauthorizedError):
+            logger.warning("API server at %s is not ready (%s): %s", self.server_url, next_step, problem.message)
+            return
+        user = _token_user(self.token) or CONTROLLER_MANAGER_USER
+        # The server's 401 messages read "reason; advice for people", and advice such as "log in again
+        # with: skyshift login" does not fit a process that runs with a service token, so only the reason is kept.
+        reason = problem.message.partition("; ")[0]
+        if self.token is None:
+            logger.error(
+                "API server at %s rejects this controller manager with 401 because it sends no token (%s): %s. "
+                "Create a service token with 'skyshift token create --user %s', save it in a file and restart "
+                "with --token-file FILE. Not reporting ready until the token is accepted",
+                self.server_url, next_step, reason, user,
+            )  # fmt: skip
+            return
+        logger.error(
+            "API server at %s rejects this controller manager's token from %s with 401 (%s): %s. A rejected token "
+            "will not become valid again, so create a new service token with 'skyshift token create --user %s', "
+            "write it to the file that --token-file reads and restart the controller manager. Not reporting "
+            "ready until the token is accepted",
+            self.server_url, self.token_source or "--token", next_step, reason, user,
+        )  # fmt: skip
 
     def _write_ready_file(self) -> None:
         if self.ready_file is None:
@@ -294,32 +350,26 @@ class ControllerManager:
             logger.info("Controller manager stopped")
 
     async def _check_health(self, client: AsyncSkyShiftClient) -> None:
-        """Probe /readyz every `health_interval` seconds, keeping the ready file only while the API server is ready.
+        """Probe every `health_interval` seconds, keeping the ready file only while the API server is
+        ready and accepts this process's token.
 
         `skyshift status` reads the ready file, so it shows the manager "not ready" while the API
-        server or its etcd is unreachable, and "ready" again once both respond.
+        server or its etcd is unreachable or the token is rejected, and "ready" again once both respond.
         """
         ready = True
         while True:
             await asyncio.sleep(self.health_interval)
-            try:
-                async with asyncio.timeout(PROBE_TIMEOUT):
-                    healthy = await client.is_ready()
-            except TimeoutError:
-                healthy = False
-            if healthy == ready:
+            problem = await self._probe(client)
+            if (problem is None) == ready:
                 continue
-            ready = healthy
+            ready = problem is None
             if ready:
                 self._write_ready_file()
                 logger.info("API server at %s is ready again", self.server_url)
             else:
                 if self.ready_file is not None:
                     self.ready_file.unlink(missing_ok=True)
-                logger.warning(
-                    "API server at %s is not ready; this controller manager reports not ready until it is ready again",
-                    self.server_url,
-                )
+                self._log_problem(problem, "this controller manager reports not ready until it is ready again")
 
     async def _lead(self, elector: LeaderElector) -> None:
         """Run every controller until cancelled; every write is fenced by the lease."""
@@ -365,6 +415,57 @@ class ControllerManager:
                 gc.unfreeze()
 
 
+def metrics_app(registry: CollectorRegistry = REGISTRY) -> Callable:
+    """Return a WSGI app that serves the registry's metrics at /metrics and 404 at every other path,
+    so an HTTP probe pointed at a wrong path fails rather than passing."""
+    serve_metrics = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != METRICS_PATH:
+            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+            return [f"404 Not Found: this listener serves only {METRICS_PATH}\n".encode()]
+        return serve_metrics(environ, start_response)
+
+    return app
+
+
+class _MetricsServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietRequestHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Log nothing: Prometheus scrapes every few seconds, and wsgiref would print each to stderr."""
+
+
+def start_metrics_server(port: int, host: str = METRICS_HOST) -> WSGIServer:
+    """Serve Prometheus metrics at http://HOST:PORT/metrics from a daemon thread and return the server.
+
+    Raises OSError when the port cannot be bound, such as EADDRINUSE when another process listens on it.
+    """
+    server = make_server(host, port, metrics_app(), server_class=_MetricsServer, handler_class=_QuietRequestHandler)
+    threading.Thread(target=server.serve_forever, name=f"metrics-{port}", daemon=True).start()
+    return server
+
+
+def metrics_port_message(port: int, error: OSError) -> str:
+    """Return the one-line error for a --metrics-port that cannot be bound."""
+    where = f"cannot serve metrics on {METRICS_HOST}:{port} (--metrics-port {port})"
+    if error.errno == errno.EADDRINUSE:
+        return (
+            f"{where}: the port is already in use by another process; "
+            "pass another --metrics-port or stop that process"
+        )
+    return f"{where}: {error.strerror or error}; pass another --metrics-port"
+
+
+def _token_user(token: str | None) -> str | None:
+    """Return the user that a token names (tokens read `sks_<user>.<id>.<secret>`), or None."""
+    if token is None or not token.startswith("sks_"):
+        return None
+    return token.removeprefix("sks_").partition(".")[0] or None
+
+
 # Thresholds of Python's garbage collector in the controller manager. The informer caches keep
 # about 23 tracked objects per placed Job (counted with gc.get_objects), and every collection of
 # the oldest generation walks all of them. With the default thresholds (700, 10, 10), benchmarks/scheduler.py measured 2 to 3 s of
@@ -396,8 +497,13 @@ def run_controller_manager(
     token: str | None = None,
     metrics_port: int | None = None,
     ca_file: str | None = None,
+    token_source: str | None = None,
 ) -> None:
-    """Run a ControllerManager in the foreground until SIGTERM or SIGINT; exit 1 on a configuration error."""
+    """Run a ControllerManager in the foreground until SIGTERM or SIGINT.
+
+    Exits with status 1 and one `Error:` line on a configuration error or when the metrics port
+    cannot be bound.
+    """
     try:
         # Checking the profiles here too puts the file's name into a profile error.
         config = check_config(config_path) if config_path is not None else ControllerManagerConfig()
@@ -405,13 +511,14 @@ def run_controller_manager(
         raise SystemExit(f"Error: {error}") from error
     manager = ControllerManager(
         server_url, ready_file=ready_file, health_interval=health_interval, config=config, token=token, ca_file=ca_file,
-        freeze_after_sync=True,
+        freeze_after_sync=True, token_source=token_source,
     )
     if metrics_port is not None:
-        from prometheus_client import start_http_server
-
-        start_http_server(metrics_port, addr="127.0.0.1")
-        logger.info("Serving metrics on http://127.0.0.1:%d/metrics", metrics_port)
+        try:
+            start_metrics_server(metrics_port)
+        except OSError as error:
+            raise SystemExit(f"Error: {metrics_port_message(metrics_port, error)}") from error
+        logger.info("Serving metrics on http://%s:%d/metrics", METRICS_HOST, metrics_port)
 
     gc.set_threshold(*GC_THRESHOLDS)
 

@@ -214,3 +214,32 @@ def test_rejected_token_names_client_config(cli, config_path: Path):
     assert result.exit_code == 1
     assert "the bearer token is not valid" in result.output
     assert f"(client configuration: {config_path}; set SKYSHIFT_CONFIG or --token to use another)" in result.output
+
+
+def test_set_password_reports_service_tokens(cli, api, anonymous_api, root):
+    service_token = create_user(api, "sam", ("viewer",))
+    set_password(api, "sam", "sam password")
+    session = anonymous_api.post("/api/v1/login", json={"username": "sam", "password": "sam password"})
+    assert session.status_code == 200, session.text
+    cli("login", "--username", root, "--password-stdin", input="root password\n")
+
+    result = cli("user", "set-password", "sam", "--password-stdin", input="new sam password\n")
+
+    assert result.exit_code == 0, result.output
+    assert "1 other session token(s) revoked" in result.output
+    assert "1 service token(s) remain valid" in result.output
+    assert "skyshift token list --user sam" in result.output
+    assert "skyshift token revoke ID --user sam" in result.output
+    # The policy is unchanged: the service token still works, the session token does not.
+    assert cli("--token", service_token, "whoami").exit_code == 0
+    assert cli("--token", session.json()["token"], "whoami").exit_code == 1
+
+
+def test_set_password_without_service_tokens(cli, api, root):
+    api.post("/api/v1/users", json={"kind": "User", "metadata": {"name": "tokenless"}})
+    cli("login", "--username", root, "--password-stdin", input="root password\n")
+
+    result = cli("user", "set-password", "tokenless", "--password-stdin", input="tokenless password\n")
+
+    assert result.exit_code == 0, result.output
+    assert "the user has no valid service tokens" in result.output

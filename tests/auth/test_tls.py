@@ -6,24 +6,36 @@ second setup, with TLS and etcd's user/password authentication, all on loopback 
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
+import logging
 import shutil
+import socket
+import ssl
 import subprocess
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
+from auth_helpers import bearer, create_user, set_password
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from typer.testing import CliRunner
 
 from skyshift_core.api.app import ApiSettings
 from skyshift_core.api.server import ServerThread
 from skyshift_core.auth.bootstrap import bootstrap_admin_token
+from skyshift_core.cli.config import ClientConfig
+from skyshift_core.cli.main import app
 from skyshift_core.client import AsyncSkyShiftClient, SkyShiftClient
+from skyshift_core.controllers.manager import ControllerManager
 from skyshift_core.errors import ServerUnreachableError, SkyShiftError, UnavailableError
 from skyshift_core.local.processes import free_port, reap, stop_process, wait_for_port
 from skyshift_core.objects import Namespace
@@ -43,6 +55,9 @@ class Pki:
     client_cert: Path
     client_key: Path
     other_ca: Path
+    # A server certificate, signed by `ca`, that names only the host other.example.
+    other_host_cert: Path
+    other_host_key: Path
 
 
 def _key() -> ec.EllipticCurvePrivateKey:
@@ -93,10 +108,11 @@ def _ca(name: str):
     return key, cert
 
 
-def _leaf(ca_key, ca_cert, common_name: str, usage) -> tuple:
+def _leaf(ca_key, ca_cert, common_name: str, usage, names: list | None = None) -> tuple:
     key = _key()
     now = datetime.datetime.now(datetime.timezone.utc)
-    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    if names is None:
+        names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
@@ -119,6 +135,9 @@ def pki(tmp_path_factory) -> Pki:
     server_key, server_cert = _leaf(ca_key, ca_cert, "127.0.0.1", ExtendedKeyUsageOID.SERVER_AUTH)
     client_key, client_cert = _leaf(ca_key, ca_cert, "skyshift-api", ExtendedKeyUsageOID.CLIENT_AUTH)
     _, other_cert = _ca("unrelated CA")
+    other_host_key, other_host_cert = _leaf(
+        ca_key, ca_cert, "other.example", ExtendedKeyUsageOID.SERVER_AUTH, names=[x509.DNSName("other.example")]
+    )
     return Pki(
         ca=_write_cert(directory / "ca.pem", ca_cert),
         server_cert=_write_cert(directory / "server.pem", server_cert),
@@ -126,6 +145,8 @@ def pki(tmp_path_factory) -> Pki:
         client_cert=_write_cert(directory / "client.pem", client_cert),
         client_key=_write_key(directory / "client-key.pem", client_key),
         other_ca=_write_cert(directory / "other-ca.pem", other_cert),
+        other_host_cert=_write_cert(directory / "other-host.pem", other_host_cert),
+        other_host_key=_write_key(directory / "other-host-key.pem", other_host_key),
     )
 
 
@@ -295,3 +316,250 @@ def test_https_api_refuses_plain_http(https_api):
 
     with pytest.raises(httpx.HTTPError):
         httpx.get(url.replace("https://", "http://") + "/healthz", timeout=5)
+
+
+def run_api_server(*arguments: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run `skyshift api-server` on a free port with `arguments`; each case here makes it exit."""
+    import sys
+
+    command = [sys.executable, "-m", "skyshift_core.cli.main", "api-server", "--port", str(free_port()), *arguments]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
+def test_api_server_exits_on_untrusted_etcd(mtls_etcd, pki):
+    result = run_api_server(
+        "--etcd", mtls_etcd.endpoint, "--etcd-cafile", str(pki.other_ca),
+        "--etcd-certfile", str(pki.client_cert), "--etcd-keyfile", str(pki.client_key),
+    )  # fmt: skip
+
+    assert result.returncode == 1, result.stderr
+    assert f"the TLS connection to etcd at {mtls_etcd.endpoint} failed" in result.stderr
+    assert "Check --etcd-cafile" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_api_server_exits_without_etcd_client_certificate(mtls_etcd, pki):
+    result = run_api_server("--etcd", mtls_etcd.endpoint, "--etcd-cafile", str(pki.ca))
+
+    assert result.returncode == 1, result.stderr
+    assert "--etcd-certfile with --etcd-keyfile" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_api_server_names_missing_tls_cert(etcd_server, pki, tmp_path):
+    missing = tmp_path / "absent.pem"
+
+    result = run_api_server("--etcd", etcd_server.endpoint, "--tls-cert", str(missing), "--tls-key", str(pki.server_key))
+
+    assert result.returncode == 1
+    assert f"cannot read the --tls-cert file {str(missing)!r}: no such file" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_api_server_rejects_key_of_other_certificate(etcd_server, pki):
+    result = run_api_server(
+        "--etcd", etcd_server.endpoint, "--tls-cert", str(pki.server_cert), "--tls-key", str(pki.client_key)
+    )
+
+    assert result.returncode == 1
+    assert "the key must belong to the certificate" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# ---- client errors when TLS fails -----------------------------------------------------------
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty HOME and no SkyShift variables, so only the options and config a test gives apply; returns HOME."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("SKYSHIFT_CONFIG", "SKYSHIFT_SERVER", "SKYSHIFT_TOKEN", "SKYSHIFT_CA_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
+def test_cli_untrusted_certificate_hint(https_api, pki, cli_env):
+    url, token = https_api
+
+    result = CliRunner().invoke(
+        app, ["--server", url, "--token", token, "--certificate-authority", str(pki.other_ca), "get", "jobs"]
+    )
+
+    assert result.exit_code == 1
+    assert f"cannot verify the TLS certificate of the API server at {url} against the CA file {pki.other_ca}" in (
+        result.stderr
+    )
+    assert "CERTIFICATE_VERIFY_FAILED" in result.stderr
+    assert "pass --certificate-authority FILE" in result.stderr
+    assert "CA file from --certificate-authority" in result.stderr
+    assert "skyshift up" not in result.stderr
+
+
+def test_cli_system_cas_hint(https_api, cli_env):
+    url, token = https_api
+
+    result = CliRunner().invoke(app, ["--server", url, "--token", token, "get", "jobs"])
+
+    assert result.exit_code == 1
+    assert "against the system's trusted CAs" in result.stderr
+    assert "pass --certificate-authority FILE" in result.stderr
+
+
+def test_cli_context_ca_named(https_api, pki, cli_env, monkeypatch: pytest.MonkeyPatch):
+    url, token = https_api
+    config = ClientConfig(cli_env / "config.yaml")
+    config.set_context("tls", url, user="admin", token=token, certificate_authority=str(pki.other_ca))
+    config.save()
+    monkeypatch.setenv("SKYSHIFT_CONFIG", str(config.path))
+
+    result = CliRunner().invoke(app, ["get", "jobs"])
+
+    assert result.exit_code == 1
+    assert f"CA file from context 'tls' in {config.path}" in result.stderr
+
+
+@pytest.fixture
+def wrong_host_tls(pki):
+    """A TLS listener on loopback whose certificate, signed by the test CA, names only other.example."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki.other_host_cert, pki.other_host_key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stopping = threading.Event()
+
+    def serve() -> None:
+        while not stopping.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            connection.settimeout(5)
+            with connection:
+                try:
+                    with context.wrap_socket(connection, server_side=True):
+                        pass
+                except OSError:
+                    pass  # The client rejects the certificate during the handshake.
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{listener.getsockname()[1]}"
+    stopping.set()
+    thread.join(5)
+    listener.close()
+
+
+def test_cli_certificate_for_other_host(wrong_host_tls: str, pki, cli_env):
+    options = ["--server", wrong_host_tls, "--token", "sks_a.00.x", "--certificate-authority", str(pki.ca)]
+
+    result = CliRunner().invoke(app, [*options, "get", "jobs"])
+
+    assert result.exit_code == 1
+    assert "mismatch" in result.stderr
+    assert "the certificate does not name 127.0.0.1" in result.stderr
+    assert "pass --certificate-authority FILE" not in result.stderr
+
+
+def test_cli_http_to_tls_port_suggests_https(https_api, cli_env):
+    url, token = https_api
+    plain = url.replace("https://", "http://")
+
+    result = CliRunner().invoke(app, ["--server", plain, "--token", token, "get", "jobs"])
+
+    assert result.exit_code == 1
+    assert f"the server at {plain} closed the connection without sending a response" in result.stderr
+    assert f"use {url} instead" in result.stderr
+    assert "skyshift up" not in result.stderr
+
+
+async def test_async_client_http_to_tls_port(https_api):
+    url, token = https_api
+    plain = url.replace("https://", "http://")
+
+    async with AsyncSkyShiftClient(plain, token=token, timeout=5) as client:
+        with pytest.raises(ServerUnreachableError) as raised:
+            await client.list("jobs")
+
+    assert f"use {url} instead" in raised.value.message
+
+
+async def test_async_client_untrusted_certificate(https_api, pki):
+    url, token = https_api
+
+    async with AsyncSkyShiftClient(url, token=token, ca_file=str(pki.other_ca), timeout=5) as client:
+        with pytest.raises(ServerUnreachableError) as raised:
+            await client.list("jobs")
+
+    assert f"cannot verify the TLS certificate of the API server at {url}" in raised.value.message
+    assert "pass --certificate-authority FILE" in raised.value.message
+
+
+# ---- the CA path in the client config -------------------------------------------------------
+
+
+@pytest.fixture
+def https_admin(https_api, pki) -> Iterator[httpx.Client]:
+    url, token = https_api
+    verify = ssl.create_default_context(cafile=str(pki.ca))
+    with httpx.Client(base_url=url, verify=verify, headers=bearer(token), timeout=30) as client:
+        yield client
+
+
+@pytest.mark.parametrize("global_option", [False, True], ids=["login-option", "global-option"])
+def test_login_stores_absolute_ca_path(
+    https_api, https_admin, pki, cli_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, global_option: bool
+):
+    url, _ = https_api
+    create_user(https_admin, "root", ("admin",))
+    set_password(https_admin, "root", "root password")
+    monkeypatch.chdir(pki.ca.parent.parent)
+    ca_option = ["--certificate-authority", f"{pki.ca.parent.name}/{pki.ca.name}"]
+    login_args = ["login", "--username", "root", "--password-stdin"]
+    args = [*ca_option, *login_args] if global_option else [*login_args, *ca_option]
+
+    login = CliRunner().invoke(app, ["--server", url, *args], input="root password\n")
+    monkeypatch.chdir(tmp_path)
+    whoami = CliRunner().invoke(app, ["whoami"])
+
+    assert login.exit_code == 0, login.output
+    stored = yaml.safe_load((cli_env / ".skyshift" / "config.yaml").read_text())["contexts"][0]
+    assert stored["certificate_authority"] == str(pki.ca)
+    assert whoami.exit_code == 0, whoami.output
+    assert "User:    root" in whoami.output
+
+
+def test_invite_command_names_ca(https_api, pki, cli_env):
+    url, token = https_api
+
+    options = ["--server", url, "--token", token, "--certificate-authority", str(pki.ca)]
+
+    result = CliRunner().invoke(app, [*options, "invite", "create", "--role", "viewer"])
+
+    assert result.exit_code == 0, result.output
+    assert f"The new user runs: skyshift --server {url} --certificate-authority {pki.ca} register --invite ski_" in (
+        result.output
+    )
+    assert f"Give the new user a copy of the CA file {pki.ca}" in result.output
+
+
+# ---- the controller manager -----------------------------------------------------------------
+
+
+async def test_controller_manager_logs_tls_cause(https_api, pki, caplog: pytest.LogCaptureFixture):
+    url, token = https_api
+    caplog.set_level(logging.WARNING, logger="skyshift_core.controllers.manager")
+    manager = ControllerManager(url, token=token, ca_file=str(pki.other_ca))
+    task = asyncio.create_task(manager.run())
+    try:
+        deadline = asyncio.get_running_loop().time() + 15
+        while "is not ready (attempt 1;" not in caplog.text and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+    finally:
+        manager.stop()
+        await asyncio.wait_for(task, timeout=10)
+
+    (first,) = [record.getMessage() for record in caplog.records if "(attempt 1;" in record.getMessage()]
+    assert "CERTIFICATE_VERIFY_FAILED" in first
+    assert f"against the CA file {pki.other_ca}" in first
