@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cli_helpers import isolated_env  # noqa: F401
 import yaml
 from auth_helpers import bearer, create_user, set_password
 from cryptography import x509
@@ -369,18 +370,7 @@ def test_api_server_rejects_key_of_other_certificate(etcd_server, pki):
 # ---- client errors when TLS fails -----------------------------------------------------------
 
 
-@pytest.fixture
-def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty HOME and no SkyShift variables, so only the options and config a test gives apply; returns HOME."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    for name in ("SKYSHIFT_CONFIG", "SKYSHIFT_SERVER", "SKYSHIFT_TOKEN", "SKYSHIFT_CA_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    return home
-
-
-def test_cli_untrusted_certificate_hint(https_api, pki, cli_env):
+def test_cli_untrusted_certificate_hint(https_api, pki, isolated_env):
     url, token = https_api
 
     result = CliRunner().invoke(
@@ -397,7 +387,7 @@ def test_cli_untrusted_certificate_hint(https_api, pki, cli_env):
     assert "skyshift up" not in result.stderr
 
 
-def test_cli_system_cas_hint(https_api, cli_env):
+def test_cli_system_cas_hint(https_api, isolated_env):
     url, token = https_api
 
     result = CliRunner().invoke(app, ["--server", url, "--token", token, "get", "jobs"])
@@ -407,9 +397,9 @@ def test_cli_system_cas_hint(https_api, cli_env):
     assert "pass --certificate-authority FILE" in result.stderr
 
 
-def test_cli_context_ca_named(https_api, pki, cli_env, monkeypatch: pytest.MonkeyPatch):
+def test_cli_context_ca_named(https_api, pki, isolated_env, monkeypatch: pytest.MonkeyPatch):
     url, token = https_api
-    config = ClientConfig(cli_env / "config.yaml")
+    config = ClientConfig(isolated_env / "config.yaml")
     config.set_context("tls", url, user="admin", token=token, certificate_authority=str(pki.other_ca))
     config.save()
     monkeypatch.setenv("SKYSHIFT_CONFIG", str(config.path))
@@ -451,7 +441,7 @@ def wrong_host_tls(pki):
     listener.close()
 
 
-def test_cli_certificate_for_other_host(wrong_host_tls: str, pki, cli_env):
+def test_cli_certificate_for_other_host(wrong_host_tls: str, pki, isolated_env):
     options = ["--server", wrong_host_tls, "--token", "sks_a.00.x", "--certificate-authority", str(pki.ca)]
 
     result = CliRunner().invoke(app, [*options, "get", "jobs"])
@@ -462,7 +452,7 @@ def test_cli_certificate_for_other_host(wrong_host_tls: str, pki, cli_env):
     assert "pass --certificate-authority FILE" not in result.stderr
 
 
-def test_cli_http_to_tls_port_suggests_https(https_api, cli_env):
+def test_cli_http_to_tls_port_suggests_https(https_api, isolated_env):
     url, token = https_api
     plain = url.replace("https://", "http://")
 
@@ -509,7 +499,7 @@ def https_admin(https_api, pki) -> Iterator[httpx.Client]:
 
 @pytest.mark.parametrize("global_option", [False, True], ids=["login-option", "global-option"])
 def test_login_stores_absolute_ca_path(
-    https_api, https_admin, pki, cli_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, global_option: bool
+    https_api, https_admin, pki, isolated_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, global_option: bool
 ):
     url, _ = https_api
     create_user(https_admin, "root", ("admin",))
@@ -524,13 +514,13 @@ def test_login_stores_absolute_ca_path(
     whoami = CliRunner().invoke(app, ["whoami"])
 
     assert login.exit_code == 0, login.output
-    stored = yaml.safe_load((cli_env / ".skyshift" / "config.yaml").read_text())["contexts"][0]
+    stored = yaml.safe_load((isolated_env / ".skyshift" / "config.yaml").read_text())["contexts"][0]
     assert stored["certificate_authority"] == str(pki.ca)
     assert whoami.exit_code == 0, whoami.output
     assert "User:    root" in whoami.output
 
 
-def test_invite_command_names_ca(https_api, pki, cli_env):
+def test_invite_command_names_ca(https_api, pki, isolated_env):
     url, token = https_api
 
     options = ["--server", url, "--token", token, "--certificate-authority", str(pki.ca)]
