@@ -84,3 +84,13 @@ async def wait_until_scheduler_sees(client, labels: dict[str, str], timeout: flo
         return False
 
     await wait_for(gone, timeout)
+
+
+async def attach_simulated_clusters(client, *names: str, timeout: float = 20.0) -> None:
+    """Create simulated clusters labelled `site=<name>` and wait until the scheduler counts each
+    as ready (see `wait_until_scheduler_sees`), so that the next Job may go to any of them."""
+    for name in names:
+        await client.create(simulated_cluster(name, labels={"site": name}))
+    await wait_for_ready_clusters(client, len(names), timeout)
+    for name in names:
+        await wait_until_scheduler_sees(client, {"site": name}, timeout)

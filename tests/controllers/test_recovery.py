@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from skyshift_core.testing.controlplane import (
+    attach_simulated_clusters,
     simulated_cluster,
     wait_for,
     wait_for_ready_clusters,
-    wait_until_scheduler_sees,
 )
 
 
@@ -20,12 +20,9 @@ async def test_lost_cluster_replicas_move_and_stale_copies_are_deleted(client, c
     from skyshift_simulated import registered_cluster
 
     control_plane(grace_period=1.0)
-    await client.create(simulated_cluster("a", labels={"site": "a"}))
-    await client.create(simulated_cluster("b", labels={"site": "b"}))
-    await wait_for_ready_clusters(client, 2)
-    # So that spread places one replica on each: without it, about one run in 50 placed both on a.
-    await wait_until_scheduler_sees(client, {"site": "a"})
-    await wait_until_scheduler_sees(client, {"site": "b"})
+    # Seen by the scheduler, so that spread places one replica on each: without that wait, about
+    # one run in 50 placed both on a.
+    await attach_simulated_clusters(client, "a", "b")
     await client.create({"kind": "Job", "metadata": {"name": "svc"}, "spec": {"replicas": 2, "run": "serve", "restart_policy": "Always"}})
 
     async def running_on_both():

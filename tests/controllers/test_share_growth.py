@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from skyshift_core.testing.controlplane import (
+    attach_simulated_clusters,
     simulated_cluster,
     wait_for,
     wait_for_ready_clusters,
-    wait_until_scheduler_sees,
 )
 
 SERVE = {"kind": "Job", "metadata": {"name": "serve"}, "spec": {"run": "serve", "restart_policy": "Always"}}
@@ -50,12 +50,9 @@ async def test_moved_replica_spares_healthy_share(client, control_plane):
     from skyshift_simulated import registered_cluster
 
     control_plane(grace_period=1.0)
-    await client.create(simulated_cluster("a", labels={"site": "a"}))
-    await client.create(simulated_cluster("b", labels={"site": "b"}))
-    await wait_for_ready_clusters(client, 2)
-    # So that the spread below puts one replica on each cluster.
-    await wait_until_scheduler_sees(client, {"site": "a"})
-    await wait_until_scheduler_sees(client, {"site": "b"})
+    # Seen by the scheduler, so that spread places one replica on each: without that wait, about
+    # one run in 50 placed both on a.
+    await attach_simulated_clusters(client, "a", "b")
     await client.create({**SERVE, "spec": {**SERVE["spec"], "replicas": 2}})
     await running(client, {"a": 1, "b": 1}, 2)
     (key_on_a,) = registered_cluster("a").statuses()
