@@ -19,6 +19,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+LEASES_PATH = "/api/v1/leases/"
 
 
 def outcome_of(code: int) -> str:
@@ -33,8 +34,19 @@ def outcome_of(code: int) -> str:
     return "allowed"
 
 
-def should_record(method: str, code: int) -> bool:
-    """Mutating requests are always recorded; reads only when they were denied."""
+def should_record(method: str, code: int, path: str = "") -> bool:
+    """Mutating requests are recorded, reads only when they were denied.
+
+    Routine leader-election traffic is left out: a holder renews its lease every few seconds, and
+    a standby's attempts to acquire a held lease get 409. Without that, each controller manager
+    would add thousands of entries a day. Acquisitions, releases and failed renewals, which
+    change or lose leadership, are recorded.
+    """
+    if path.startswith(LEASES_PATH) and code < 500:
+        if path.endswith("/renew") and code < 400:
+            return False
+        if path.endswith("/acquire") and code == 409:
+            return False
     return method in MUTATING_METHODS or code in (401, 403, 429)
 
 

@@ -44,7 +44,7 @@ class AuthMiddleware:
 
         def record() -> None:
             nonlocal recorded
-            if not recorded and should_record(method, code):
+            if not recorded and should_record(method, code, scope["path"]):
                 auth.audit.write(_entry(scope, state, method, code, started))
             recorded = True
 

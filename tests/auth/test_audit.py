@@ -76,3 +76,18 @@ def test_audit_log_mode_0600(api, audit_log_path):
     api.post("/api/v1/namespaces", json={"kind": "Namespace", "metadata": {"name": "audited"}})
 
     assert audit_log_path.stat().st_mode & 0o777 == 0o600
+
+
+def test_lease_routine_left_out(api, audit_log_path):
+    """Renewals and refused acquisitions would flood the log; leadership changes are kept."""
+    base = "/api/v1/leases/audit-test"
+    acquired = api.post(f"{base}/acquire", json={"holder": "one", "ttl_seconds": 30})
+    renewed = api.post(f"{base}/renew", json={"holder": "one"})
+    refused = api.post(f"{base}/acquire", json={"holder": "two", "ttl_seconds": 30})
+    lost = api.post(f"{base}/renew", json={"holder": "two"})
+    released = api.post(f"{base}/release", json={"holder": "one"})
+
+    recorded = [(entry["path"].rsplit("/", 1)[1], entry["code"]) for entry in entries(audit_log_path) if entry["path"].startswith(base)]
+
+    assert (acquired.status_code, renewed.status_code, refused.status_code) == (200, 200, 409)
+    assert recorded == [("acquire", 200), ("renew", lost.status_code), ("release", released.status_code)]
