@@ -269,7 +269,8 @@ def test_metrics_port_in_use_one_line(tmp_path: Path):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
-        f"Error: cannot serve metrics on 127.0.0.1:{port} (--metrics-port {port}): the port is already in use "
+        f"Error: cannot serve metrics on 127.0.0.1:{port} (--metrics-host 127.0.0.1 --metrics-port {port}): "
+        "the port is already in use "
         "by another process; pass another --metrics-port or stop that process"
     ]
 
@@ -279,3 +280,20 @@ def test_manager_user_matches_bootstrap():
     from skyshift_core.auth.rbac import CONTROLLER_MANAGER_USER
 
     assert manager_module.CONTROLLER_MANAGER_USER == CONTROLLER_MANAGER_USER
+
+
+def test_metrics_host_option_binds_that_address():
+    """--metrics-host lets a Prometheus on another machine scrape; here it binds loopback explicitly."""
+    import urllib.request
+
+    port = free_port()
+    server = manager_module.start_metrics_server(port, "127.0.0.1")
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            body = response.read().decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert server.server_address[0] == "127.0.0.1"
+    assert "# HELP python_info" in body

@@ -380,9 +380,16 @@ def controller_manager(
             "--metrics-port",
             min=1,
             max=65535,
-            help="Serve Prometheus metrics at http://127.0.0.1:PORT/metrics (off by default).",
+            help="Serve Prometheus metrics at http://HOST:PORT/metrics, HOST from --metrics-host (off by default).",
         ),
     ] = None,
+    metrics_host: Annotated[
+        str,
+        typer.Option(
+            "--metrics-host",
+            help="Address the metrics listener binds, such as 0.0.0.0 for a Prometheus on another machine.",
+        ),
+    ] = "127.0.0.1",
     token_file: Annotated[
         Path | None,
         typer.Option(
@@ -410,6 +417,7 @@ def controller_manager(
         health_interval=health_interval,
         config_path=config,
         metrics_port=metrics_port,
+        metrics_host=metrics_host,
         token=token,
         ca_file=ca_file or connection.ca_file,
         token_source=token_source,

@@ -28,7 +28,6 @@ from prometheus_client import REGISTRY, CollectorRegistry, make_wsgi_app
 
 from skyshift_core import manifest_yaml
 from skyshift_core.client import AsyncSkyShiftClient
-from skyshift_core.auth.rbac import CONTROLLER_MANAGER_USER
 from skyshift_core.controllers.jobstatus import JobStatusReconciler
 from skyshift_core.controllers.scheduler import DEFAULT_GRACE_PERIOD, SchedulerReconciler
 from skyshift_core.controllers.skylet import DEFAULT_FAST_POLL_INTERVAL, DEFAULT_FAST_POLL_WINDOW, DEFAULT_POLL_INTERVAL
@@ -52,7 +51,11 @@ MAX_RETRY_DELAY = 5.0
 # and later logs come about every 50 s (plus the time the failed probes take).
 WAITING_LOG_EVERY = 10
 PROBE_TIMEOUT = 5.0
-# The metrics listener (--metrics-port) binds this address only and serves this path only.
+# The user that `skyshift up` and `skyshift bootstrap` create for the controller manager, as
+# skyshift_core.auth.rbac names it; that module imports the etcd client, which this process does not need.
+CONTROLLER_MANAGER_USER = "skyshift-controller-manager"
+# The metrics listener (--metrics-port) binds this address unless --metrics-host says otherwise,
+# and serves this path only.
 METRICS_HOST = "127.0.0.1"
 METRICS_PATH = "/metrics"
 LEASE_NAME = "controller-manager"
@@ -448,9 +451,9 @@ def start_metrics_server(port: int, host: str = METRICS_HOST) -> WSGIServer:
     return server
 
 
-def metrics_port_message(port: int, error: OSError) -> str:
+def metrics_port_message(port: int, error: OSError, host: str = METRICS_HOST) -> str:
     """Return the one-line error for a --metrics-port that cannot be bound."""
-    where = f"cannot serve metrics on {METRICS_HOST}:{port} (--metrics-port {port})"
+    where = f"cannot serve metrics on {host}:{port} (--metrics-host {host} --metrics-port {port})"
     if error.errno == errno.EADDRINUSE:
         return (
             f"{where}: the port is already in use by another process; "
@@ -498,6 +501,7 @@ def run_controller_manager(
     metrics_port: int | None = None,
     ca_file: str | None = None,
     token_source: str | None = None,
+    metrics_host: str = METRICS_HOST,
 ) -> None:
     """Run a ControllerManager in the foreground until SIGTERM or SIGINT.
 
@@ -515,10 +519,10 @@ def run_controller_manager(
     )
     if metrics_port is not None:
         try:
-            start_metrics_server(metrics_port)
+            start_metrics_server(metrics_port, metrics_host)
         except OSError as error:
-            raise SystemExit(f"Error: {metrics_port_message(metrics_port, error)}") from error
-        logger.info("Serving metrics on http://%s:%d/metrics", METRICS_HOST, metrics_port)
+            raise SystemExit(f"Error: {metrics_port_message(metrics_port, error, metrics_host)}") from error
+        logger.info("Serving metrics on http://%s:%d/metrics", metrics_host, metrics_port)
 
     gc.set_threshold(*GC_THRESHOLDS)
 
