@@ -290,3 +290,19 @@ def test_job_row_counts_started_replicas():
 
     assert row["REPLICAS"] == "2/4"
     assert row["CLUSTERS"] == "a:2,b:2"
+
+
+def test_backend_setting_at_spec_level_points_to_backend():
+    with pytest.raises(ValueError) as caught:
+        Job.model_validate({"kind": "Job", "metadata": {"name": "x"}, "spec": {"time_limit": "10:00"}})
+
+    assert "unknown field 'time_limit'" in str(caught.value)
+    assert "go under spec.backend.<manager>, for example spec.backend.slurm.time_limit" in str(caught.value)
+
+
+def test_close_misspelling_gets_no_backend_hint():
+    with pytest.raises(ValueError) as caught:
+        Job.model_validate({"kind": "Job", "metadata": {"name": "x"}, "spec": {"replica": 2}})
+
+    assert "did you mean 'replicas'?" in str(caught.value)
+    assert "spec.backend" not in str(caught.value)

@@ -38,6 +38,8 @@ class SkyModel(BaseModel):
 
     # Cache of each class's accepted input keys and the field each one names, filled on first validation.
     _spellings_cache: ClassVar[dict[type, dict[str, str]]] = {}
+    # Added to the error for an unknown field that is close to no valid one: where it may belong.
+    unknown_field_hint: ClassVar[str] = ""
 
     @classmethod
     def spellings(cls) -> dict[str, str]:
@@ -72,7 +74,8 @@ class SkyModel(BaseModel):
         if unknown:
             names = sorted(cls.model_fields)
             problems = [f"unknown field '{key}'{suggest(str(key), names)}" for key in unknown]
-            raise ValueError("; ".join(problems) + f"; valid fields: {', '.join(names)}")
+            hint = cls.unknown_field_hint if any(not suggest(str(key), names) for key in unknown) else ""
+            raise ValueError("; ".join(problems) + f"; valid fields: {', '.join(names)}" + (f"; {hint}" if hint else ""))
         fields = [spellings[key] for key in data]
         if len(set(fields)) < len(fields):
             spellings_by_field: dict[str, list[str]] = {}

@@ -89,6 +89,11 @@ class Volume(SkyModel):
 
 
 class JobSpec(SkyModel):
+    unknown_field_hint: ClassVar[str] = (
+        "settings of one cluster manager, such as a Slurm partition or time limit, go under "
+        "spec.backend.<manager>, for example spec.backend.slurm.time_limit"
+    )
+
     image: str = DEFAULT_IMAGE
     run: str = ""
     envs: dict[str, str] = Field(default_factory=dict, validation_alias=AliasChoices("envs", "env"))
