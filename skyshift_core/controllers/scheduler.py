@@ -161,10 +161,7 @@ class SchedulerReconciler:
             if decision.placement is None:
                 reason = "SchedulerError" if decision.error else "Unschedulable"
                 clusters = self.cache.clusters()
-                deleted = {
-                    name for name in lost
-                    if name not in clusters or clusters[name].metadata.deletion_timestamp is not None
-                }  # fmt: skip
+                deleted = {name for name in lost if name not in clusters}
                 await self._write_unscheduled(job, reason, decision.message, decision, drop=deleted)
                 DECISION_SECONDS.labels("unschedulable").observe(time.perf_counter() - started)
                 return Result(requeue_after=RETRY_UNSCHEDULABLE_AFTER)
@@ -214,9 +211,12 @@ class SchedulerReconciler:
         now = time.time()
         for name in placement:
             cluster = clusters.get(name)
-            if cluster is None or cluster.metadata.deletion_timestamp is not None:
-                lost.add(name)  # A deleted Cluster gets no grace period: its work is being stopped.
+            if cluster is None:
+                lost.add(name)
                 continue
+            # A Cluster being deleted keeps its replicas until the skylet has stopped them and the
+            # Cluster is gone (within a second when the backend responds). Moving them earlier could
+            # run them twice, when the backend cannot be reached to stop them.
             if cluster.status.phase is ClusterPhase.READY:
                 continue
             since = _unready_since(cluster)

@@ -464,3 +464,12 @@ def test_busy_whole_cpu_node_reason():
     decision = schedule(profile(), job(cpus=0.5), [cluster("a", whole_cpu_node("a1", 2, free=0.5))], [])
 
     assert decision.message == "0/1 clusters available: 1 insufficient cpus."
+
+
+def test_shortfall_names_replicas_still_to_place():
+    """When some replicas are kept where they run, the message counts only those still to place."""
+    decision = schedule(profile(), job(replicas=3, cpus=2), [cluster("a", node("a1", 2))], [], replicas=2)
+
+    assert decision.message.startswith(
+        "1/1 clusters fit the job, but together they hold only 1 of the 2 replicas still to place now"
+    )
