@@ -58,3 +58,16 @@ def test_logs_cluster_error_exits_1(cli, client: SkyShiftClient):
     assert result.exit_code == 1
     assert "[replica 0 on sim-ok] replica 0 on sim-ok: started on" in result.stdout
     assert result.stderr.startswith("Error reading logs from cluster sim-down:")
+
+
+def test_logs_of_deleted_cluster_named(cli, client: SkyShiftClient):
+    """A Cluster deleted after the Job ran: its replicas are named, the others' output still comes."""
+    job = place_job(client)
+    submit_to_reachable_cluster(job)
+    client.delete("Cluster", "sim-down")
+
+    result = cli("logs", "mixed")
+
+    assert result.exit_code == 1
+    assert "[replica 0 on sim-ok] replica 0 on sim-ok: started on" in result.stdout
+    assert "cluster sim-down no longer exists, so the output of replicas [1] cannot be read" in result.stderr

@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from skyshift_core.api.resources import json_response, query, query_bool, query_int
 from skyshift_core.auth.service import authorize
 from skyshift_core.cluster_manager import SUBMIT_REJECTED, ClusterManager, ClusterManagerError, ConfigError
-from skyshift_core.errors import BadRequestError, InvalidError, PluginError
+from skyshift_core.errors import BadRequestError, InvalidError, NotFoundError, PluginError
 from skyshift_core.objects import Cluster, ClusterShare, Job
 from skyshift_core.plugins import load_driver
 from skyshift_core.store import Store
@@ -115,9 +115,22 @@ async def job_logs(request: Request, namespace: str, name: str) -> Response:
         raise BadRequestError(f"{where}Job {namespace}/{name} is not placed on any cluster yet; see: skyshift explain job {name}")
 
     managers = []
+    gone: set[str] = set()
     try:
         for cluster, key in sources:
-            managers.append((cluster, key, await _manager_for(store, cluster)))
+            if cluster in gone:
+                continue
+            try:
+                managers.append((cluster, key, await _manager_for(store, cluster)))
+            except NotFoundError:
+                # The other clusters' output still comes; this one's is named as unreachable.
+                gone.add(cluster)
+                indices = sorted(job.status.clusters[cluster].replica_indices)
+                rejections.append({
+                    "cluster": cluster,
+                    "error": f"cluster {cluster} no longer exists, so the output of replicas {indices} "
+                    "cannot be read through SkyShift",
+                })  # fmt: skip
     except PluginError as error:
         raise BadRequestError(f"cannot read logs: {error.message}") from error
     return StreamingResponse(_merge(managers, rejections, replica, follow, tail), media_type="application/x-ndjson")
