@@ -48,10 +48,12 @@ MANIFEST
 done
 
 wait_until() {
-    # wait_until SECONDS DESCRIPTION COMMAND...: run COMMAND every second until it succeeds.
+    # wait_until SECONDS DESCRIPTION COMMAND...: run COMMAND about every second until it succeeds
+    # or SECONDS have passed (bash's SECONDS counts the time, whatever each try takes).
     local limit=$1 description=$2
     shift 2
-    for ((second = 0; second < limit; second++)); do
+    local deadline=$((SECONDS + limit))
+    while ((SECONDS < deadline)); do
         if "$@"; then
             return 0
         fi
@@ -75,9 +77,11 @@ echo "==> Applying the example Jobs in examples/"
 "$SKYSHIFT" apply -f examples/hello-job.yaml
 "$SKYSHIFT" apply -f examples/primes-job.yaml
 
+EXAMPLE_JOBS=(hello primes)
 jobs_finished() {
+    # Only the example Jobs count: other Jobs of the namespace may run for as long as they like.
     local table
-    table=$("$SKYSHIFT" get jobs)
+    table=$("$SKYSHIFT" get jobs "${EXAMPLE_JOBS[@]}")
     echo "$table" | tail -n +2 | sed 's/^/    /'
     ! echo "$table" | tail -n +2 | grep -qE ' (Pending|Running) '
 }
@@ -85,8 +89,8 @@ echo "==> Waiting for the Jobs to finish"
 wait_until 180 "the example Jobs to finish" jobs_finished
 
 echo
-echo "==> skyshift get jobs"
-"$SKYSHIFT" get jobs
+echo "==> skyshift get jobs ${EXAMPLE_JOBS[*]}"
+"$SKYSHIFT" get jobs "${EXAMPLE_JOBS[@]}"
 echo
 echo "==> skyshift logs hello"
 "$SKYSHIFT" logs hello
@@ -94,7 +98,7 @@ echo
 echo "==> skyshift logs primes --tail 3"
 "$SKYSHIFT" logs primes --tail 3
 echo
-if "$SKYSHIFT" get jobs | tail -n +2 | grep -q ' Failed '; then
+if "$SKYSHIFT" get jobs "${EXAMPLE_JOBS[@]}" | tail -n +2 | grep -q ' Failed '; then
     echo "A Job failed; see: $SKYSHIFT describe job NAME" >&2
     exit 1
 fi
