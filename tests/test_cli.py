@@ -609,3 +609,11 @@ def test_apply_without_typo_prints_no_warning(cli):
 
     assert result.exit_code == 0, result.output
     assert "Warning" not in result.stderr
+
+
+def test_get_no_headers(cli, two_namespaces):
+    result = cli("get", "jobs", "--no-headers")
+
+    lines = result.stdout.splitlines()
+    assert result.exit_code == 0, result.output
+    assert [line.split()[0] for line in lines] == ["serve", "train"]

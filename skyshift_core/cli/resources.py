@@ -236,9 +236,17 @@ def create_namespace(
 class _Printer:
     """Prints objects for `get` in the chosen output format, once or event by event while watching."""
 
-    def __init__(self, model: type[Object], output: str | None, namespace_column: bool, kind_in_name: bool = False):
+    def __init__(
+        self,
+        model: type[Object],
+        output: str | None,
+        namespace_column: bool,
+        kind_in_name: bool = False,
+        headers: bool = True,
+    ):
         self.model = model
         self.output = output
+        self.headers = headers
         self.namespace_column = namespace_column
         # With several kinds in one get, the NAME column shows `job.skyshift/NAME`, as kubectl does.
         self.kind_in_name = kind_in_name
@@ -269,7 +277,7 @@ class _Printer:
                 }
             typer.echo(to_yaml(data).rstrip("\n") if self.output == "yaml" else json.dumps(data, indent=2))
         else:
-            typer.echo(self.table.render([self.row(item) for item in items]))
+            typer.echo(self.table.render([self.row(item) for item in items], header=self.headers))
         self.printed += len(items)
 
     def print_event(self, item: dict[str, Any]) -> None:
@@ -284,7 +292,7 @@ class _Printer:
             row = self.row(item)
             self.table.widen([row])
             # The header goes out once, before the first row of a watch that started with nothing.
-            typer.echo(self.table.render([row], header=self.printed == 0))
+            typer.echo(self.table.render([row], header=self.headers and self.printed == 0))
         self.printed += 1
 
 
@@ -366,6 +374,9 @@ def get(
         float | None,
         typer.Option("--watch-timeout", help="Stop watching after this many seconds. Default: until interrupted."),
     ] = None,
+    no_headers: Annotated[
+        bool, typer.Option("--no-headers", help="Print tables without their header line, as kubectl does.")
+    ] = False,
     server: ServerOption = None,
 ) -> None:
     """Show objects of one or more kinds as tables (one per kind), or as YAML, JSON or names."""
@@ -384,9 +395,11 @@ def get(
 
     with client_for(ctx, server) as client:
         if watch:
-            missing = _get_and_watch(client, targets[0], namespace, all_namespaces, selectors, output, watch_timeout)
+            missing = _get_and_watch(
+                client, targets[0], namespace, all_namespaces, selectors, output, watch_timeout, not no_headers
+            )
         else:
-            missing = _get_once(client, targets, namespace, all_namespaces, selectors, output)
+            missing = _get_once(client, targets, namespace, all_namespaces, selectors, output, not no_headers)
     if missing:
         raise typer.Exit(1)
 
@@ -425,6 +438,7 @@ def _get_once(
     all_namespaces: bool,
     selectors: Selectors,
     output: str | None,
+    headers: bool = True,
 ) -> int:
     """Print the objects of every target; return how many named objects were not found."""
     several = len(targets) > 1
@@ -446,7 +460,7 @@ def _get_once(
             )  # fmt: skip
             items = listing["items"]
             resource_version = listing["metadata"]["resource_version"]
-        printer = _Printer(model, output, namespace_column=across, kind_in_name=several)
+        printer = _Printer(model, output, namespace_column=across, kind_in_name=several, headers=headers)
         printed.append((printer, items, resource_version))
 
     found = [(printer, items, version) for printer, items, version in printed if items]
@@ -480,12 +494,13 @@ def _get_and_watch(
     selectors: Selectors,
     output: str | None,
     watch_timeout: float | None,
+    headers: bool = True,
 ) -> int:
     """List one kind, print it, then print every change; return how many named objects were not found."""
     model, names = target.model, target.names
     target_namespace = _target_namespace(model, namespace)
     across = all_namespaces and model.namespaced
-    printer = _Printer(model, output, namespace_column=across)
+    printer = _Printer(model, output, namespace_column=across, headers=headers)
     request: dict[str, Any] = {
         "kind": model, "namespace": target_namespace, "all_namespaces": across,
         "label_selector": selectors.labels, "field_selector": selectors.fields,
