@@ -13,6 +13,7 @@ from typing import Callable
 
 from skyshift_core.client import AsyncSkyShiftClient
 from skyshift_core.cluster_manager import ClusterManager, ConfigError
+from skyshift_core.controllers.events import single_line
 from skyshift_core.controllers.skylet import DEFAULT_FAST_POLL_INTERVAL, DEFAULT_FAST_POLL_WINDOW, DEFAULT_POLL_INTERVAL, Skylet
 from skyshift_core.errors import ConflictError, NotFoundError, PluginError, SkyShiftError
 from skyshift_core.objects import Cluster, ClusterPhase, Condition, Job, Service, set_condition
@@ -26,6 +27,8 @@ MANAGER_GROUP = "skyshift.cluster_managers"
 CLEANUP_FINALIZER = "skyshift.io/cluster-cleanup"
 # Seconds between attempts to stop the work of a deleted Cluster whose backend fails.
 CLEANUP_RETRY_MAX = 30.0
+# Characters of a backend's error kept in the CleanupFailed condition; the log has all of it.
+MAX_REASON_LENGTH = 200
 
 
 class SkyletManager:
@@ -210,10 +213,15 @@ class SkyletManager:
                     return
                 except Exception as error:  # The backend may be unreachable for a while.
                     logger.warning("Deleted cluster %s: stopping its work failed, retrying in %.1f s: %s", name, delay, error)
+                    # A backend's error may quote a whole command line, which would make the
+                    # Conditions table of `skyshift describe` hundreds of columns wide.
+                    reason = single_line(str(error))
+                    if len(reason) > MAX_REASON_LENGTH:
+                        reason = reason[: MAX_REASON_LENGTH - 3] + "..."
                     await self._mark_error(
                         name,
                         "CleanupFailed",
-                        f"the Cluster is being deleted, but stopping its work failed: {error}. SkyShift keeps "
+                        f"the Cluster is being deleted, but stopping its work failed: {reason}. SkyShift keeps "
                         f"trying; to remove the Cluster without stopping its work, remove the finalizer: "
                         f"skyshift patch cluster {name} -p '{{\"metadata\": {{\"finalizers\": null}}}}'",
                     )
