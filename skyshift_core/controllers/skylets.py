@@ -13,7 +13,7 @@ from typing import Callable
 
 from skyshift_core.client import AsyncSkyShiftClient
 from skyshift_core.cluster_manager import ClusterManager, ConfigError
-from skyshift_core.controllers.events import single_line
+from skyshift_core.controllers.events import record_event, single_line
 from skyshift_core.controllers.skylet import DEFAULT_FAST_POLL_INTERVAL, DEFAULT_FAST_POLL_WINDOW, DEFAULT_POLL_INTERVAL, Skylet
 from skyshift_core.errors import ConflictError, NotFoundError, PluginError, SkyShiftError
 from skyshift_core.objects import Cluster, ClusterPhase, Condition, Job, Service, set_condition
@@ -210,6 +210,7 @@ class SkyletManager:
                         await manager.delete(key)
                     if keys:
                         logger.info("Deleted cluster %s: stopped work %s", name, ", ".join(keys))
+                        await self._record_stopped(name, keys)
                     return
                 except Exception as error:  # The backend may be unreachable for a while.
                     logger.warning("Deleted cluster %s: stopping its work failed, retrying in %.1f s: %s", name, delay, error)
@@ -233,6 +234,21 @@ class SkyletManager:
                     await manager.stop()
                 except Exception as error:
                     logger.warning("Deleted cluster %s: stopping the cluster manager failed: %s", name, error)
+
+    async def _record_stopped(self, cluster: str, keys: list[str]) -> None:
+        """Record on each Job whose work was stopped on a deleted Cluster which replicas stopped."""
+        jobs = {job.metadata.uid: job for job in self.jobs.list()}
+        for key in keys:
+            uid, _, generation = key.rpartition("-")
+            job = jobs.get(uid)
+            if job is None:
+                continue  # The Job itself was deleted: its work went with the Cluster.
+            share = job.status.clusters.get(cluster)
+            units = share.work_units() if share is not None else []
+            indices = next((unit.replica_indices for unit in units if str(unit.generation) == generation), None)
+            what = f"replicas {indices}" if indices else f"work {key}"
+            message = f"stopped {what} on cluster {cluster}, which is being deleted"
+            await record_event(self.client, job, "Normal", "ReplicasStopped", message, f"skylet/{cluster}")
 
     def _cluster_deleted(self, cluster: Cluster) -> None:
         name = cluster.metadata.name

@@ -75,6 +75,10 @@ async def test_delete_stops_work_and_job_waits(client, control_plane):
 
     status = await wait_for(waiting)
     assert status["clusters"] == {}
+    events = (await client.list("Event", "default"))["items"]
+    stopped = [event for event in events if event["reason"] == "ReplicasStopped"]
+    assert [event["message"] for event in stopped] == ["stopped replicas [0] on cluster a, which is being deleted"]
+    assert stopped[0]["involved_object"]["name"] == "long"
     scheduled = {condition["type"]: condition for condition in status["conditions"]}["Scheduled"]
     assert scheduled["status"] == "False"
 
