@@ -52,7 +52,7 @@ async def _manager_for(store: Store, cluster_name: str) -> ClusterManager:
         manager = manager_class(cluster_name, config)
     except ConfigError as error:
         raise InvalidError(f"cluster {cluster_name!r} has an invalid config: {error}") from error
-    except Exception as error:  # A bug in the plugin: name it rather than answer with a bare 500.
+    except Exception as error:  # A bug in the plugin: name it rather than respond with a bare 500.
         logger.exception("Cluster manager plugin %r failed for cluster %s", cluster.spec.manager, cluster_name)
         raise PluginError(
             f"cluster manager plugin {cluster.spec.manager!r} failed while loading cluster {cluster_name!r}: "
@@ -115,16 +115,16 @@ async def job_logs(request: Request, namespace: str, name: str) -> Response:
         raise BadRequestError(f"{where}Job {namespace}/{name} is not placed on any cluster yet; see: skyshift explain job {name}")
 
     managers = []
-    gone: set[str] = set()
+    deleted_clusters: set[str] = set()
     try:
         for cluster, key in sources:
-            if cluster in gone:
+            if cluster in deleted_clusters:
                 continue
             try:
                 managers.append((cluster, key, await _manager_for(store, cluster)))
             except NotFoundError:
                 # The other clusters' output still comes; this one's is named as unreachable.
-                gone.add(cluster)
+                deleted_clusters.add(cluster)
                 indices = sorted(job.status.clusters[cluster].replica_indices)
                 rejections.append({
                     "cluster": cluster,

@@ -432,7 +432,7 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
             model, namespace_of(request), name, resource_version, fence=fence_from_request(request)
         )
         object_written(request, model, name)
-        # An object with finalizers stays until they are removed; 202 says so, as in Kubernetes.
+        # An object with finalizers stays until they are removed, so the response is 202, as in Kubernetes.
         return object_response(deleted, status_code=202 if deleted.metadata.finalizers else 200)
 
     # Every endpoint takes the request and its path parameters only, so `SkyShiftApi` may call it

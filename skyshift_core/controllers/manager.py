@@ -52,9 +52,10 @@ MAX_RETRY_DELAY = 5.0
 WAITING_LOG_EVERY = 10
 PROBE_TIMEOUT = 5.0
 # The user that `skyshift up` and `skyshift bootstrap` create for the controller manager, as
-# skyshift_core.auth.rbac names it; that module imports the etcd client, which this process does not need.
+# skyshift_core.auth.rbac names it. It is not imported from there, because that module imports
+# the etcd client, which this process does not need.
 CONTROLLER_MANAGER_USER = "skyshift-controller-manager"
-# The metrics listener (--metrics-port) binds this address unless --metrics-host says otherwise,
+# The metrics listener (--metrics-port) binds this address unless --metrics-host sets another,
 # and serves this path only.
 METRICS_HOST = "127.0.0.1"
 METRICS_PATH = "/metrics"

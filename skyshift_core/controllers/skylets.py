@@ -246,8 +246,8 @@ class SkyletManager:
             share = job.status.clusters.get(cluster)
             units = share.work_units() if share is not None else []
             indices = next((unit.replica_indices for unit in units if str(unit.generation) == generation), None)
-            what = f"replicas {indices}" if indices else f"work {key}"
-            message = f"stopped {what} on cluster {cluster}, which is being deleted"
+            stopped = f"replicas {indices}" if indices else f"work {key}"
+            message = f"stopped {stopped} on cluster {cluster}, which is being deleted"
             await record_event(self.client, job, "Normal", "ReplicasStopped", message, f"skylet/{cluster}")
 
     def _cluster_deleted(self, cluster: Cluster) -> None:

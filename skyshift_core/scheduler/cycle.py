@@ -191,16 +191,16 @@ def schedule(
     if placed < replicas:
         # All or nothing: a partial placement is no placement.
         capacity = sum(candidate.fit_count for candidate in candidates)
-        # Replicas kept where they run are not placed again, so say which replicas are meant.
-        wanted = f"{replicas} replicas" if replicas == job.spec.replicas else f"the {replicas} replicas still to place"
+        # Replicas kept where they run are not placed again, so the message names the replicas it counts.
+        counted = f"{replicas} replicas" if replicas == job.spec.replicas else f"the {replicas} replicas still to place"
         if capacity < replicas:
             message = (
                 f"{len(feasible)}/{len(clusters)} clusters fit the job, but together they hold only "
-                f"{capacity} of {wanted} now"
+                f"{capacity} of {counted} now"
             )
         else:
             message = (
-                f"the {profile.divider.name} policy placed only {placed} of {wanted} on the "
+                f"the {profile.divider.name} policy placed only {placed} of {counted} on the "
                 f"{len(feasible)} clusters that fit"
             )
         filtered = summarize(len(clusters), verdicts).partition(": ")[2]

@@ -35,8 +35,8 @@ def assign_shares(
         units = share.work_units()
         while count < sum(len(unit.replica_indices) for unit in units):
             units = units[:-1]
-        held = [index for unit in units for index in unit.replica_indices]
-        if units and not any(index >= replicas or index in used for index in held):
+        kept_indices = [index for unit in units for index in unit.replica_indices]
+        if units and not any(index >= replicas or index in used for index in kept_indices):
             kept_units[cluster] = units
             used |= {index for unit in units for index in unit.replica_indices}
     free = [index for index in range(replicas) if index not in used]
@@ -48,8 +48,8 @@ def assign_shares(
         count = placement[cluster]
         units = kept_units.get(cluster)
         if units is not None:
-            held = [index for unit in units for index in unit.replica_indices]
-            added, free = free[: count - len(held)], free[count - len(held) :]
+            kept_indices = [index for unit in units for index in unit.replica_indices]
+            added, free = free[: count - len(kept_indices)], free[count - len(kept_indices) :]
             if added:
                 units = [*units, ShareUnit(generation=generation, replica_indices=added)]
             shares[cluster] = _grown_or_shrunk(old[cluster], units, generation)

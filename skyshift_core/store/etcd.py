@@ -317,7 +317,7 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
             reason = failure.details() if isinstance(failure, grpc.aio.AioRpcError) else str(failure)
             if loop.time() + delay > give_up_at:
                 endpoints = ", ".join(f"{host}:{port}" for host, port in self.endpoints)
-                raise UnavailableError(f"etcd at {endpoints} did not answer within {self.deadline:g} s: {reason}") from failure
+                raise UnavailableError(f"etcd at {endpoints} did not respond within {self.deadline:g} s: {reason}") from failure
             logger.warning("etcd request failed, retrying in %.2f s: %s", delay, reason)
             if client is not None:
                 await self._rotate(client)
@@ -644,7 +644,7 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
     async def _mark_deleted(self, current: Object, kv, fenced: list) -> Object | None:
         """Set the deletion_timestamp of an object that has finalizers, and return it.
 
-        An object already marked is returned unchanged, as Kubernetes answers a second delete.
+        An object already marked is returned unchanged, as Kubernetes returns it for a second delete.
         Returns None when the object changed since `kv` was read.
         """
         if current.metadata.deletion_timestamp is not None:
@@ -758,7 +758,7 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
     def _key_range(
         self, model: type[Object], namespace: str | None, field_selector: tuple[FieldRequirement, ...]
     ) -> tuple[bytes, bytes]:
-        """The first key and the range end that a list or watch reads.
+        """Return the first key and the range end that a list or watch reads.
 
         An equality on `metadata.namespace` narrows a read across namespaces to that namespace. An
         equality on `metadata.name` narrows a read within one namespace, or of a cluster-scoped

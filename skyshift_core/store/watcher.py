@@ -8,8 +8,8 @@ etcd 3.4 and later take a client-assigned `watch_id` in the create request and r
 response, so this watcher keys every waiting create by that id. A watch created for a request that
 timed out is cancelled.
 
-NOTE: this relies on the internals of aetcd 1.x's `Watcher` (its lock, request queue, callbacks
-and stream handling); check it again when the aetcd pin changes.
+NOTE: this relies on the internals of aetcd 1.x's `Watcher`: its lock, request queue, callbacks
+and stream handling. Check it again when the aetcd pin changes.
 """
 
 from __future__ import annotations

@@ -55,7 +55,8 @@ def node_resources(records: Iterable[NodeRecord]) -> dict[str, NodeResources]:
     Allocatable is what is free now: CPUs neither allocated nor otherwise unusable, RealMemory
     minus AllocMem, and each GPU type's count minus its used count. Slurm does not account for
     --tmp, so disk is the node's TmpDisk in both. A replica gets whole CPUs (`--cpus-per-task` is
-    at least 1), so the scheduler is told to round CPU requests up to whole ones.
+    at least 1), so the nodes report a CPU allocation unit of 1, and the scheduler rounds CPU
+    requests up to whole ones.
     """
     nodes = {}
     for record in records:
