@@ -1,4 +1,8 @@
-"""KeyedWatcher against a real etcd: each watch gets etcd's response to its own create request."""
+"""KeyedWatcher: each watch gets etcd's response to its own create request, and a watcher shuts down even when its stream fails.
+
+The tests run against a real etcd, except the shutdown race, which needs a stream that fails at
+the moment it is cancelled.
+"""
 
 from __future__ import annotations
 
@@ -71,3 +75,81 @@ async def test_compacted_start_revision_raises(etcd_client, etcd_root):
 
     with pytest.raises(aetcd.exceptions.RevisionCompactedError):
         await first_key(watch)
+
+
+class StreamFailingOnCancel:
+    """A watch stub whose stream raises an error when it is cancelled, as gRPC's stream does when it
+    fails at that moment (seen while etcd restarts)."""
+
+    def __init__(self):
+        self.streaming = asyncio.Event()
+
+    def Watch(self, requests, metadata=None):
+        async def responses():
+            self.streaming.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                raise RuntimeError("Stream removed") from None
+            yield  # An async generator that never yields a response.
+
+        return responses()
+
+
+async def test_shutdown_with_failing_stream_returns():
+    stub = StreamFailingOnCancel()
+    watcher = KeyedWatcher(stub, timeout=5)
+    await watcher.setup()
+    await asyncio.wait_for(stub.streaming.wait(), 5)
+
+    # aetcd's own handler then waits for the lock that `shutdown` holds while it waits for the
+    # handler. asyncio.wait, unlike wait_for, does not cancel `shutdown` on timeout, which would
+    # cancel the handler again and so break the deadlock.
+    shutdown = asyncio.ensure_future(watcher.shutdown())
+    try:
+        done, _ = await asyncio.wait({shutdown}, timeout=5)
+        assert shutdown in done, "shutdown waited for the stream handler, and the handler for shutdown"
+        assert watcher._request_handler is None
+    finally:
+        shutdown.cancel()
+        await asyncio.gather(shutdown, return_exceptions=True)
+
+
+@pytest.fixture
+def own_etcd(tmp_path):
+    """An etcd of this test's own, which the test stops and starts again."""
+    from skyshift_core.local.etcd import EtcdProcess
+
+    etcd = EtcdProcess(data_dir=tmp_path / "data").start()
+    yield etcd
+    etcd.stop()
+
+
+async def test_watches_keep_kind_across_etcd_restart(own_etcd):
+    """Watches resumed after etcd restarts deliver their own kind only, and every later change."""
+    from skyshift_core.objects import Cluster, Job
+    from skyshift_core.store.etcd import Store
+
+    store = Store([own_etcd.endpoint], deadline=30)
+    try:
+        start = await store.ping()
+        watches = {model: store.watch(model, None, resource_version=start) for model in (Job, Cluster)}
+        # Each watch subscribes on its first read, so start the reads before etcd goes away.
+        reads = {model: asyncio.ensure_future(anext(watch)) for model, watch in watches.items()}
+        await asyncio.sleep(0.5)
+        own_etcd.stop()
+        await asyncio.sleep(1.0)
+        own_etcd.start()
+        await asyncio.wait_for(
+            store.create(Cluster.model_validate({"metadata": {"name": "c1"}, "spec": {"manager": "slurm"}})), 40
+        )
+        await asyncio.wait_for(store.create(Job.model_validate({"metadata": {"name": "j1"}})), 40)
+
+        for model, read in reads.items():
+            event = await asyncio.wait_for(read, 30)
+            assert isinstance(event.object, model)
+            assert event.type == "ADDED"
+        for watch in watches.values():
+            await watch.aclose()
+    finally:
+        await store.close()

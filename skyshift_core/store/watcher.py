@@ -8,6 +8,10 @@ etcd 3.4 and later take a client-assigned `watch_id` in the create request and r
 response, so this watcher keys every waiting create by that id. A watch created for a request that
 timed out is cancelled.
 
+It also avoids a deadlock in aetcd's stream handler. When the client closes at the moment its
+stream fails, the handler and `shutdown` wait for each other, and every watch and request that
+needs the client then hangs (see `_handle_request`). This happened after etcd restarts.
+
 NOTE: this relies on the internals of aetcd 1.x's `Watcher`: its lock, request queue, callbacks
 and stream handling. Check it again when the aetcd pin changes.
 """
@@ -115,6 +119,21 @@ class KeyedWatcher(Watcher):
         for event in response.events:
             previous = event.prev_kv if watcher_callback.prev_kv else None
             await self._process_callback(watcher_callback, rtypes.Event(event.type, event.kv, previous))
+
+    async def _handle_request(self, metadata) -> None:
+        try:
+            async for response in self._watchstub.Watch(self._iter_request(), metadata=metadata):
+                if response is None:
+                    break
+                await self._handle_response(response)
+        except Exception as error:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # `shutdown` cancelled this task and waits for it while it holds the handler lock.
+                # When the stream fails at that moment, gRPC raises its error instead of the
+                # cancellation, and aetcd's handler would then wait for that lock forever.
+                raise asyncio.CancelledError() from error
+            await self._terminate_stream(error)
 
     async def _terminate_stream(self, error) -> None:
         async with self._lock:
