@@ -345,8 +345,12 @@ def bootstrap_command(
     config.save()
     if result.created_roles:
         typer.echo(f"Created the built-in Roles {', '.join(result.created_roles)}")
-    typer.echo(f"Wrote {output_dir / 'controller-manager.token'} and {config.path}")
-    typer.echo(f"Start controller managers with: skyshift controller-manager --server {server} --token-file FILE")
+    token_file = output_dir / "controller-manager.token"
+    typer.echo(f"Wrote {token_file} and {config.path}")
+    command = f"skyshift controller-manager --server {server} --token-file {token_file}"
+    if ca is not None:
+        command += f" --certificate-authority {ca}"
+    typer.echo(f"Start controller managers with: {command}")
 
 
 def controller_manager(

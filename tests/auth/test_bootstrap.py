@@ -126,6 +126,7 @@ def test_bootstrap_command_writes_private_files(etcd_server, etcd_root, api_serv
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Created user admin" in result.stdout
+    assert f"--token-file {output / 'controller-manager.token'}" in result.stdout
     for name in ("admin.password", "controller-manager.token", "config.yaml"):
         assert mode(output / name) == 0o600, name
     env = {**os.environ, "SKYSHIFT_CONFIG": str(output / "config.yaml")}
@@ -137,6 +138,24 @@ def test_bootstrap_command_writes_private_files(etcd_server, etcd_root, api_serv
     token = (output / "controller-manager.token").read_text().strip()
     identity = httpx.get(f"{api_server}/api/v1/whoami", headers=bearer(token)).json()
     assert identity["user"] == CONTROLLER_MANAGER_USER
+
+
+def test_bootstrap_prints_controller_manager_command(etcd_server, etcd_root, api_server, tmp_path: Path):
+    output = tmp_path / "credentials"
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not read by bootstrap\n")
+
+    result = skyshift(
+        "bootstrap", "--etcd", etcd_server.endpoint, "--etcd-prefix", etcd_root, "--output-dir", str(output),
+        "--server", api_server, "--certificate-authority", str(ca),
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    expected = (
+        f"skyshift controller-manager --server {api_server} --token-file {output / 'controller-manager.token'} "
+        f"--certificate-authority {ca}"
+    )
+    assert expected in result.stdout
 
 
 @pytest.mark.slow
