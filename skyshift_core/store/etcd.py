@@ -533,12 +533,7 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
                     if removed is not None:
                         merged.metadata.resource_version = str(removed)
                         return merged
-                    refreshed = await self.recheck_fence(fence, fenced, retried=retried)
-                    if refreshed is not None:
-                        fenced, retried = refreshed, True
-                    elif precondition is not None:
-                        latest = await self._get_raw(model, namespace, name)
-                        raise ConflictError(self._conflict_message(model, namespace, name, precondition, latest.mod_revision))
+                    fenced, retried = await self._next_delete_attempt(fence, fenced, retried, model, namespace, name, precondition)
                     cached = None
                     continue
             value = self._encode(merged)
@@ -633,13 +628,24 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
                 if removed is not None:
                     current.metadata.resource_version = str(removed)
                     return current
-            refreshed = await self.recheck_fence(fence, fenced, retried=retried)
-            if refreshed is not None:
-                fenced, retried = refreshed, True
-                continue
-            if precondition is not None:
-                latest = await self._get_raw(model, namespace, name)
-                raise ConflictError(self._conflict_message(model, namespace, name, precondition, latest.mod_revision))
+            fenced, retried = await self._next_delete_attempt(fence, fenced, retried, model, namespace, name, precondition)
+
+    async def _next_delete_attempt(
+        self, fence: Fence | None, fenced: list, retried: bool, model: type[Object], namespace: str | None, name: str,
+        precondition: int | None,
+    ) -> tuple[list, bool]:
+        """Return the fence compares and retried flag for the next attempt of a delete whose transaction failed.
+
+        Raises ConflictError when the delete had a resource_version precondition, because the object
+        has changed since then, and what `recheck_fence` raises when the fence's holder changed.
+        """
+        refreshed = await self.recheck_fence(fence, fenced, retried=retried)
+        if refreshed is not None:
+            return refreshed, True
+        if precondition is not None:
+            latest = await self._get_raw(model, namespace, name)
+            raise ConflictError(self._conflict_message(model, namespace, name, precondition, latest.mod_revision))
+        return fenced, retried
 
     async def _mark_deleted(self, current: Object, kv, fenced: list) -> Object | None:
         """Set the deletion_timestamp of an object that has finalizers, and return it.
