@@ -154,10 +154,28 @@ class ResourcesFit(FilterPlugin):
         for accelerator, count in request.accelerators.items():
             if not any(node.capacity.accelerators.get(accelerator, 0) for node in cluster.nodes):
                 # Waiting cannot help, so the reason does not read like a temporary shortage.
-                reasons.append(f"no {accelerator} accelerators")
+                reasons.append(f"no {accelerator} accelerators{_other_spelling(accelerator, cluster)}")
             elif all(node.allocatable.accelerators.get(accelerator, 0) < count for node in cluster.nodes):
                 reasons.append(f"insufficient {accelerator}")
         return tuple(reasons) or ("no single node has all requested resources",)
+
+
+def _other_spelling(accelerator: str, cluster: ClusterInfo) -> str:
+    """Name the cluster's accelerator types that differ from `accelerator` only in letter case.
+
+    Types match exactly, because backends use them as they are (the Kubernetes plugin selects
+    nodes by a label value), so `a100` never matches `A100` and the reason says why."""
+    others = sorted(
+        {
+            name
+            for node in cluster.nodes
+            for name, count in node.capacity.accelerators.items()
+            if count and name != accelerator and name.lower() == accelerator.lower()
+        }
+    )
+    if not others:
+        return ""
+    return f", only {', '.join(others)} (accelerator types are case-sensitive)"
 
 
 def _amount(label: str, value: float) -> str:

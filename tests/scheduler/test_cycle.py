@@ -98,6 +98,21 @@ def test_missing_accelerator_type_named():
     assert decision.message == "0/2 clusters available: 1 insufficient V100, 1 no V100 accelerators."
 
 
+def test_accelerator_type_in_other_case_named():
+    with_a100 = ResourceList(cpus=8, memory=4096, gpus=2, accelerators={"A100": 2})
+    clusters = [cluster("a", NodeInfo("a1", with_a100, with_a100))]
+    lower_case_job = Job.model_validate(
+        {"kind": "Job", "metadata": {"name": "j", "namespace": "default"}, "spec": {"resources": {"a100": 1}}}
+    )
+
+    decision = schedule(profile(), lower_case_job, clusters, [])
+
+    assert decision.placement is None
+    assert decision.message == (
+        "0/1 clusters available: 1 no a100 accelerators, only A100 (accelerator types are case-sensitive)."
+    )
+
+
 def test_replica_must_fit_on_one_node():
     # Two nodes of 2 CPUs each hold 4 CPUs in total, but a 3-CPU replica fits on neither.
     decision = schedule(profile(), job(cpus=3), [cluster("a", node("a1", 2), node("a2", 2))], [])
