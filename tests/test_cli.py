@@ -452,6 +452,18 @@ def test_describe_shows_memory_with_unit(cli, client: SkyShiftClient):
     assert "disk: 1536Mi" in result.stdout
 
 
+def test_describe_leaves_out_zero_requests(cli, client: SkyShiftClient):
+    resources = {"cpus": 1, "memory": "512Mi"}
+    client.create({"kind": "Job", "metadata": {"name": "no-disk"}, "spec": {"run": "x", "resources": resources}})
+
+    result = cli("describe", "job", "no-disk")
+
+    assert result.exit_code == 0, result.output
+    assert "memory: 512Mi" in result.stdout
+    assert "disk:" not in result.stdout
+    assert "gpus:" not in result.stdout
+
+
 def test_describe_missing(cli):
     result = cli("describe", "job", "nope")
 

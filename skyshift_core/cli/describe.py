@@ -34,7 +34,10 @@ def _mebibytes(amount: float) -> str:
 
 
 def _with_units(value: Any) -> Any:
-    """Show `memory` and `disk` amounts under any `resources`, `capacity` or `allocatable` as `512Mi`."""
+    """Show `memory` and `disk` amounts under any `resources`, `capacity` or `allocatable` as `512Mi`.
+
+    A request of zero is left out, as kubectl shows only the resources a Pod requests, while a
+    node's zero capacity or allocatable is shown as `0`."""
     if isinstance(value, list):
         return [_with_units(item) for item in value]
     if not isinstance(value, dict):
@@ -42,10 +45,15 @@ def _with_units(value: Any) -> Any:
     result = {}
     for key, item in value.items():
         if key in ("resources", "capacity", "allocatable") and isinstance(item, dict):
-            item = {
-                name: _mebibytes(amount) if name in _MEBIBYTE_FIELDS and isinstance(amount, (int, float)) and amount else amount
-                for name, amount in item.items()
-            }
+            amounts = {}
+            for name, amount in item.items():
+                is_number = isinstance(amount, (int, float)) and not isinstance(amount, bool)
+                if is_number and amount == 0 and key == "resources":
+                    continue
+                if is_number and name in _MEBIBYTE_FIELDS:
+                    amount = _mebibytes(amount) if amount else "0"
+                amounts[name] = amount
+            item = amounts
         result[key] = _with_units(item)
     return result
 
