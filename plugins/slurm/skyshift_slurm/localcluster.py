@@ -2,9 +2,9 @@
 
 `LocalSlurmCluster` writes a slurm.conf, starts slurmctld and slurmd (and, on request, slurmrestd)
 bound to 127.0.0.1, and stops by PID exactly the processes it started. Every cluster shares one
-munged, which this module starts and stops itself. The CLI (`python -m skyshift_slurm.localcluster
-up|down|status`) keeps its state in a JSON file in the cluster directory, so that `down` in another
-process stops what `up` started.
+munged, which this module starts and stops itself. The CLI (`skyshift-slurm-local up|down|status`,
+or `python -m skyshift_slurm.localcluster`) keeps its state in a JSON file in the cluster
+directory, so that `down` in another process stops what `up` started.
 
 Needs root and the Debian packages that `scripts/install-slurm.sh` installs (Slurm 22.05).
 Standard library only.
@@ -904,7 +904,7 @@ class LocalSlurmCluster:
         except FileNotFoundError as err:
             raise LocalClusterError(
                 f"No local Slurm cluster state in {base_dir}: {state_file} is missing; "
-                "start one with 'python -m skyshift_slurm.localcluster up'"
+                "start one with 'skyshift-slurm-local up'"
             ) from err
         if state.get("format_version") != STATE_FORMAT_VERSION:
             raise LocalClusterError(
@@ -967,7 +967,7 @@ class LocalSlurmCluster:
             raise LocalClusterError(
                 f"Directory {self.base_dir} belongs to local Slurm cluster {previous.name!r}, "
                 f"which still runs {', '.join(alive)}; stop it first with "
-                f"'python -m skyshift_slurm.localcluster down --dir {self.base_dir}'"
+                f"'skyshift-slurm-local down --dir {self.base_dir}'"
             )
 
     def _prepare_directories(self) -> None:
@@ -1138,7 +1138,7 @@ def _user_exists(user: str) -> bool:
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m skyshift_slurm.localcluster",
+        prog="skyshift-slurm-local",
         description="Start, stop and inspect a single-node Slurm cluster on 127.0.0.1.",
     )
     subcommands = parser.add_subparsers(dest="command", required=True)

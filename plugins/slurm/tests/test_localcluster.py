@@ -396,7 +396,7 @@ def test_controller_outage_and_recovery(clusters: dict[str, LocalSlurmCluster]) 
 def test_start_rejects_directory_in_use(clusters: dict[str, LocalSlurmCluster]) -> None:
     alpha = clusters["alpha"]
     intruder = LocalSlurmCluster("skyshift-other", alpha.base_dir, munge_dir=alpha.munged.directory)
-    with pytest.raises(LocalClusterError, match="still runs"):
+    with pytest.raises(LocalClusterError, match=r"still runs .*'skyshift-slurm-local down --dir "):
         intruder.start()
     assert alpha.is_running()
     assert alpha.ping()
@@ -518,3 +518,8 @@ async def test_user_switch_while_grpc_busy(store, work_dir: Path) -> None:
 
     assert calls > 0
     assert results.count(False) == 0
+
+
+def test_load_without_state_names_command(tmp_path: Path) -> None:
+    with pytest.raises(LocalClusterError, match="start one with 'skyshift-slurm-local up'"):
+        LocalSlurmCluster.load(tmp_path)
