@@ -143,8 +143,15 @@ def test_plugin_bug_logged_once_with_traceback(catalog, caplog):
 
 
 def test_cluster_of_missing_manager_admitted(catalog):
-    # Not installed here and not close to an installed name: accepted without a warning.
-    assert admit(cluster("nomad", {"anything": 1}), catalog) == []
+    # Not installed here: accepted, because the plugin may be installed where the controller manager runs.
+    warnings = admit(cluster("nomad", {"anything": 1}), catalog)
+
+    assert warnings == [
+        (
+            "spec.manager: no cluster manager named 'nomad' is installed on this API server, so spec.config "
+            "was not checked; installed: buggy, plain, strict"
+        )
+    ]
 
 
 # ---- Job spec.backend -------------------------------------------------------------------------
@@ -186,7 +193,18 @@ def test_job_settings_typo_warns(catalog):
     assert warnings == [
         (
             "spec.backend.strcit: no cluster manager named 'strcit' is installed on this API server "
-            "(did you mean 'strict'?); installed: buggy, plain, strict"
+            "(did you mean 'strict'?), so its section was not checked; installed: buggy, plain, strict"
+        )
+    ]
+
+
+def test_job_settings_unknown_manager_warns(catalog):
+    warnings = admit(job({"pbs": {"queue": "gpu"}}), catalog)
+
+    assert warnings == [
+        (
+            "spec.backend.pbs: no cluster manager named 'pbs' is installed on this API server, so its section "
+            "was not checked; installed: buggy, plain, strict"
         )
     ]
 

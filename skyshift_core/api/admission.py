@@ -35,15 +35,15 @@ def _manager_class(name: str, catalog: PluginCatalog) -> type[ClusterManager] | 
         return None
 
 
-def _typo_warning(field: str, name: str, catalog: PluginCatalog) -> list[str]:
-    """Return a warning when `name`, a cluster manager not installed here, is close to an installed one."""
+def _not_installed_warning(field: str, name: str, unchecked: str, catalog: PluginCatalog) -> list[str]:
+    """Return a warning that `name` is no cluster manager installed here, so `unchecked` was not validated.
+
+    The object is still accepted: plugins may be installed only where the controller manager runs."""
     installed = sorted({entry.name for entry in catalog.entries(MANAGER_GROUP) if entry.error is None})
     hint = suggest(name, installed)
-    if not hint:
-        return []
     return [
-        f"{field}: no cluster manager named {name!r} is installed on this API server{hint}; "
-        f"installed: {', '.join(installed)}"
+        f"{field}: no cluster manager named {name!r} is installed on this API server{hint}, so {unchecked} "
+        f"was not checked; installed: {', '.join(installed) or 'none'}"
     ]
 
 
@@ -80,7 +80,7 @@ def admit(obj: Object, catalog: PluginCatalog | None = None) -> list[str]:
     if isinstance(obj, Cluster):
         manager_class = _manager_class(obj.spec.manager, catalog)
         if manager_class is None:
-            return _typo_warning("spec.manager", obj.spec.manager, catalog)
+            return _not_installed_warning("spec.manager", obj.spec.manager, "spec.config", catalog)
         try:
             manager_class.validate_config(obj.spec.config)
         except ConfigError as error:
@@ -94,7 +94,7 @@ def admit(obj: Object, catalog: PluginCatalog | None = None) -> list[str]:
         for manager, settings in obj.spec.backend.items():
             manager_class = _manager_class(manager, catalog)
             if manager_class is None:
-                warnings += _typo_warning(f"spec.backend.{manager}", manager, catalog)
+                warnings += _not_installed_warning(f"spec.backend.{manager}", manager, "its section", catalog)
                 continue
             try:
                 manager_class.validate_job_settings(settings)
