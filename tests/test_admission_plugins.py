@@ -228,6 +228,37 @@ def test_api_plugin_bug_is_500(api, catalog, monkeypatch):
     assert api.get("/api/v1/clusters/c1").status_code == 404
 
 
+def test_replicas_above_maximum_rejected(catalog):
+    too_many = job({})
+    too_many.spec.replicas = admission.MAX_REPLICAS + 1
+
+    with pytest.raises(InvalidError) as raised:
+        admit(too_many, catalog)
+
+    assert raised.value.message == (
+        f"invalid Job 'j1': spec.replicas: {admission.MAX_REPLICAS + 1} is more than {admission.MAX_REPLICAS}, the "
+        "maximum for one Job, because the Job keeps the status of every replica and etcd limits an object to "
+        "about 1.5 MiB; split the work into several Jobs"
+    )
+
+
+def test_replicas_at_maximum_admitted(catalog):
+    largest = job({})
+    largest.spec.replicas = admission.MAX_REPLICAS
+
+    assert admit(largest, catalog) == []
+
+
+def test_api_replicas_above_maximum_is_422(api):
+    manifest = {"kind": "Job", "metadata": {"name": "huge"}, "spec": {"run": "true", "replicas": 100000}}
+
+    response = api.post("/api/v1/namespaces/default/jobs", json=manifest)
+
+    assert response.status_code == 422, response.text
+    assert "spec.replicas: 100000 is more than 5000" in response.json()["message"]
+    assert api.get("/api/v1/namespaces/default/jobs/huge").status_code == 404
+
+
 def test_api_job_settings_error_is_422(api, catalog, monkeypatch):
     monkeypatch.setattr(admission, "default_catalog", lambda: catalog)
     manifest = {
