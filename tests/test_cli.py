@@ -629,3 +629,36 @@ def test_get_no_headers(cli, two_namespaces):
     lines = result.stdout.splitlines()
     assert result.exit_code == 0, result.output
     assert [line.split()[0] for line in lines] == ["serve", "train"]
+
+
+# ---- leader ---------------------------------------------------------------------------------
+
+
+def test_leader_constant_matches_controller_manager():
+    from skyshift_core.cli.controlplane import CONTROLLER_MANAGER_LEASE
+    from skyshift_core.controllers.manager import LEASE_NAME
+
+    assert CONTROLLER_MANAGER_LEASE == LEASE_NAME
+
+
+def test_leader_without_holder_exits_1(cli):
+    result = cli("leader", "nobody-leads")
+
+    assert result.exit_code == 1
+    assert "No leader: lease 'nobody-leads' has no holder" in result.stderr
+
+
+def test_leader_shows_holder(cli, client: SkyShiftClient):
+    client.call("POST", "/api/v1/leases/controller-manager/acquire", {"holder": "cm-host-1", "ttl_seconds": 30})
+    try:
+        table = cli("leader")
+        as_json = cli("leader", "-o", "json")
+    finally:
+        client.call("POST", "/api/v1/leases/controller-manager/release", {"holder": "cm-host-1"})
+
+    assert table.exit_code == 0, table.output
+    header, row = table.stdout.splitlines()
+    assert header.split() == ["LEASE", "HOLDER", "HELD", "FOR", "TTL", "EXPIRES", "IN"]
+    assert row.split()[:2] == ["controller-manager", "cm-host-1"]
+    assert row.split()[3] == "30s"
+    assert json.loads(as_json.stdout)["holder"] == "cm-host-1"

@@ -1,6 +1,7 @@
 """Control plane commands: `up`, `down` and `status` for a local control plane, and the foreground
 servers `api-server` and `controller-manager` that `up` starts (and that multi-host setups run directly)."""
 
+import json
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -8,10 +9,10 @@ from typing import Annotated
 import typer
 
 from skyshift_core.auth.settings import AuthSettings
-from skyshift_core.cli.common import CaFileOption, connection_for
+from skyshift_core.cli.common import CaFileOption, ServerOption, client_for, connection_for, to_yaml
 from skyshift_core.cli.config import DEFAULT_STATE_DIR, LOCAL_CONTEXT, ClientConfig, default_config_path
-from skyshift_core.cli.tables import format_table
-from skyshift_core.errors import InvalidError
+from skyshift_core.cli.tables import age, format_table
+from skyshift_core.errors import InvalidError, NotFoundError
 from skyshift_core.local.controlplane import (
     COMPONENTS,
     DEFAULT_ETCD_PREFIX,
@@ -23,6 +24,10 @@ from skyshift_core.local.controlplane import (
 )
 
 logger = logging.getLogger(__name__)
+
+# The controller manager's default lease (LEASE_NAME in skyshift_core.controllers.manager, which the
+# CLI does not import because it loads the whole runtime).
+CONTROLLER_MANAGER_LEASE = "controller-manager"
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Width of the component name column in the progress lines of `up`.
@@ -175,6 +180,45 @@ def status(state_dir: StateDirOption = DEFAULT_STATE_DIR) -> None:
     )
     if any(row.status in ("stopped", "not ready") for row in rows):
         raise typer.Exit(1)
+
+
+def leader(
+    ctx: typer.Context,
+    lease: Annotated[
+        str, typer.Argument(help="The lease that controller managers elect their leader with.")
+    ] = CONTROLLER_MANAGER_LEASE,
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="Output format: yaml or json. Default: a table.")
+    ] = None,
+    server: ServerOption = None,
+) -> None:
+    """Show which controller manager leads: the holder of its lease, and when the lease expires.
+
+    Exits 1 when the lease has no holder."""
+    if output not in (None, "yaml", "json"):
+        raise InvalidError(f"invalid output format {output!r}: expected yaml or json")
+    with client_for(ctx, server) as client:
+        try:
+            record = client.call("GET", f"/api/v1/leases/{lease}")
+        except NotFoundError:
+            typer.echo(
+                f"No leader: lease '{lease}' has no holder. Start a controller manager (skyshift up, or skyshift "
+                "controller-manager), or check its log for why it cannot acquire the lease",
+                err=True,
+            )
+            raise typer.Exit(1) from None
+    if output == "json":
+        typer.echo(json.dumps(record, indent=2))
+        return
+    if output == "yaml":
+        typer.echo(to_yaml(record).rstrip("\n"))
+        return
+    remaining = record.get("remaining_seconds")
+    row = [
+        record["name"], record["holder"], age(record["acquired_at"]), f"{record['ttl_seconds']}s",
+        "-" if remaining is None else f"{remaining}s",
+    ]  # fmt: skip
+    typer.echo(format_table(["LEASE", "HOLDER", "HELD FOR", "TTL", "EXPIRES IN"], [row]))
 
 
 def _configure_logging(level: str) -> None:
@@ -432,6 +476,7 @@ def register(app: typer.Typer) -> None:
     app.command("up")(up)
     app.command("down")(down)
     app.command("status")(status)
+    app.command("leader")(leader)
     app.command("api-server")(api_server)
     app.command("controller-manager")(controller_manager)
     app.command("bootstrap")(bootstrap_command)
