@@ -7,6 +7,7 @@ the moment it is cancelled.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import aetcd
 import pytest
@@ -125,8 +126,9 @@ def own_etcd(tmp_path):
     etcd.stop()
 
 
-async def test_watches_keep_kind_across_etcd_restart(own_etcd):
+async def test_watches_keep_kind_across_etcd_restart(own_etcd, caplog):
     """Watches resumed after etcd restarts deliver their own kind only, and every later change."""
+    caplog.set_level(logging.INFO, logger="skyshift_core.store.etcd")
     from skyshift_core.objects import Cluster, Job
     from skyshift_core.store.etcd import Store
 
@@ -153,3 +155,13 @@ async def test_watches_keep_kind_across_etcd_restart(own_etcd):
             await watch.aclose()
     finally:
         await store.close()
+
+    # Each watch logs its outage once (not every 0.2 s attempt), with a reason, and its recovery.
+    for plural in ("jobs", "clusters"):
+        interrupted = [
+            record.getMessage() for record in caplog.records
+            if record.levelno == logging.WARNING and f"etcd watch of /skyshift/{plural}/ interrupted" in record.getMessage()
+        ]  # fmt: skip
+        assert 1 <= len(interrupted) <= 2, interrupted
+        assert all(not message.endswith(": ") for message in interrupted)
+        assert any(f"etcd watch of /skyshift/{plural}/ resubscribed" in record.getMessage() for record in caplog.records)
