@@ -65,6 +65,8 @@ _CHANNEL_OPTIONS = {
     "grpc.initial_reconnect_backoff_ms": 100,
     "grpc.max_reconnect_backoff_ms": 1000,
 }
+# Seconds before the first retry of a failed etcd request; each further retry waits twice as long, up to 1 s.
+_FIRST_RETRY_DELAY = 0.05
 # Keys per range read of a list, so no single response grows without bound whatever the limit.
 _LIST_BATCH = 500
 # etcd's revisions and range limits are int64 fields of its gRPC API (etcdserverpb.RangeRequest),
@@ -302,7 +304,7 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
         """Run one etcd request, retrying transient failures with backoff until the deadline."""
         loop = asyncio.get_running_loop()
         give_up_at = loop.time() + self.deadline
-        delay = 0.05
+        delay = _FIRST_RETRY_DELAY
         logged_in_again = False
         while True:
             client = None
@@ -340,7 +342,11 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
             if loop.time() + delay > give_up_at:
                 endpoints = ", ".join(f"{host}:{port}" for host, port in self.endpoints)
                 raise UnavailableError(f"etcd at {endpoints} did not respond within {self.deadline:g} s: {reason}") from failure
-            logger.warning("etcd request failed, retrying in %.2f s: %s", delay, reason)
+            # The first failure of a request is a warning; its further retries are logged at debug level.
+            logger.log(
+                logging.WARNING if delay == _FIRST_RETRY_DELAY else logging.DEBUG,
+                "etcd request failed, retrying in %.2f s (for up to %g s in all): %s", delay, self.deadline, reason,
+            )  # fmt: skip
             if client is not None:
                 await self._rotate(client)
             await asyncio.sleep(delay * (1 + random.random() / 2))
