@@ -181,6 +181,22 @@ def test_up_port_taken(state_dir: Path):
     assert recorded_pids(state_dir) == {}
 
 
+def test_up_refuses_etcd_data_dir_in_use(state_dir: Path):
+    # An etcd started by hand on the control plane's data directory, as after a manual restart.
+    foreign = EtcdProcess(data_dir=state_dir / "etcd", log_path=state_dir.parent / "foreign-etcd.log").start()
+    try:
+        result = skyshift("up", "--state-dir", str(state_dir), "--port", str(free_port()))
+
+        assert result.returncode == 1
+        assert f"another etcd (pid {foreign.pid}), which skyshift up did not start, uses" in result.stderr
+        assert f"stop that one (kill {foreign.pid})" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert recorded_pids(state_dir) == {}
+        assert foreign.is_running()
+    finally:
+        foreign.stop()
+
+
 def test_up_failure_stops_what_it_started(state_dir: Path):
     # Nothing listens on this etcd endpoint, so the API server never becomes ready.
     dead_etcd = f"127.0.0.1:{free_port()}"

@@ -67,6 +67,41 @@ def read_cmdline(pid: int) -> list[str] | None:
     return [part.decode(errors="replace") for part in raw.split(b"\0")[:-1]]
 
 
+def etcd_using_data_dir(data_dir: Path) -> tuple[int, list[str]] | None:
+    """Return the pid and command line of a running etcd whose --data-dir is `data_dir`, or None.
+
+    Reads /proc, so it finds only the processes of this machine and PID namespace."""
+    wanted = data_dir.resolve()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        argv = read_cmdline(pid)
+        if not argv or Path(argv[0]).name != "etcd" or not is_alive(pid):
+            continue
+        value = _option_value(argv, "--data-dir")
+        if value is None:
+            continue
+        try:
+            # A relative --data-dir is relative to that process's working directory.
+            directory = Path(os.readlink(f"/proc/{pid}/cwd")) / value
+        except OSError:
+            continue
+        if directory.resolve() == wanted:
+            return pid, argv
+    return None
+
+
+def _option_value(argv: list[str], option: str) -> str | None:
+    """Return the value of `option` in `argv`, written as `--option VALUE` or `--option=VALUE`."""
+    for index, argument in enumerate(argv):
+        if argument == option and index + 1 < len(argv):
+            return argv[index + 1]
+        if argument.startswith(option + "="):
+            return argument.partition("=")[2]
+    return None
+
+
 def read_start_time(pid: int) -> int | None:
     """Return the process start time in clock ticks after boot (field 22 of /proc/PID/stat)."""
     try:
@@ -483,6 +518,14 @@ class LocalControlPlane:
                 find_etcd()
             except FileNotFoundError as error:
                 raise ControlPlaneError(str(error)) from error
+            foreign = etcd_using_data_dir(self.etcd_dir)
+            if foreign is not None:
+                pid, argv = foreign
+                raise ControlPlaneError(
+                    f"another etcd (pid {pid}), which skyshift up did not start, uses this control plane's data "
+                    f"directory {self.etcd_dir}: {' '.join(argv)}. Two etcd processes must not share a data "
+                    f"directory: stop that one (kill {pid}), then run skyshift up again, which starts etcd itself"
+                )
             ports = (state.etcd_client_port, state.etcd_peer_port)
             if None in ports or any(port_in_use("127.0.0.1", port) for port in ports):
                 if API_SERVER in running:
