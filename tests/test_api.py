@@ -189,6 +189,24 @@ def test_main_resource_update_keeps_status(api):
     assert response.json()["status"]["phase"] == "Running"
 
 
+@pytest.mark.parametrize("phase", ["Succeeded", "Failed"])
+def test_finished_job_spec_immutable(api, phase):
+    make_job(api, "done")
+    api.patch(item_path("Job", "done") + "/status", json={"status": {"phase": phase}}, headers=MERGE)
+
+    scaled = api.patch(item_path("Job", "done"), json={"spec": {"replicas": 6}}, headers=MERGE)
+    labelled = api.patch(item_path("Job", "done"), json={"metadata": {"labels": {"kept": "yes"}}}, headers=MERGE)
+
+    assert scaled.status_code == 422, scaled.text
+    assert scaled.json()["message"].startswith(
+        f"Job 'default/done' has {phase.lower()}, so its spec cannot change: the controllers do not run a "
+        "finished Job again. To run it with the new spec, delete it and apply it again"
+    )
+    assert labelled.status_code == 200, labelled.text
+    assert labelled.json()["metadata"]["labels"] == {"kept": "yes"}
+    assert labelled.json()["spec"]["replicas"] == 1
+
+
 def test_json_patch(api):
     make_job(api, "jp")
     operations = [{"op": "replace", "path": "/spec/replicas", "value": 4}, {"op": "add", "path": "/metadata/labels/a", "value": "b"}]

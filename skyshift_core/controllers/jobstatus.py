@@ -51,6 +51,8 @@ def aggregate_phase(job: Job) -> tuple[JobPhase, str]:
         return JobPhase.FAILED, f"replica {index} on {cluster} failed{detail}{reason}{explanation}"
     succeeded = sum(1 for _, task in tasks.values() if task.state == "Succeeded")
     if batch and succeeded >= job.spec.replicas:
+        if job.spec.replicas == 1:
+            return JobPhase.SUCCEEDED, "its replica succeeded"
         return JobPhase.SUCCEEDED, f"all {job.spec.replicas} replicas succeeded"
     running = sum(1 for _, task in tasks.values() if task.state == "Running")
     if running or succeeded:

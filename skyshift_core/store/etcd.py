@@ -37,6 +37,7 @@ from skyshift_core.errors import (
 )
 from skyshift_core.objects import kinds
 from skyshift_core.objects.meta import DEFAULT_NAMESPACE, Object, utc_now
+from skyshift_core.objects.job import Job, JobPhase
 from skyshift_core.objects.misc import Namespace, User
 from skyshift_core.objects.selectors import FieldRequirement, Requirement, fields_match, selector_matches
 from skyshift_core.store.keys import ROOT, list_prefix, object_key, prefix_range_end
@@ -75,6 +76,23 @@ MAX_REVISION = 2**63 - 1
 # Seconds a read with a resource_version newer than etcd's revision waits for etcd to reach it, as
 # Kubernetes' API server waits for its watch cache to catch up (3 s, `blockTimeout` of its watchCache).
 RESOURCE_VERSION_WAIT = 3.0
+
+
+def _check_finished_job_unchanged(current: Object, merged: Object) -> None:
+    """Raise InvalidError when an update changes the spec of a Job that has succeeded or failed.
+
+    The controllers never act on a finished Job again, so such a change would be accepted and
+    silently ignored. Kubernetes makes a Job's pod template immutable for the same reason."""
+    if not isinstance(current, Job) or current.status.phase not in (JobPhase.SUCCEEDED, JobPhase.FAILED):
+        return
+    if merged.metadata.generation == current.metadata.generation:
+        return
+    reference = f"{current.metadata.namespace}/{current.metadata.name}"
+    raise InvalidError(
+        f"Job '{reference}' has {current.status.phase.value.lower()}, so its spec cannot change: the controllers do "
+        "not run a finished Job again. To run it with the new spec, delete it and apply it again, or create a Job "
+        "with another name"
+    )
 
 
 def _watch_failure(error: Exception) -> str:
@@ -553,6 +571,7 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
                 raise ConflictError(self._conflict_message(model, namespace, name, precondition, kv.mod_revision))
             current = self._decode(model, kv.value, kv.mod_revision)
             merged = self._merge(current, obj, subresource)
+            _check_finished_job_unchanged(current, merged)
             if current.metadata.deletion_timestamp is not None:
                 self._check_finalizers_removed_only(current, merged)
                 if not merged.metadata.finalizers:
