@@ -17,7 +17,9 @@ from skyshift_core.cli.config import ClientConfig, resolve_server
 from skyshift_core.cli.main import app
 from skyshift_core.cli.tables import human_duration
 from skyshift_core.client import DEFAULT_SERVER, SkyShiftClient
-from skyshift_core.errors import InvalidError, NotFoundError
+from skyshift_core.cli import resources
+from skyshift_core.errors import InvalidError, NotFoundError, ServerUnreachableError, UnavailableError
+from skyshift_core.objects import Job
 from skyshift_core.local.processes import free_port
 
 MANIFESTS = Path(__file__).parent / "manifests"
@@ -382,6 +384,68 @@ def test_get_watch_prints_changes(cli, client: SkyShiftClient):
 
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == ["job.skyshift/first", "job.skyshift/second", "job.skyshift/first"]
+
+
+class RestartingServerClient:
+    """A client whose watch finds the API server unreachable `failures` times, as while the server
+    restarts, then streams one change, and then nothing."""
+
+    def __init__(self, failures: int, error: type[UnavailableError] = ServerUnreachableError, message: str = ""):
+        self.failures = failures
+        self.error = error
+        self.message = message or "cannot reach the SkyShift API server at http://127.0.0.1:9: [Errno 111] Connection refused"
+        self.calls = 0
+
+    def watch(self, **request):
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.error(self.message)
+        if self.calls == self.failures + 1:
+            return iter([("ADDED", {"kind": "Job", "metadata": {"name": "back", "resource_version": "7"}})])
+        time.sleep(0.05)
+        return iter([])
+
+
+def watch_with(client: RestartingServerClient, watch_timeout: float) -> None:
+    listing = {"metadata": {"resource_version": "5"}, "items": []}
+    resources._watch(client, resources._Printer(Job, "name", False), listing, [], {}, watch_timeout)
+
+
+def test_watch_waits_for_restarting_server(capsys, monkeypatch):
+    monkeypatch.setattr(resources, "WATCH_RETRY_DELAY", 0.01)
+    client = RestartingServerClient(failures=3)
+
+    watch_with(client, watch_timeout=1)
+
+    output = capsys.readouterr()
+    assert output.out.splitlines() == ["job.skyshift/back"]
+    assert output.err.count("Warning: cannot reach the SkyShift API server") == 1
+    assert "trying again every 0.01 s for up to 60 s" in output.err
+
+
+def test_watch_resumes_after_cut_stream(capsys, monkeypatch):
+    monkeypatch.setattr(resources, "WATCH_RETRY_DELAY", 0.01)
+    message = "the watch on http://127.0.0.1:9/api/v1/jobs was cut: peer closed connection; watch again from the last resource_version"
+    client = RestartingServerClient(failures=1, error=UnavailableError, message=message)
+
+    watch_with(client, watch_timeout=1)
+
+    output = capsys.readouterr()
+    assert output.out.splitlines() == ["job.skyshift/back"]
+    assert output.err == (
+        "Warning: the watch on http://127.0.0.1:9/api/v1/jobs was cut: peer closed connection; resuming the watch "
+        "from resource_version 5\n"
+    )
+
+
+def test_watch_gives_up_on_unreachable_server(capsys, monkeypatch):
+    monkeypatch.setattr(resources, "WATCH_RETRY_DELAY", 0.01)
+    monkeypatch.setattr(resources, "WATCH_UNREACHABLE_LIMIT", 0.1)
+
+    with pytest.raises(ServerUnreachableError):
+        watch_with(RestartingServerClient(failures=10**6), watch_timeout=30)
+
+    assert capsys.readouterr().err.count("Warning: cannot reach") == 1
 
 
 # ---- describe -------------------------------------------------------------------------------

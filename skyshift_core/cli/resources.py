@@ -48,6 +48,10 @@ APPLY_ATTEMPTS = 5
 OUTPUT_FORMATS = ("wide", "yaml", "json", "name")
 # Seconds to wait before watching again after a watch stream was cut.
 WATCH_RETRY_DELAY = 1.0
+# Seconds a watch keeps trying to reach an API server that refuses connections, which covers a
+# restart of the server. After that, `get -w` fails, as kubectl's does at once.
+WATCH_UNREACHABLE_LIMIT = 60.0
+_RESUMING = "; watch again from the last resource_version"
 
 FilesOption = Annotated[
     list[str] | None,
@@ -307,6 +311,8 @@ def _watch(
     """Print a row per change after the listing until interrupted or `watch_timeout` seconds pass."""
     deadline = time.monotonic() + watch_timeout if watch_timeout else None
     resource_version = listing["metadata"]["resource_version"]
+    # Time at which the API server was first found unreachable, or None once an event arrives.
+    unreachable_since: float | None = None
     while True:
         remaining = None
         if deadline is not None:
@@ -321,6 +327,7 @@ def _watch(
                 **request,
             )
             for event_type, obj in events:
+                unreachable_since = None
                 resource_version = obj.get("metadata", {}).get("resource_version") or resource_version
                 if event_type == "BOOKMARK" or (names and obj["metadata"].get("name") not in names):
                     continue
@@ -332,10 +339,21 @@ def _watch(
             for item in listing["items"]:
                 if not names or item["metadata"]["name"] in names:
                     printer.print_event(item)
-        except ServerUnreachableError:
-            raise
+        except ServerUnreachableError as error:
+            now = time.monotonic()
+            if unreachable_since is None:
+                unreachable_since = now
+                typer.echo(
+                    f"Warning: {error.message}; trying again every {WATCH_RETRY_DELAY:g} s for up to "
+                    f"{WATCH_UNREACHABLE_LIMIT:g} s",
+                    err=True,
+                )
+            elif now - unreachable_since >= WATCH_UNREACHABLE_LIMIT:
+                raise
+            time.sleep(WATCH_RETRY_DELAY)
         except UnavailableError as error:
-            typer.echo(f"Warning: {error.message}; watching again", err=True)
+            reason = error.message.removesuffix(_RESUMING)
+            typer.echo(f"Warning: {reason}; resuming the watch from resource_version {resource_version}", err=True)
             time.sleep(WATCH_RETRY_DELAY)
 
 
