@@ -386,6 +386,24 @@ def test_get_watch_prints_changes(cli, client: SkyShiftClient):
     assert result.stdout.splitlines() == ["job.skyshift/first", "job.skyshift/second", "job.skyshift/first"]
 
 
+def test_get_watch_yaml_prints_objects_one_by_one(cli, client: SkyShiftClient):
+    client.create({"kind": "Job", "metadata": {"name": "listed"}})
+
+    def change_later() -> None:
+        time.sleep(0.5)
+        client.create({"kind": "Job", "metadata": {"name": "added"}})
+
+    writer = threading.Thread(target=change_later)
+    writer.start()
+    result = cli("get", "jobs", "-w", "--watch-timeout", "2", "-o", "yaml")
+    writer.join()
+
+    assert result.exit_code == 0, result.output
+    documents = [document for document in yaml.safe_load_all(result.stdout) if document]
+    assert [document["kind"] for document in documents] == ["Job", "Job"]
+    assert [document["metadata"]["name"] for document in documents] == ["listed", "added"]
+
+
 class RestartingServerClient:
     """A client whose watch finds the API server unreachable `failures` times, as while the server
     restarts, then streams one change, and then nothing."""

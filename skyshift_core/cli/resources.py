@@ -531,7 +531,11 @@ def _get_and_watch(
     items = [found[name] for name in names if name in found] if names else listing["items"]
     for name in missing:
         typer.echo(f"Error: {not_found_message(model, name, target_namespace)}", err=True)
-    if items:
+    if items and output in ("yaml", "json"):
+        # As kubectl does, a watch prints every object on its own, the listed ones included.
+        for item in items:
+            printer.print_event(item)
+    elif items:
         printer.print_items(items, listing["metadata"]["resource_version"], single=len(names) == 1)
     try:
         _watch(client, printer, listing, names, request, watch_timeout)
