@@ -28,6 +28,7 @@ from skyshift_core.api.leases import router as lease_router
 from skyshift_core.api.metrics import ApiMetrics, MetricsMiddleware
 from skyshift_core.api.resources import build_router, json_response
 from skyshift_core.api.status import error_response, routing_error_body, status_body
+from skyshift_core.api.watch import WatchDrain
 from skyshift_core.errors import AlreadyExistsError, SkyShiftError, UnavailableError
 from skyshift_core.objects import Namespace, kinds
 from skyshift_core.objects.meta import DEFAULT_NAMESPACE
@@ -104,6 +105,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.metrics = metrics
+    # Ends the open watch streams when the server shuts down (see skyshift_core.api.server).
+    app.state.watch_drain = WatchDrain()
     endpoints = ", ".join(settings.etcd_endpoints)
     readiness = _Readiness()
     # Authentication runs inside the metrics middleware, so rejected requests are counted too.

@@ -274,6 +274,7 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
                 timeout,
                 bookmark_interval,
                 get_metrics(request),
+                getattr(request.app.state, "watch_drain", None),
             )
         limit = query_int(request, "limit", minimum=0)
         continue_token = query(request, "continue")

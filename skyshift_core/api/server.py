@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import ssl
+import sys
 import threading
 import time
 from pathlib import Path
 
 import uvicorn
+from uvicorn.main import STARTUP_FAILURE
 
 from skyshift_core.api.app import ApiSettings, create_app
 from skyshift_core.auth.service import AuthSettings
@@ -44,8 +47,15 @@ def serve(
     options = dict(host=host, port=port, log_level=log_level, access_log=False, timeout_graceful_shutdown=5)
     options.update(_server_options(settings))
     if workers <= 1:
-        uvicorn.run(create_app(settings), **options)
+        server = DrainingServer(uvicorn.Config(create_app(settings), **options))
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run()
+        if not server.started:
+            # As uvicorn.run exits when the server could not start, for example on a port in use.
+            sys.exit(STARTUP_FAILURE)
         return
+    # NOTE: workers forked by uvicorn's supervisor run its own Server class, so their open watch
+    # streams are cut, not ended, after the graceful shutdown timeout.
     os.environ[_SETTINGS_VARIABLE] = json.dumps(dataclasses.asdict(settings))
     uvicorn.run("skyshift_core.api.server:app_from_environment", factory=True, workers=workers, **options)
 
@@ -125,6 +135,18 @@ def app_from_environment():
     return create_app(ApiSettings(**data))
 
 
+class DrainingServer(uvicorn.Server):
+    """A uvicorn server that ends the app's open watch streams as soon as it starts shutting down.
+
+    uvicorn then waits for the connections to finish, and watch streams never finish by themselves."""
+
+    async def shutdown(self, sockets=None) -> None:
+        drain = getattr(getattr(self.config.app, "state", None), "watch_drain", None)
+        if drain is not None:
+            drain.drain()
+        await super().shutdown(sockets=sockets)
+
+
 def _server_options(settings: ApiSettings) -> dict:
     """uvicorn options that every API server gets: TLS files, and client addresses taken from the
     connection only. uvicorn would otherwise trust X-Forwarded-For from 127.0.0.1, which would let a
@@ -147,7 +169,7 @@ class ServerThread:
             create_app(settings), host=host, port=port, log_level="warning", access_log=False,
             timeout_graceful_shutdown=1, loop="asyncio", **_server_options(settings),
         )  # fmt: skip
-        self.server = uvicorn.Server(config)
+        self.server = DrainingServer(config)
         scheme = "https" if settings.tls_cert_file else "http"
         self.url = f"{scheme}://{host}:{port}"
         self._thread = threading.Thread(target=self.server.run, name=f"api-server-{port}", daemon=True)

@@ -5,6 +5,9 @@ object carries only `metadata.resource_version`: every change up to that version
 so a client that reconnects can resume from it. A version that etcd has compacted answers
 410 Gone before the stream starts, or an ERROR event with a 410 Status once it has started. A
 version that etcd has not reached fails with 504 "Too large resource version" before the stream starts.
+
+When the server shuts down, `WatchDrain` ends every open stream cleanly, so that its client
+watches again, from its last resource_version, on another replica or on the restarted server.
 """
 
 from __future__ import annotations
@@ -30,6 +33,35 @@ logger = logging.getLogger(__name__)
 MAX_TIMEOUT_SECONDS = 3600
 
 
+class WatchDrain:
+    """The open watch streams of one server, which `drain` ends when the server shuts down.
+
+    Without it, uvicorn waits its whole graceful shutdown timeout for streams that never end,
+    then cancels them, and clients see a cut chunked response instead of a finished one."""
+
+    def __init__(self) -> None:
+        self.draining = False
+        self._stops: set[asyncio.Future[None]] = set()
+
+    def register(self) -> asyncio.Future[None]:
+        """Return a future that completes when the stream must end."""
+        stop = asyncio.get_running_loop().create_future()
+        if self.draining:
+            stop.set_result(None)
+        self._stops.add(stop)
+        return stop
+
+    def unregister(self, stop: asyncio.Future[None]) -> None:
+        self._stops.discard(stop)
+
+    def drain(self) -> None:
+        """End every open stream; streams opened from now on end at once."""
+        self.draining = True
+        for stop in self._stops:
+            if not stop.done():
+                stop.set_result(None)
+
+
 def _line(event_type: str, obj: dict) -> bytes:
     return json.dumps({"type": event_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
 
@@ -44,6 +76,7 @@ async def watch_response(
     timeout_seconds: int | None,
     bookmark_interval: float,
     metrics: ApiMetrics,
+    drain: WatchDrain | None = None,
 ) -> Response:
     kind = model.model_fields["kind"].default
     if timeout_seconds is not None and not 0 < timeout_seconds <= MAX_TIMEOUT_SECONDS:
@@ -59,7 +92,7 @@ async def watch_response(
         model, namespace, resource_version=resource_version, selector=selector, field_selector=field_selector
     )
     return StreamingResponse(
-        _stream(events, kind, resource_version or 0, timeout_seconds, bookmark_interval, metrics),
+        _stream(events, kind, resource_version or 0, timeout_seconds, bookmark_interval, metrics, drain or WatchDrain()),
         media_type="application/json",
         headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
     )
@@ -72,6 +105,7 @@ async def _stream(
     timeout_seconds: int | None,
     bookmark_interval: float,
     metrics: ApiMetrics,
+    drain: WatchDrain,
 ) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     end_at = loop.time() + timeout_seconds if timeout_seconds else None
@@ -79,8 +113,11 @@ async def _stream(
     gauge = metrics.open_watches.labels(kind)
     gauge.inc()
     next_event: asyncio.Task | None = None
+    stop = drain.register()
     try:
         while True:
+            if stop.done():
+                return
             if next_event is None:
                 next_event = asyncio.ensure_future(events.__anext__())
             wait = bookmark_interval
@@ -88,7 +125,9 @@ async def _stream(
                 wait = min(wait, end_at - loop.time())
                 if wait <= 0:
                     return
-            done, _ = await asyncio.wait({next_event}, timeout=wait)
+            done, _ = await asyncio.wait({next_event, stop}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            if stop in done and next_event not in done:
+                return
             if not done:
                 if end_at is not None and loop.time() >= end_at:
                     return
@@ -109,6 +148,7 @@ async def _stream(
             last_revision = event.revision
             yield b'{"type":"' + event.type.encode() + b'","object":' + event.object_json() + b"}\n"
     finally:
+        drain.unregister(stop)
         gauge.dec()
         if next_event is not None:
             next_event.cancel()
