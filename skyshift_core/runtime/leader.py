@@ -22,9 +22,15 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from prometheus_client import Gauge
+
 from skyshift_core.client import ApiRequest, AsyncSkyShiftClient
 from skyshift_core.errors import ConflictError, LeaseLostError, NotFoundError, SkyShiftError
+
 logger = logging.getLogger(__name__)
+
+# client-go's leader election metric, under its name: 1 while this process leads the lease, else 0.
+LEADING = Gauge("leader_election_master_status", "1 while this process holds the lease and leads, else 0.", ["name"])
 
 DEFAULT_TTL = 15
 # The API server reads this header on every write (skyshift_core.api.leases); its value is `<lease>/<holder>`.
@@ -148,6 +154,7 @@ class LeaderElector:
             raise
         loop = asyncio.get_running_loop()
         self._leading = True
+        LEADING.labels(self.lease_name).set(1)
         logger.info(
             "%s is now the leader of lease '%s' (ttl %d s, renewing every %g s); starting the leading task",
             self.identity, self.lease_name, self.ttl, self.renew_every,
@@ -174,6 +181,7 @@ class LeaderElector:
             raise
         finally:
             self._leading = False
+            LEADING.labels(self.lease_name).set(0)
             await self._cancel(leading)
             await self._cancel(renewing)
             if on_stopped_leading is not None:

@@ -10,9 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Hashable
 from typing import Generic, TypeVar
+
+from prometheus_client import Counter, Gauge, Histogram
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +24,28 @@ K = TypeVar("K", bound=Hashable)
 # Retry delays of ExponentialBackoff: the first retry after 0.1 s, doubling up to 5 minutes.
 DEFAULT_BASE_DELAY = 0.1
 DEFAULT_MAX_DELAY = 300.0
+
+
+# The work queue metrics of Kubernetes' client-go, under the same names and with the queue's name as
+# the `name` label, so that dashboards made for Kubernetes controllers work unchanged.
+_LATENCY_BUCKETS = (1e-5, 1e-4, 0.001, 0.01, 0.1, 1.0, 10.0, 60.0, 300.0)
+DEPTH = Gauge("workqueue_depth", "Keys waiting in the work queue for a worker.", ["name"])
+ADDS = Counter("workqueue_adds", "Keys added to the work queue, not counting keys that were already waiting.", ["name"])
+QUEUE_SECONDS = Histogram(
+    "workqueue_queue_duration_seconds", "Seconds a key waited in the work queue before a worker took it.", ["name"],
+    buckets=_LATENCY_BUCKETS,
+)  # fmt: skip
+WORK_SECONDS = Histogram(
+    "workqueue_work_duration_seconds", "Seconds a worker spent on a key.", ["name"], buckets=_LATENCY_BUCKETS
+)
+RETRIES = Counter("workqueue_retries", "Rate-limited adds, that is retries of keys whose processing failed.", ["name"])
+UNFINISHED_SECONDS = Gauge(
+    "workqueue_unfinished_work_seconds", "Seconds that the keys being processed have been worked on, summed.", ["name"]
+)
+LONGEST_SECONDS = Gauge(
+    "workqueue_longest_running_processor_seconds", "Seconds that the longest-running worker has spent on its key.",
+    ["name"],
+)  # fmt: skip
 
 
 class QueueShutDownError(Exception):
@@ -73,6 +98,17 @@ class WorkQueue(Generic[K]):
         # Workers blocked in `get`, woken one per queued key as in asyncio.Queue.
         self._getters: deque[asyncio.Future[None]] = deque()
         self._shutting_down = False
+        # Monotonic times at which each queued key was queued and each processed key was taken.
+        self._queued_at: dict[K, float] = {}
+        self._started_at: dict[K, float] = {}
+        label = name or "unnamed"
+        self._depth = DEPTH.labels(label)
+        self._adds = ADDS.labels(label)
+        self._queue_seconds = QUEUE_SECONDS.labels(label)
+        self._work_seconds = WORK_SECONDS.labels(label)
+        self._retries = RETRIES.labels(label)
+        UNFINISHED_SECONDS.labels(label).set_function(self._unfinished_seconds)
+        LONGEST_SECONDS.labels(label).set_function(self._longest_seconds)
 
     def __len__(self) -> int:
         """Return the number of keys waiting for a worker, not counting delayed adds."""
@@ -90,9 +126,15 @@ class WorkQueue(Generic[K]):
         if self._shutting_down or key in self._dirty:
             return
         self._dirty.add(key)
+        self._adds.inc()
         if key in self._processing:
             return  # `done` queues it again when the current worker finishes.
+        self._enqueue(key)
+
+    def _enqueue(self, key: K) -> None:
         self._queue.append(key)
+        self._queued_at[key] = time.monotonic()
+        self._depth.set(len(self._queue))
         self._wake_one()
 
     def add_after(self, key: K, delay: float) -> None:
@@ -119,6 +161,7 @@ class WorkQueue(Generic[K]):
     def add_rate_limited(self, key: K) -> float:
         """Queue `key` after its next backoff delay; return that delay in seconds."""
         delay = self.rate_limiter.when(key)
+        self._retries.inc()
         self.add_after(key, delay)
         return delay
 
@@ -150,14 +193,22 @@ class WorkQueue(Generic[K]):
         key = self._queue.popleft()
         self._processing.add(key)
         self._dirty.discard(key)
+        now = time.monotonic()
+        queued_at = self._queued_at.pop(key, None)
+        if queued_at is not None:
+            self._queue_seconds.observe(now - queued_at)
+        self._started_at[key] = now
+        self._depth.set(len(self._queue))
         return key
 
     def done(self, key: K) -> None:
         """Mark `key` as processed; if it was added meanwhile, queue it again."""
         self._processing.discard(key)
+        started_at = self._started_at.pop(key, None)
+        if started_at is not None:
+            self._work_seconds.observe(time.monotonic() - started_at)
         if key in self._dirty and not self._shutting_down:
-            self._queue.append(key)
-            self._wake_one()
+            self._enqueue(key)
 
     def shutdown(self) -> None:
         """Stop the queue: adds are ignored, pending and delayed keys are dropped, and `get` raises.
@@ -173,7 +224,18 @@ class WorkQueue(Generic[K]):
         self._waiting.clear()
         self._queue.clear()
         self._dirty.clear()
+        self._queued_at.clear()
+        self._depth.set(0)
         self._wake_all()
+
+    def _unfinished_seconds(self) -> float:
+        now = time.monotonic()
+        return sum(now - started_at for started_at in self._started_at.values())
+
+    def _longest_seconds(self) -> float:
+        if not self._started_at:
+            return 0.0
+        return time.monotonic() - min(self._started_at.values())
 
     def _wake_one(self) -> None:
         while self._getters:

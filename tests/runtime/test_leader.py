@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from prometheus_client import REGISTRY
 
 from skyshift_core.client import AsyncSkyShiftClient
 from skyshift_core.errors import LeaseLostError
@@ -57,9 +58,12 @@ async def test_one_leads_other_takes_over_after_kill(client, wait_until):
         assert not second.elector.is_leader
         assert second.started_at is None
 
+        assert REGISTRY.get_sample_value("leader_election_master_status", {"name": LEASE}) == 1
+
         await first.kill()
         assert first.leading_cancelled
         assert first.stopped_at is not None
+        assert REGISTRY.get_sample_value("leader_election_master_status", {"name": LEASE}) == 0
         await wait_until(lambda: second.started_at is not None, timeout=10, message="second takes over after the ttl")
         assert second.started_at > first.stopped_at
     finally:

@@ -165,3 +165,44 @@ async def test_cancelled_getter_passes_key_on():
 
     assert await asyncio.wait_for(second, 5) == "a"
     assert first.cancelled()
+
+
+def sample(metric: str, queue_name: str) -> float:
+    from prometheus_client import REGISTRY
+
+    value = REGISTRY.get_sample_value(metric, {"name": queue_name})
+    return 0.0 if value is None else value
+
+
+async def test_metrics_follow_keys():
+    name = "metrics-follow-keys"
+    queue: WorkQueue[str] = WorkQueue(name)
+
+    queue.add("a")
+    queue.add("b")
+    queue.add("a")  # Merged with the waiting "a": not an add.
+    depth_before = sample("workqueue_depth", name)
+    key = await get_soon(queue)
+    unfinished = sample("workqueue_unfinished_work_seconds", name)
+    queue.add_rate_limited(key)
+    queue.done(key)
+
+    assert depth_before == 2
+    assert sample("workqueue_depth", name) == 1
+    assert sample("workqueue_adds_total", name) == 2
+    assert sample("workqueue_retries_total", name) == 1
+    assert sample("workqueue_queue_duration_seconds_count", name) == 1
+    assert sample("workqueue_work_duration_seconds_count", name) == 1
+    assert unfinished >= 0
+    assert sample("workqueue_unfinished_work_seconds", name) == 0
+    assert sample("workqueue_longest_running_processor_seconds", name) == 0
+
+
+async def test_metrics_shutdown_empties_depth():
+    name = "metrics-shutdown"
+    queue: WorkQueue[str] = WorkQueue(name)
+    queue.add("a")
+
+    queue.shutdown()
+
+    assert sample("workqueue_depth", name) == 0
