@@ -1,4 +1,4 @@
-"""`skyshift label`, `annotate` and `patch` against a real API server: kubectl's forms, outcomes and errors."""
+"""`skyshift label`, `annotate`, `patch` and `scale` against a real API server: kubectl's forms, outcomes and errors."""
 
 from __future__ import annotations
 
@@ -404,3 +404,33 @@ def test_patch_needs_a_name(cli, jobs):
 
     assert result.exit_code == 1
     assert "nothing to patch" in result.stderr
+
+
+# ---- scale ----------------------------------------------------------------------------------
+
+
+def test_scale_sets_replicas(cli, client: SkyShiftClient, jobs):
+    result = cli("scale", "job/web-1", "job/web-2", "--replicas", "3")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ["job.skyshift/web-1 scaled", "job.skyshift/web-2 scaled"]
+    assert client.get("jobs", "web-1")["spec"]["replicas"] == 3
+    assert client.get("jobs", "web-2")["spec"]["replicas"] == 3
+
+
+def test_scale_current_replicas_mismatch(cli, client: SkyShiftClient, jobs):
+    result = cli("scale", "job", "batch", "--replicas", "4", "--current-replicas", "2")
+
+    assert result.exit_code == 1
+    assert (
+        "Error: job.skyshift/batch: expected --current-replicas 2, but spec.replicas is 1; nothing changed"
+        in result.stderr
+    )
+    assert client.get("jobs", "batch")["spec"]["replicas"] == 1
+
+
+def test_scale_rejects_kind_without_replicas(cli, site_a):
+    result = cli("scale", "cluster", "site-a", "--replicas", "2")
+
+    assert result.exit_code == 1
+    assert "kind Cluster has no replicas to scale; skyshift scale works on Jobs" in result.stderr

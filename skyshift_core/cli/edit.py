@@ -1,4 +1,4 @@
-"""`label`, `annotate` and `patch`: change objects in place with one patch request per object, as kubectl does.
+"""`label`, `annotate`, `patch` and `scale`: change objects in place with one patch request per object, as kubectl does.
 
 Every argument is checked before the first request, so a typo in a key or in a patch changes nothing.
 """
@@ -576,7 +576,56 @@ def patch(
         raise typer.Exit(1)
 
 
+# ---- scale ----------------------------------------------------------------------------------
+
+
+def scale(
+    ctx: typer.Context,
+    kind: Annotated[str, typer.Argument(help="Kind (jobs, job, jb) or KIND/NAME (job/train).")],
+    names: Annotated[list[str] | None, typer.Argument(help="Names of the Jobs, or more KIND/NAME arguments.")] = None,
+    replicas: Annotated[
+        int, typer.Option("--replicas", min=1, help="The new number of replicas.", show_default=False)
+    ] = ...,  # type: ignore[assignment]
+    current_replicas: Annotated[
+        int | None,
+        typer.Option(
+            "--current-replicas",
+            min=1,
+            help="Scale only a Job that has this many replicas now; others fail with an error.",
+        ),
+    ] = None,
+    namespace: NamespaceOption = None,
+    output: EditOutputOption = None,
+    server: ServerOption = None,
+) -> None:
+    """Set the number of replicas of Jobs, as kubectl scale does."""
+    _check_output(output)
+    targets = parse_targets([kind, *(names or [])], "scale")
+    for target in targets:
+        spec = target.model.model_fields.get("spec")
+        if spec is None or "replicas" not in getattr(spec.annotation, "model_fields", {}):
+            raise InvalidError(f"kind {target.model.__name__} has no replicas to scale; skyshift scale works on Jobs")
+    if not all(target.names for target in targets):
+        raise InvalidError("nothing to scale: pass KIND NAME... or KIND/NAME..., as in: skyshift scale job train --replicas 4")
+
+    def change(model: type[Object], current: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        now = current.get("spec", {}).get("replicas")
+        if current_replicas is not None and now != current_replicas:
+            raise InvalidError(f"expected --current-replicas {current_replicas}, but spec.replicas is {now}; nothing changed")
+        # The resource_version makes the check above and the write one atomic step.
+        document = {"metadata": {"resource_version": current["metadata"]["resource_version"]}, "spec": {"replicas": replicas}}
+        updated = client.patch(model, current["metadata"]["name"], document, _object_namespace(model, current))
+        return updated, "scaled (no change)" if now == replicas else "scaled"
+
+    with client_for(ctx, server) as client:
+        objects, failures = fetch_objects(client, Selection(targets, namespace))
+        failures += each_object(client, objects, change, ResultPrinter(output))
+    if failures:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     app.command("label")(_metadata_command(LABELS))
     app.command("annotate")(_metadata_command(ANNOTATIONS))
     app.command("patch")(patch)
+    app.command("scale")(scale)
