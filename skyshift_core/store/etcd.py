@@ -36,8 +36,8 @@ from skyshift_core.errors import (
     UnavailableError,
 )
 from skyshift_core.objects import kinds
-from skyshift_core.objects.meta import DEFAULT_NAMESPACE, Object, utc_now
 from skyshift_core.objects.job import Job, JobPhase
+from skyshift_core.objects.meta import DEFAULT_NAMESPACE, Object, utc_now
 from skyshift_core.objects.misc import Namespace, User
 from skyshift_core.objects.selectors import FieldRequirement, Requirement, fields_match, selector_matches
 from skyshift_core.store.keys import ROOT, list_prefix, object_key, prefix_range_end
