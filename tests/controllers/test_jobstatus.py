@@ -90,6 +90,27 @@ async def test_partly_succeeded_job_is_running():
     assert written.status.completion_time is None
 
 
+def test_scaled_down_job_waits_for_new_placement():
+    # Scaled from 5 to 2 replicas: 0 to 2 succeeded, while 3 and 4 still run until the scheduler
+    # drops them from the placement.
+    job = job_with_tasks("Succeeded", "Succeeded", "Succeeded", "Running", "Running")
+    job.spec.replicas = 2
+
+    phase, message = aggregate_phase(job)
+
+    assert phase is JobPhase.RUNNING
+    assert message == "2 of 2 replicas running, 3 succeeded"
+
+
+def test_scaled_down_job_succeeds_once_placed():
+    job = job_with_tasks("Succeeded", "Succeeded", "Succeeded", "Running", "Running")
+    job.spec.replicas = 2
+    job.status.placement = {"a": 2}
+    job.status.clusters["a"].replica_indices = [0, 1]
+
+    assert aggregate_phase(job) == (JobPhase.SUCCEEDED, "all 2 replicas succeeded")
+
+
 def job_with_failed_task(**task: object) -> Job:
     job = job_with_tasks("Failed")
     job.status.clusters["a"].tasks["0"] = TaskStatus(state="Failed", **task)
