@@ -101,9 +101,37 @@ def schedule(
     current: dict[str, int] | None = None,
 ) -> Decision:
     """Place `replicas` (default: all of the Job's) on `clusters`; `current` is the placement the
-    Job already holds, which the divide plugin uses to keep decisions stable."""
+    Job already holds, which the divide plugin uses to keep decisions stable.
+
+    A plugin that raises fails the cycle with an error Decision that names it, so that the Job
+    shows the reason (SchedulerError) instead of waiting without one while the cycle is retried."""
     replicas = job.spec.replicas if replicas is None else replicas
-    current = current or {}
+    step = _Step()
+    try:
+        return _schedule(profile, job, clusters, policies, replicas, current or {}, step)
+    except Exception as error:
+        logger.exception("Scheduling cycle of Job %s/%s failed in %s", job.metadata.namespace, job.metadata.name, step.name)
+        details = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+        raised = f"{type(error).__name__}: {details}" if details else type(error).__name__
+        message = f"{step.name} raised {raised}; this is a bug in that plugin: report it to its authors"
+        return Decision(profile.name, replicas, None, [], message, error=True)
+
+
+class _Step:
+    """The plugin that the scheduling cycle is calling, named for the error of a plugin that raises."""
+
+    name = "the scheduling cycle"
+
+
+def _schedule(
+    profile: Profile,
+    job: Job,
+    clusters: list[ClusterInfo],
+    policies: list[FilterPolicy],
+    replicas: int,
+    current: dict[str, int],
+    step: _Step,
+) -> Decision:
     state = CycleState()
     state[POLICIES_KEY] = policies_for(job, policies)
 
@@ -112,6 +140,7 @@ def schedule(
     # the Job itself rejects every cluster with its reasons.
     filters = []
     for plugin in profile.filters:
+        step.name = f"filter plugin {plugin.name!r}"
         status = plugin.pre_filter(state, job)
         if status.ok:
             filters.append(plugin)
@@ -130,6 +159,7 @@ def schedule(
     for cluster in ordered:
         verdict = ClusterVerdict(cluster.name, True)
         for plugin in filters:
+            step.name = f"filter plugin {plugin.name!r}"
             status = plugin.filter(state, job, cluster)
             if status is SUCCESS:
                 continue  # The common case, without looking at the status.
@@ -141,6 +171,7 @@ def schedule(
                 verdict.plugin = status.plugin or plugin.name
                 break
         if verdict.feasible:
+            step.name = "the scheduling cycle"
             verdict.fit_count = state.fit_count(job, cluster)
             feasible.append(cluster)
         verdicts.append(verdict)
@@ -152,6 +183,7 @@ def schedule(
     # Score: each plugin rates every feasible cluster, normalizes, and is weighted.
     skipped: list[str] = []
     for plugin, weight in profile.scorers:
+        step.name = f"score plugin {plugin.name!r}"
         status = plugin.pre_score(state, job, feasible)
         if status.code is Code.SKIP:
             skipped.append(plugin.name)
@@ -179,6 +211,7 @@ def schedule(
         for cluster in feasible
     ]
     candidates.sort(key=lambda candidate: (-candidate.score, candidate.name))
+    step.name = f"divide plugin {profile.divider.name!r}"
     division = profile.divider.divide(state, job, replicas, candidates)
     division = {name: count for name, count in division.items() if count > 0}
     fits = {candidate.name: candidate.fit_count for candidate in candidates}

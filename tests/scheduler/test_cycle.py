@@ -441,6 +441,28 @@ def test_pre_score_unexpected_code_fails_cycle():
     )
 
 
+class RaisingScore(ScorePlugin):
+    name = "crashy"
+
+    def score(self, state, job, cluster):
+        return {"a": 10}[cluster.name]  # A bug: KeyError for every other cluster.
+
+
+def test_raising_plugin_fails_cycle_with_reason(caplog):
+    base = profile()
+    crashy = Profile(base.name, base.filters, [(RaisingScore(), 1)], base.divider, base.reservers)
+    clusters = [cluster("a", node("a1", 4)), cluster("b", node("b1", 4))]
+
+    decision = schedule(crashy, job(), clusters, [])
+
+    assert decision.error
+    assert decision.placement is None
+    assert decision.message == (
+        "score plugin 'crashy' raised KeyError: 'b'; this is a bug in that plugin: report it to its authors"
+    )
+    assert "Traceback" in caplog.text
+
+
 def whole_cpu_node(name: str, cpus: float, free: float | None = None) -> NodeInfo:
     """A node that gives each replica whole CPUs, as Slurm does."""
     free = cpus if free is None else free
