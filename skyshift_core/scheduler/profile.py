@@ -85,7 +85,12 @@ def build_profile(spec: Mapping[str, Any], resolve: Callable[[str], type]) -> Pr
                     f"profile {name!r}: args of plugin {plugin_name!r} must be a mapping of argument names "
                     f"to values; got {plugin_args!r}"
                 )
-            instances[plugin_name] = _load_plugin(plugin_name, plugin_args, resolve)
+            try:
+                instances[plugin_name] = _load_plugin(plugin_name, plugin_args, resolve)
+            except PluginError as error:
+                if error.message.startswith("invalid arguments"):
+                    raise PluginError(f"profile {name!r}: {error.message}") from error
+                raise
         return instances[plugin_name]
 
     filters = [instance(plugin_name) for plugin_name in filter_names(spec)]
@@ -99,6 +104,7 @@ def build_profile(spec: Mapping[str, Any], resolve: Callable[[str], type]) -> Pr
             f"profile {name!r}: scores must be a list, for example [{{name: placement, weight: 1}}]; "
             f"got {score_entries!r}"
         )
+    listed_scores: set[str] = set()
     for entry in score_entries:
         entry = {"name": entry, "weight": 1} if isinstance(entry, str) else entry
         if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
@@ -107,8 +113,16 @@ def build_profile(spec: Mapping[str, Any], resolve: Callable[[str], type]) -> Pr
                 f"got {entry!r}"
             )
         weight = entry.get("weight", 1)
-        if not isinstance(weight, int) or weight < 1:
-            raise PluginError(f"profile {name!r}: weight of score plugin {entry.get('name')!r} must be a positive integer")
+        if not isinstance(weight, int) or isinstance(weight, bool) or weight < 1:
+            raise PluginError(
+                f"profile {name!r}: invalid weight {weight!r} of score plugin {entry.get('name')!r}: expected a "
+                "positive integer, such as 1 or 5"
+            )
+        if entry["name"] in listed_scores:
+            raise PluginError(
+                f"profile {name!r} lists score plugin {entry['name']!r} twice; list it once, with the sum of the weights"
+            )
+        listed_scores.add(entry["name"])
         plugin = instance(entry["name"])
         _expect(plugin, ScorePlugin, "scores", name)
         scorers.append((plugin, weight))

@@ -122,15 +122,21 @@ def test_profile_shares_one_instance_per_plugin():
         ({"args": {"deny-sit": {"site": "b"}}}, "has args for 'deny-sit', which it does not use"),
         ({"args": ["deny-site"]}, "args must map plugin names to their arguments"),
         ({"filters": ["deny-site"], "args": {"deny-site": "b"}}, "args of plugin 'deny-site' must be a mapping"),
-        ({"filters": ["deny-site"], "args": {"deny-site": {"zone": "b"}}}, "invalid arguments for scheduler plugin 'deny-site'"),
+        (
+            {"filters": ["deny-site"], "args": {"deny-site": {"zone": "b"}}},
+            "profile 'p': invalid arguments for scheduler plugin 'deny-site'",
+        ),
         ({"scores": "placement"}, "scores must be a list"),
         ({"scores": [{"weight": 2}]}, "each entry of scores must be a plugin name"),
+        ({"scores": [{"name": "placement", "weight": -3}]}, "invalid weight -3 of score plugin 'placement'"),
+        ({"scores": [{"name": "placement", "weight": "5"}]}, "invalid weight '5' of score plugin 'placement'"),
+        ({"scores": ["placement", {"name": "placement", "weight": 2}]}, "lists score plugin 'placement' twice"),
         ({"filters": ["fill"]}, "lists 'fill' under filters, but it does not implement FilterPlugin"),
         ({"filters": ["deny-sight"]}, "No scheduler plugin named 'deny-sight'"),
     ],
     ids=[
         "args-unused", "args-not-mapping", "plugin-args-not-mapping", "plugin-rejects-args", "scores-not-list",
-        "score-without-name", "not-a-filter", "unknown-plugin",
+        "score-without-name", "negative-weight", "text-weight", "score-twice", "not-a-filter", "unknown-plugin",
     ],
 )  # fmt: skip
 def test_profile_invalid(fields, message):
