@@ -207,6 +207,31 @@ def test_finished_job_spec_immutable(api, phase):
     assert labelled.json()["spec"]["replicas"] == 1
 
 
+def test_placed_job_only_replicas_change(api):
+    make_job(api, "placed")
+    api.patch(item_path("Job", "placed") + "/status", json={"status": {"placement": {"site-a": 1}}}, headers=MERGE)
+
+    rerun = api.patch(item_path("Job", "placed"), json={"spec": {"run": "echo v2", "image": "debian"}}, headers=MERGE)
+    scaled = api.patch(item_path("Job", "placed"), json={"spec": {"replicas": 3}}, headers=MERGE)
+
+    assert rerun.status_code == 422, rerun.text
+    assert rerun.json()["message"] == (
+        "Job 'default/placed' is placed on clusters, so of its spec only spec.replicas can change, not spec.image, "
+        "spec.run: its submitted replicas would keep the old values. To change them, delete the Job and apply it again"
+    )
+    assert scaled.status_code == 200, scaled.text
+    assert scaled.json()["spec"]["replicas"] == 3
+
+
+def test_pending_job_spec_changes(api):
+    make_job(api, "waiting")
+
+    response = api.patch(item_path("Job", "waiting"), json={"spec": {"run": "echo fixed"}}, headers=MERGE)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["spec"]["run"] == "echo fixed"
+
+
 def test_json_patch(api):
     make_job(api, "jp")
     operations = [{"op": "replace", "path": "/spec/replicas", "value": 4}, {"op": "add", "path": "/metadata/labels/a", "value": "b"}]

@@ -78,21 +78,33 @@ MAX_REVISION = 2**63 - 1
 RESOURCE_VERSION_WAIT = 3.0
 
 
-def _check_finished_job_unchanged(current: Object, merged: Object) -> None:
-    """Raise InvalidError when an update changes the spec of a Job that has succeeded or failed.
+def _check_job_spec_change(current: Object, merged: Object) -> None:
+    """Raise InvalidError when an update changes a Job's spec in a way the controllers would ignore.
 
-    The controllers never act on a finished Job again, so such a change would be accepted and
-    silently ignored. Kubernetes makes a Job's pod template immutable for the same reason."""
-    if not isinstance(current, Job) or current.status.phase not in (JobPhase.SUCCEEDED, JobPhase.FAILED):
-        return
-    if merged.metadata.generation == current.metadata.generation:
+    The controllers never act on a finished Job again, and a placed Job's submitted replicas keep
+    the spec they were submitted with: only a change of `replicas` reaches them. Such a change
+    would be accepted and silently not applied, or applied to new replicas only. Kubernetes makes
+    a Job's pod template immutable for the same reason."""
+    if not isinstance(current, Job) or merged.metadata.generation == current.metadata.generation:
         return
     reference = f"{current.metadata.namespace}/{current.metadata.name}"
-    raise InvalidError(
-        f"Job '{reference}' has {current.status.phase.value.lower()}, so its spec cannot change: the controllers do "
-        "not run a finished Job again. To run it with the new spec, delete it and apply it again, or create a Job "
-        "with another name"
-    )
+    if current.status.phase in (JobPhase.SUCCEEDED, JobPhase.FAILED):
+        raise InvalidError(
+            f"Job '{reference}' has {current.status.phase.value.lower()}, so its spec cannot change: the controllers "
+            "do not run a finished Job again. To run it with the new spec, delete it and apply it again, or create a "
+            "Job with another name"
+        )
+    if not current.status.placement and not current.status.clusters:
+        return  # Nothing was submitted yet, so every field may still change.
+    before = current.spec.model_dump(mode="json")
+    after = merged.spec.model_dump(mode="json")
+    changed = [name for name in after if name != "replicas" and after[name] != before.get(name)]
+    if changed:
+        fields = ", ".join(f"spec.{name}" for name in changed)
+        raise InvalidError(
+            f"Job '{reference}' is placed on clusters, so of its spec only spec.replicas can change, not {fields}: "
+            "its submitted replicas would keep the old values. To change them, delete the Job and apply it again"
+        )
 
 
 def _watch_failure(error: Exception) -> str:
@@ -571,7 +583,7 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
                 raise ConflictError(self._conflict_message(model, namespace, name, precondition, kv.mod_revision))
             current = self._decode(model, kv.value, kv.mod_revision)
             merged = self._merge(current, obj, subresource)
-            _check_finished_job_unchanged(current, merged)
+            _check_job_spec_change(current, merged)
             if current.metadata.deletion_timestamp is not None:
                 self._check_finalizers_removed_only(current, merged)
                 if not merged.metadata.finalizers:
