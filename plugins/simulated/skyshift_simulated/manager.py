@@ -182,7 +182,10 @@ class SimulatedClusterManager(ClusterManager):
         indices = self.cluster.replica_indices(key)
         if indices is None:
             raise ClusterManagerError(
-                f"no work with key {key!r} on simulated cluster {self.name!r}: it was never submitted or was deleted",
+                f"no work with key {key!r} on simulated cluster {self.name!r} in this process: it was never "
+                "submitted or was deleted, or it runs in another process. A simulated cluster keeps its work in "
+                "the memory of the process that runs it (the controller manager), so an API server in another "
+                "process cannot read its logs",
                 retryable=False,
             )
         if replica is not None and replica not in indices:
