@@ -20,6 +20,7 @@ from skyshift_core.scheduler.framework import (
     SUCCESS,
     Code,
     CycleState,
+    Plugin,
     Status,
 )
 from skyshift_core.scheduler.profile import Profile
@@ -118,9 +119,17 @@ def schedule(
 
 
 class _Step:
-    """The plugin that the scheduling cycle is calling, named for the error of a plugin that raises."""
+    """The plugin that the scheduling cycle is calling, and its extension point, for the error of a
+    plugin that raises. Set before each call, so it holds objects: names are formatted on error only."""
 
-    name = "the scheduling cycle"
+    point = ""
+    plugin: Plugin | None = None
+
+    @property
+    def name(self) -> str:
+        if self.plugin is None:
+            return "the scheduling cycle"
+        return f"{self.point} plugin {self.plugin.name!r}"
 
 
 def _schedule(
@@ -139,8 +148,9 @@ def _schedule(
     # Pre-filter: a plugin with nothing to check for this Job is left out. A plugin that rejects
     # the Job itself rejects every cluster with its reasons.
     filters = []
+    step.point = "filter"
     for plugin in profile.filters:
-        step.name = f"filter plugin {plugin.name!r}"
+        step.plugin = plugin
         status = plugin.pre_filter(state, job)
         if status.ok:
             filters.append(plugin)
@@ -159,7 +169,7 @@ def _schedule(
     for cluster in ordered:
         verdict = ClusterVerdict(cluster.name, True)
         for plugin in filters:
-            step.name = f"filter plugin {plugin.name!r}"
+            step.plugin = plugin
             status = plugin.filter(state, job, cluster)
             if status is SUCCESS:
                 continue  # The common case, without looking at the status.
@@ -171,7 +181,7 @@ def _schedule(
                 verdict.plugin = status.plugin or plugin.name
                 break
         if verdict.feasible:
-            step.name = "the scheduling cycle"
+            step.plugin = None
             verdict.fit_count = state.fit_count(job, cluster)
             feasible.append(cluster)
         verdicts.append(verdict)
@@ -182,8 +192,9 @@ def _schedule(
 
     # Score: each plugin rates every feasible cluster, normalizes, and is weighted.
     skipped: list[str] = []
+    step.point = "score"
     for plugin, weight in profile.scorers:
-        step.name = f"score plugin {plugin.name!r}"
+        step.plugin = plugin
         status = plugin.pre_score(state, job, feasible)
         if status.code is Code.SKIP:
             skipped.append(plugin.name)
@@ -211,7 +222,7 @@ def _schedule(
         for cluster in feasible
     ]
     candidates.sort(key=lambda candidate: (-candidate.score, candidate.name))
-    step.name = f"divide plugin {profile.divider.name!r}"
+    step.point, step.plugin = "divide", profile.divider
     division = profile.divider.divide(state, job, replicas, candidates)
     division = {name: count for name, count in division.items() if count > 0}
     fits = {candidate.name: candidate.fit_count for candidate in candidates}
