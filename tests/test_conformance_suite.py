@@ -66,6 +66,30 @@ def test_missing_pytest_asyncio_named(pytester):
     )
 
 
+SCORE_SUITE_MODULE = """
+from skyshift_core.scheduler.builtin import Placement
+from skyshift_core.testing.conformance import ScorePluginConformance
+
+
+class TestPlacement(ScorePluginConformance):
+    plugin_class = Placement
+    entry_point = "placement"
+"""
+
+
+def test_scheduling_suite_without_pytest_asyncio(pytester):
+    # The module's async tests carry pytest.mark.asyncio, which pytest would report as unknown.
+    pytester.makepyfile(test_score=SCORE_SUITE_MODULE)
+
+    # In a process of its own, because this one has imported the conformance module already.
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "no:asyncio", "-W", "error::pytest.PytestUnknownMarkWarning"
+    )  # fmt: skip
+
+    assert result.ret == 0, result.stdout.str()
+    assert "PytestUnknownMarkWarning" not in result.stdout.str()
+
+
 BROKEN_BACKENDS = [
     (
         "ForgetfulDeleteManager",
