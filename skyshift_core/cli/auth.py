@@ -3,7 +3,6 @@ token command groups."""
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 import sys
@@ -14,12 +13,13 @@ import typer
 
 from skyshift_core.cli.common import (
     CaFileOption,
+    DocumentOutputOption,
     ServerOption,
     client_for,
     connection_for,
     not_found_message,
     open_client,
-    to_yaml,
+    print_document,
 )
 from skyshift_core.cli.config import ClientConfig, Connection, default_config_path
 from skyshift_core.cli.tables import format_table
@@ -39,7 +39,6 @@ _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 PasswordStdinOption = Annotated[
     bool, typer.Option("--password-stdin", help="Read the password from the first line of standard input.")
 ]
-OutputOption = Annotated[str | None, typer.Option("--output", "-o", help="Output format: yaml or json. Default: text.")]
 
 
 # The API server's message when a requested lifetime exceeds its maximum (skyshift_core.auth.routes).
@@ -87,19 +86,6 @@ def _read_password(from_stdin: bool, prompt: str, confirm: bool = False) -> str:
             raise InvalidError("--password-stdin was given, but standard input has no password on its first line")
         return line
     return typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
-
-
-def _print(data: Any, output: str | None) -> bool:
-    """Print `data` as YAML or JSON when `output` requests it; return False for the text format."""
-    if output is None:
-        return False
-    if output == "yaml":
-        typer.echo(to_yaml(data).rstrip("\n"))
-    elif output == "json":
-        typer.echo(json.dumps(data, indent=2))
-    else:
-        raise InvalidError(f"invalid output format {output!r}: expected yaml or json")
-    return True
 
 
 def _when(text: str | None) -> str:
@@ -167,11 +153,11 @@ def logout(ctx: typer.Context, server: ServerOption = None) -> None:
     typer.echo(result.get("message", "Logged out"))
 
 
-def whoami(ctx: typer.Context, output: OutputOption = None, server: ServerOption = None) -> None:
+def whoami(ctx: typer.Context, output: DocumentOutputOption = None, server: ServerOption = None) -> None:
     """Show who the current token belongs to, the user's Roles and when the token expires."""
     with client_for(ctx, server) as client:
         result = client.call("GET", "/api/v1/whoami")
-    if _print(result, output):
+    if print_document(result, output):
         return
     typer.echo(f"User:    {result['user']}")
     typer.echo(f"Roles:   {', '.join(result['roles']) or '<none>'}")
@@ -238,7 +224,7 @@ def invite_create(
         typer.Option("--lifetime", help="How long the invite stays valid, such as 2d. Default: the server's (7d)."),
     ] = None,
     description: Annotated[str, typer.Option("--description", help="A note on whom the invite is for.")] = "",
-    output: OutputOption = None,
+    output: DocumentOutputOption = None,
     server: ServerOption = None,
 ) -> None:
     """Create a single-use invite; the code is shown only now."""
@@ -248,7 +234,7 @@ def invite_create(
     with client_for(ctx, server) as client:
         result = _call_with_lifetime(client, "/api/v1/invites", body, lifetime)
         server_url, ca_file = client.server_url, client.ca_file
-    if _print(result, output):
+    if print_document(result, output):
         return
     typer.echo(
         f"Invite {result['id']} for Roles {', '.join(result['roles'])}, valid until {_when(result['expires_at'])}:"
@@ -265,11 +251,11 @@ def invite_create(
 
 
 @invite_app.command("list")
-def invite_list(ctx: typer.Context, output: OutputOption = None, server: ServerOption = None) -> None:
+def invite_list(ctx: typer.Context, output: DocumentOutputOption = None, server: ServerOption = None) -> None:
     """List invites: their Roles, state, creator and expiry (never their codes)."""
     with client_for(ctx, server) as client:
         result = client.call("GET", "/api/v1/invites")
-    if _print(result, output):
+    if print_document(result, output):
         return
     rows = [
         [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -182,6 +183,26 @@ def open_client(connection: Connection, token: str | None, timeout: float | None
                 "pass a PEM file with the CA that signed the API server's certificate"
             )
         raise InvalidError(message, details=error.details) from error
+
+
+DocumentOutputOption = Annotated[
+    str | None, typer.Option("--output", "-o", help="Output format: yaml or json. Default: text.")
+]
+
+
+def check_document_output(output: str | None) -> None:
+    """Raise InvalidError unless `output` is None (text), yaml or json."""
+    if output not in (None, "yaml", "json"):
+        raise InvalidError(f"invalid output format {output!r}: expected yaml or json")
+
+
+def print_document(data: Any, output: str | None) -> bool:
+    """Print `data` as YAML or JSON when `output` requests it; return False for the text format."""
+    check_document_output(output)
+    if output is None:
+        return False
+    typer.echo(to_yaml(data).rstrip("\n") if output == "yaml" else json.dumps(data, indent=2))
+    return True
 
 
 def print_warning(text: str) -> None:

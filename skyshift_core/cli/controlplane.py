@@ -1,7 +1,6 @@
 """Control plane commands: `up`, `down` and `status` for a local control plane, and the foreground
 servers `api-server` and `controller-manager` that `up` starts (and that multi-host setups run directly)."""
 
-import json
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -9,7 +8,15 @@ from typing import Annotated
 import typer
 
 from skyshift_core.auth.settings import AuthSettings
-from skyshift_core.cli.common import CaFileOption, ServerOption, client_for, connection_for, to_yaml
+from skyshift_core.cli.common import (
+    CaFileOption,
+    DocumentOutputOption,
+    ServerOption,
+    check_document_output,
+    client_for,
+    connection_for,
+    print_document,
+)
 from skyshift_core.cli.config import DEFAULT_STATE_DIR, LOCAL_CONTEXT, ClientConfig, default_config_path
 from skyshift_core.cli.tables import age, format_table
 from skyshift_core.errors import InvalidError, NotFoundError
@@ -187,16 +194,13 @@ def leader(
     lease: Annotated[
         str, typer.Argument(help="The lease that controller managers elect their leader with.")
     ] = CONTROLLER_MANAGER_LEASE,
-    output: Annotated[
-        str | None, typer.Option("--output", "-o", help="Output format: yaml or json. Default: a table.")
-    ] = None,
+    output: DocumentOutputOption = None,
     server: ServerOption = None,
 ) -> None:
     """Show which controller manager leads: the holder of its lease, and when the lease expires.
 
     Exits 1 when the lease has no holder."""
-    if output not in (None, "yaml", "json"):
-        raise InvalidError(f"invalid output format {output!r}: expected yaml or json")
+    check_document_output(output)
     with client_for(ctx, server) as client:
         try:
             record = client.call("GET", f"/api/v1/leases/{lease}")
@@ -207,11 +211,7 @@ def leader(
                 err=True,
             )
             raise typer.Exit(1) from None
-    if output == "json":
-        typer.echo(json.dumps(record, indent=2))
-        return
-    if output == "yaml":
-        typer.echo(to_yaml(record).rstrip("\n"))
+    if print_document(record, output):
         return
     remaining = record.get("remaining_seconds")
     row = [

@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from skyshift_core.objects import FilterPolicy, Job
+from skyshift_core.plugins import describe_error
 from skyshift_core.scheduler.builtin import POLICIES_KEY, policies_for
 from skyshift_core.scheduler.framework import (
     MAX_SCORE,
@@ -112,15 +113,13 @@ def schedule(
         return _schedule(profile, job, clusters, policies, replicas, current or {}, step)
     except Exception as error:
         logger.exception("Scheduling cycle of Job %s/%s failed in %s", job.metadata.namespace, job.metadata.name, step.name)
-        details = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
-        raised = f"{type(error).__name__}: {details}" if details else type(error).__name__
-        message = f"{step.name} raised {raised}; this is a bug in that plugin: report it to its authors"
+        message = f"{step.name} raised {describe_error(error)}; this is a bug in that plugin: report it to its authors"
         return Decision(profile.name, replicas, None, [], message, error=True)
 
 
 class _Step:
     """The plugin that the scheduling cycle is calling, and its extension point, for the error of a
-    plugin that raises. Set before each call, so it holds objects: names are formatted on error only."""
+    plugin that raises. It is set before each call, so it keeps objects, and names are formatted only on error."""
 
     point = ""
     plugin: Plugin | None = None
