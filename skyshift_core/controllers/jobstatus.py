@@ -25,7 +25,7 @@ def aggregate_phase(job: Job) -> tuple[JobPhase, str]:
       which backends report as Failed). The reason gives the first failed replica's exit code
       and reason, and its message when it has no exit code.
     - Succeeded: every replica succeeded (batch restart policies only), and the placement holds
-      exactly spec.replicas replicas. Right after a scale-down, the placement still holds the
+      exactly spec.replicas replicas. Right after a scale-down, the placement still contains the
       replicas to be dropped, which may run; the Job finishes once the scheduler has dropped them.
     - Running: at least one replica runs or has succeeded, so the Job's work has begun.
     - Pending: otherwise.
@@ -52,8 +52,9 @@ def aggregate_phase(job: Job) -> tuple[JobPhase, str]:
             explanation = f": {single_line(task.message)}"
         return JobPhase.FAILED, f"replica {index} on {cluster} failed{detail}{reason}{explanation}"
     succeeded = sum(1 for _, task in tasks.values() if task.state == "Succeeded")
-    wanted = range(job.spec.replicas)
-    all_succeeded = all(index in tasks and tasks[index][1].state == "Succeeded" for index in wanted)
+    all_succeeded = all(
+        index in tasks and tasks[index][1].state == "Succeeded" for index in range(job.spec.replicas)
+    )
     if batch and all_succeeded and sum(job.status.placement.values()) == job.spec.replicas:
         if job.spec.replicas == 1:
             return JobPhase.SUCCEEDED, "its replica succeeded"

@@ -71,7 +71,7 @@ def etcd_using_data_dir(data_dir: Path) -> tuple[int, list[str]] | None:
     """Return the pid and command line of a running etcd whose --data-dir is `data_dir`, or None.
 
     Reads /proc, so it finds only the processes of this machine and PID namespace."""
-    wanted = data_dir.resolve()
+    target = data_dir.resolve()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -87,7 +87,7 @@ def etcd_using_data_dir(data_dir: Path) -> tuple[int, list[str]] | None:
             directory = Path(os.readlink(f"/proc/{pid}/cwd")) / value
         except OSError:
             continue
-        if directory.resolve() == wanted:
+        if directory.resolve() == target:
             return pid, argv
     return None
 

@@ -42,7 +42,7 @@ RETRIES = Counter("workqueue_retries", "Rate-limited adds, that is retries of ke
 UNFINISHED_SECONDS = Gauge(
     "workqueue_unfinished_work_seconds", "Seconds that the keys being processed have been worked on, summed.", ["name"]
 )
-LONGEST_SECONDS = Gauge(
+LONGEST_RUNNING_SECONDS = Gauge(
     "workqueue_longest_running_processor_seconds", "Seconds that the longest-running worker has spent on its key.",
     ["name"],
 )  # fmt: skip
@@ -108,7 +108,7 @@ class WorkQueue(Generic[K]):
         self._work_seconds = WORK_SECONDS.labels(label)
         self._retries = RETRIES.labels(label)
         UNFINISHED_SECONDS.labels(label).set_function(self._unfinished_seconds)
-        LONGEST_SECONDS.labels(label).set_function(self._longest_seconds)
+        LONGEST_RUNNING_SECONDS.labels(label).set_function(self._longest_seconds)
 
     def __len__(self) -> int:
         """Return the number of keys waiting for a worker, not counting delayed adds."""

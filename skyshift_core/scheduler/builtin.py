@@ -164,7 +164,7 @@ def _other_spelling(accelerator: str, cluster: ClusterInfo) -> str:
     """Name the cluster's accelerator types that differ from `accelerator` only in letter case.
 
     Types match exactly, because backends use them as they are (the Kubernetes plugin selects
-    nodes by a label value), so `a100` never matches `A100` and the reason says why."""
+    nodes by a label value), so `a100` never matches `A100`, and the reason names the other spelling."""
     others = sorted(
         {
             name
