@@ -6,7 +6,9 @@ placed on its cluster changes, or a backend that pushes status changes reports o
   cluster controller  health and per-node capacity into the Cluster's status;
   flow controller     submit the shares placed on this cluster that the backend lacks, and delete
                       backend work no Job wants any more (deleted Jobs, moved replicas). A share
-                      that the backend rejected is not submitted again while its placement is unchanged;
+                      that the backend rejected is not submitted again while its placement is unchanged.
+                      The replicas of a Failed Job that have not finished are stopped, as
+                      Kubernetes ends a failed Job's active pods;
   job controller      the backend's task states into each Job's `status.clusters[<cluster>]`.
 
 While work on the cluster changes state (after a submission or a new task state), the backend's
@@ -52,6 +54,9 @@ DEFAULT_FAST_POLL_WINDOW = 10.0
 # scheduler can tell a live cluster from a stale one by observed_time.
 DEFAULT_REPORT_INTERVAL = 30.0
 _MAX_BACKOFF = 30.0
+# The reason of a replica that the skylet stopped, or never started, because its Job had failed.
+STOPPED_JOB_FAILED = "JobFailed"
+_FINISHED_STATES = ("Succeeded", "Failed")
 
 
 class Skylet:
@@ -101,10 +106,12 @@ class Skylet:
     def affected_by(self, old: Job | None, new: Job | None) -> bool:
         """Tell whether a change of a Job calls for a cycle now.
 
-        It does when the Job was added or deleted, or its spec or its share on this cluster changed.
-        It also does when the Job shows a task write of this skylet, because capacity is reported
-        at once after that (see `_task_writes_seen`). Other task writes wake no skylet."""
+        It does when the Job was added or deleted, failed, or its spec or its share on this cluster
+        changed. It also does when the Job shows a task write of this skylet, because capacity is
+        reported at once after that (see `_task_writes_seen`). Other task writes wake no skylet."""
         if old is None or new is None or old.metadata.generation != new.metadata.generation:
+            return True
+        if new.status.phase is JobPhase.FAILED and old.status.phase is not JobPhase.FAILED:
             return True
         if (self.cluster in old.status.placement) != (self.cluster in new.status.placement):
             return True
@@ -197,7 +204,8 @@ class Skylet:
         statuses = await self.manager.statuses()
         desired = self._desired_units()
         self._add_rejections(desired, statuses)
-        changed = await self._converge(desired, statuses)
+        changed = await self._stop_failed_jobs(desired, statuses)
+        changed = await self._converge(desired, statuses) or changed
         changed = await self._record_tasks(desired, statuses) or changed
         if changed:
             self._fast_until = time.monotonic() + self.fast_poll_window
@@ -293,6 +301,62 @@ class Skylet:
                 self._rejections[key] = WorkStatus.rejected(unit, message)
             # The rejection wins over what the backend lists, such as a partial share.
             statuses[key] = self._rejections[key]
+
+    async def _stop_failed_jobs(
+        self, desired: dict[str, tuple[Job, WorkUnit]], statuses: dict[str, WorkStatus]
+    ) -> bool:
+        """Stop the unfinished replicas of Failed Jobs on this cluster, and tell whether it stopped any.
+
+        The backend's work of such a share is deleted, and `statuses` gets the share's tasks with
+        each unfinished one Failed, reason STOPPED_JOB_FAILED, for `_record_tasks` to write. A share
+        that the backend does not list gets the same from the tasks that the Job shows, so a
+        replica recorded as Running, or never started, does not stay so after a failed write."""
+        stopped: dict[tuple[str, str], tuple[Job, list[int]]] = {}
+        for key, (job, unit) in desired.items():
+            if job.status.phase is not JobPhase.FAILED:
+                continue
+            reported = statuses.get(key)
+            share = job.status.clusters[self.cluster]
+            if reported is not None:
+                tasks, ids = dict(reported.tasks), list(reported.manager_job_ids)
+            else:
+                recorded = share.tasks
+                tasks = {str(index): recorded[str(index)] for index in unit.replica_indices if str(index) in recorded}
+                ids = list(share.manager_job_ids)
+            unfinished = [
+                index for index in unit.replica_indices
+                if str(index) not in tasks or tasks[str(index)].state not in _FINISHED_STATES
+            ]  # fmt: skip
+            if not unfinished:
+                continue
+            if reported is not None:
+                logger.info(
+                    "Skylet %s: stopping work %s, replicas %s of Job %s/%s, which failed",
+                    self.cluster, key, _index_list(unfinished), job.metadata.namespace or "default", job.metadata.name,
+                )  # fmt: skip
+                await self.manager.delete(key)
+                job_key = (job.metadata.namespace or "default", job.metadata.name)
+                stopped.setdefault(job_key, (job, []))[1].extend(unfinished)
+            for index in unfinished:
+                task = tasks.get(str(index))
+                started = task is not None and (task.state == "Running" or task.restarts > 0)
+                tasks[str(index)] = TaskStatus(
+                    state="Failed",
+                    exit_code=task.exit_code if task is not None else None,
+                    reason=STOPPED_JOB_FAILED,
+                    message="stopped because the Job failed" if started else "not started because the Job failed",
+                    restarts=task.restarts if task is not None else 0,
+                )
+            statuses[key] = WorkStatus(
+                key=key,
+                tasks=dict(sorted(tasks.items(), key=lambda item: int(item[0]))),
+                manager_job_ids=ids,
+            )
+        for job, indices in stopped.values():
+            replicas = _index_list(sorted(indices))
+            message = f"stopped replicas {replicas} on cluster {self.cluster} because the Job failed"
+            await record_event(self.client, job, "Normal", "Stopped", message, f"skylet/{self.cluster}")
+        return bool(stopped)
 
     async def _converge(self, desired: dict[str, tuple[Job, WorkUnit]], statuses: dict[str, WorkStatus]) -> bool:
         """Submit the shares the backend lacks, delete the work no Job wants, and tell whether it did either.
@@ -494,6 +558,10 @@ def _merged_status(
         tasks.update(status.tasks)
         ids += [job_id for job_id in status.manager_job_ids if job_id not in ids]
     return WorkStatus(key=reported[0][0], tasks=dict(sorted(tasks.items(), key=lambda item: int(item[0]))), manager_job_ids=ids)
+
+
+def _index_list(indices: list[int]) -> str:
+    return ", ".join(str(index) for index in indices)
 
 
 def _rejection_in_job(job: Job, unit: WorkUnit) -> str | None:

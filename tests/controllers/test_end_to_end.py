@@ -106,6 +106,31 @@ async def test_failed_replica_fails_job(client, control_plane):
     assert failed["message"] == "replica 1 on site-a failed with exit code 1: Error"
 
 
+async def test_failed_job_stops_its_other_replicas(client, control_plane):
+    from skyshift_simulated import registered_cluster
+
+    # Replica 0 fails on site-a within a second; replica 1 on site-b would run for an hour.
+    control_plane()
+    await client.create(simulated_cluster("site-a", fail_replicas=[0], run_seconds=0.3))
+    await client.create(simulated_cluster("site-b", run_seconds=3600))
+    await wait_for_ready_clusters(client, 2)
+    await client.create(dict(JOB, spec={**JOB["spec"], "replicas": 2}))
+    await wait_for(lambda: _phase(client, "Failed"))
+
+    async def replica_stopped():
+        task = (await job_status(client))["clusters"]["site-b"]["tasks"].get("1", {})
+        return task if task.get("reason") == "JobFailed" else None
+
+    task = await wait_for(replica_stopped)
+    status = await job_status(client)
+
+    assert (task["state"], task["message"]) == ("Failed", "stopped because the Job failed")
+    assert registered_cluster("site-b").statuses() == {}
+    # The Job's reason still names the replica that failed.
+    failed = {c["type"]: c for c in status["conditions"]}["Failed"]
+    assert failed["message"] == "replica 0 on site-a failed with exit code 1: Error"
+
+
 async def test_rejected_submission_fails_job(client, control_plane, api):
     # The simulated backend rejects a negative run_seconds, which the API server does not check.
     control_plane()

@@ -14,7 +14,7 @@ import pytest
 from skyshift_core.cluster_manager import ClusterHealth, ClusterManager, ClusterManagerError, WorkStatus, WorkUnit
 from skyshift_core.controllers.manager import ControllerManagerConfig
 from skyshift_core.controllers.skylet import Skylet
-from skyshift_core.objects import Job, NodeResources, TaskStatus
+from skyshift_core.objects import Job, JobPhase, NodeResources, TaskStatus
 from skyshift_core.runtime.informer import Informer
 from skyshift_core.testing.controlplane import simulated_cluster, wait_for, wait_for_ready_clusters
 
@@ -180,6 +180,53 @@ async def test_replica_restart_recorded_as_event(async_client, run_skylet):
     assert len(await restarted_events(async_client, "web")) == 1
 
 
+async def events_of(client, name: str, reason: str) -> list[dict]:
+    events = (await client.list("Event", "default"))["items"]
+    return [event for event in events if event["involved_object"]["name"] == name and event["reason"] == reason]
+
+
+async def test_failed_job_replicas_stopped(async_client, run_skylet):
+    # As Kubernetes ends a failed Job's active pods, the skylet stops the replicas that still run.
+    manager = ScriptedManager(CLUSTER)
+    manager.state = "Running"
+    await run_skylet(manager)
+    await place(async_client, "train", replicas=2)
+    await wait_for(lambda: task_state(async_client, "train", "Running"))
+
+    # The job status controller's write, as when a replica on another cluster failed for good.
+    await async_client.patch("Job", "train", {"status": {"phase": "Failed"}}, "default", subresource="status")
+    tasks = await wait_for(lambda: task_state(async_client, "train", "Failed"), timeout=10)
+    (event,) = await wait_for(lambda: events_of(async_client, "train", "Stopped"))
+
+    assert manager.submitted == {}
+    assert {index: (task["reason"], task["message"]) for index, task in tasks.items()} == {
+        "0": ("JobFailed", "stopped because the Job failed"),
+        "1": ("JobFailed", "stopped because the Job failed"),
+    }
+    assert event["message"] == "stopped replicas 0, 1 on cluster edge because the Job failed"
+    assert event["source"] == f"skylet/{CLUSTER}"
+
+
+async def test_failed_job_unlisted_replicas_recorded(async_client, run_skylet):
+    # The Job failed before replica 1 was submitted here, and replica 0's stop was never recorded.
+    manager = ScriptedManager(CLUSTER)
+    await async_client.create({"kind": "Job", "metadata": {"name": "train"}, "spec": {"run": "x", "replicas": 2}})
+    share = {"replicas": 2, "replica_indices": [0, 1], "generation": 1, "tasks": {"0": {"state": "Running"}}}
+    status = {"phase": "Failed", "placement": {CLUSTER: 2}, "placement_generation": 1, "clusters": {CLUSTER: share}}
+    await async_client.patch("Job", "train", {"status": status}, "default", subresource="status")
+    await run_skylet(manager)
+
+    tasks = await wait_for(lambda: task_state(async_client, "train", "Failed"), timeout=10)
+
+    assert {index: (task["reason"], task["message"]) for index, task in tasks.items()} == {
+        "0": ("JobFailed", "stopped because the Job failed"),
+        "1": ("JobFailed", "not started because the Job failed"),
+    }
+    assert manager.submitted == {}
+    # Nothing was stopped on the backend, so no Stopped Event is recorded.
+    assert await events_of(async_client, "train", "Stopped") == []
+
+
 async def test_wake_during_a_cycle_is_not_lost(async_client, run_skylet):
     manager = ScriptedManager(CLUSTER)
     manager.hold_submit = True
@@ -266,6 +313,16 @@ def test_which_job_changes_wake_the_skylet(old, new, expected):
     skylet = Skylet(CLUSTER, ScriptedManager(CLUSTER), client=None, jobs=None)  # type: ignore[arg-type]
 
     assert skylet.affected_by(old, new) is expected
+
+
+def test_job_failing_wakes_the_skylet():
+    skylet = Skylet(CLUSTER, ScriptedManager(CLUSTER), client=None, jobs=None)  # type: ignore[arg-type]
+    old = job_with({"replica_indices": [0], "generation": 1}, tasks_state="Running")
+    new = old.model_copy(deep=True)
+    new.status.phase = JobPhase.FAILED
+
+    assert skylet.affected_by(old, new) is True
+    assert skylet.affected_by(new, new.model_copy(deep=True)) is False
 
 
 def test_own_task_write_wakes_the_skylet():
