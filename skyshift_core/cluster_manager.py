@@ -117,6 +117,16 @@ class WorkStatus:
         return cls(key=unit.key, tasks=tasks, rejection=message)
 
 
+@dataclass(frozen=True)
+class ExecResult:
+    """Output and exit code of a command that `ClusterManager.exec` ran in a replica. With a TTY,
+    stderr is merged into stdout."""
+
+    stdout: str
+    stderr: str
+    exit_code: int
+
+
 @dataclass
 class ClusterHealth:
     ready: bool
@@ -286,6 +296,24 @@ class ClusterManager:
           its type name, and logs a warning."""
         raise NotImplementedError
         yield (0, "")  # pragma: no cover
+
+    async def exec(
+        self, key: str, replica: int, command: list[str], tty: bool = False, stdin: bool | str = False
+    ) -> ExecResult:
+        """For backends with `supports_exec`: run `command` once in a running replica and return its
+        output and exit code, for `skyshift exec`.
+
+        The CLI calls it on a fresh instance in its own process, with the Cluster's config, so
+        that config must work on the user's machine. `stdin` may be a string to write to the
+        command's standard input, which is then closed (True sends nothing and closes it). Raise
+        ClusterManagerError(retryable=False), with a message that names the replica and its state,
+        when no work has `key`, `replica` is not part of it or the replica is not running."""
+        raise NotImplementedError
+
+    async def exec_interactive(self, key: str, replica: int, command: list[str], *, tty: bool, stdin: bool) -> int:
+        """Optional, for `skyshift exec -i/-t`: connect this process's terminal to `command` in a
+        running replica, and return the command's exit code. Only a CLI calls it."""
+        raise NotImplementedError
 
     async def create_service(self, service: Service, selector_keys: list[str]) -> list[str]:
         """For backends with `supports_services`: expose matching replicas; return the addresses."""

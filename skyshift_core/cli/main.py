@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from skyshift_core import __version__
-from skyshift_core.cli import auth, controlplane, edit, jobs, resources
+from skyshift_core.cli import auth, controlplane, edit, exec, jobs, resources
 from skyshift_core.cli.common import (
     CaFileOption,
     CliState,
@@ -57,6 +57,7 @@ resources.register(app)
 edit.register(app)
 controlplane.register(app)
 jobs.register(app)
+exec.register(app)
 auth.register_commands(app)
 app.add_typer(plugins_app, name="plugins", help="Inspect the plugins installed in this Python environment.")
 

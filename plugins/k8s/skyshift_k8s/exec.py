@@ -17,11 +17,11 @@ import select
 import shutil
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client
 from kubernetes.stream import stream
+from skyshift_core.cluster_manager import ExecResult
 
 from skyshift_k8s.api import KubernetesApi, KubernetesApiError, to_cluster_manager_error
 from skyshift_k8s.objects import CONTAINER_NAME
@@ -31,15 +31,6 @@ logger = logging.getLogger(__name__)
 STDIN_CHANNEL, STDOUT_CHANNEL, STDERR_CHANNEL, RESIZE_CHANNEL = 0, 1, 2, 4
 # Seconds a one-shot command may run before it is abandoned.
 DEFAULT_EXEC_TIMEOUT_SECONDS = 300.0
-
-
-@dataclass(frozen=True)
-class ExecResult:
-    """Output of a finished command. With a TTY, stderr is merged into stdout."""
-
-    stdout: str
-    stderr: str
-    exit_code: int
 
 
 def _open_session(

@@ -1,6 +1,6 @@
 """SkyShift hook implementations of the Kubernetes plugin (entry point `kubernetes` in `skyshift.hooks`).
 
-They add the plugin's CLI commands; see `skyshift_k8s.cli`.
+They add the plugin's CLI command; see `skyshift_k8s.cli`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 @hookimpl
 def register_cli_commands(app: typer.Typer) -> None:
-    """Add `skyshift cluster import-kubeconfig` and `skyshift exec`."""
+    """Add `skyshift cluster import-kubeconfig`."""
     from skyshift_k8s import cli
 
     cli.register(app)

@@ -235,6 +235,20 @@ def scancel_command(job_ids: list[str]) -> list[str]:
     return ["scancel", *job_ids]
 
 
+def srun_command(job_id: str, command: list[str], *, pty: bool = False) -> list[str]:
+    """Run `command` as one more step of running job `job_id` (Slurm's own id of an array task),
+    on its node and within its allocation, as `srun --jobid=ID --overlap` typed by hand does.
+
+    `--overlap` lets the step share the CPUs that the job's batch step holds, so it starts at once.
+    srun exits with the command's exit code."""
+    options = ["--quiet", f"--jobid={job_id}", "--overlap", "--nodes=1", "--ntasks=1", *(["--pty"] if pty else [])]
+    return ["srun", *options, "--", *command]
+
+
+# srun's own report of a step that exited nonzero, which repeats the exit code srun exits with.
+SRUN_EXIT_LINE = re.compile(r"^srun: error: \S+: task \d+: Exited with exit code \d+\n?", re.MULTILINE)
+
+
 def requeue_command(task_id: str) -> list[str]:
     """Put an ended array task back into the queue; Slurm adds one to its RestartCnt."""
     return ["scontrol", "requeue", task_id]

@@ -25,10 +25,12 @@ from skyshift_core.cluster_manager import (
     ClusterManager,
     ClusterManagerError,
     ConfigError,
+    ExecResult,
     WorkStatus,
     WorkUnit,
 )
 from skyshift_core.objects import NodeResources, RestartPolicy, TaskStatus
+from skyshift_slurm import commands
 from skyshift_slurm import logs as log_files
 from skyshift_slurm.client import CommandClient, SlurmClient, SubmitRejected
 from skyshift_slurm.config import JobSettings, SlurmConfig, expand_local_path, parse_config, parse_job_settings
@@ -62,6 +64,8 @@ FOLLOW_DRAIN_SECONDS = 1.0
 DELETED_KEY_MEMORY_SECONDS = 3600.0
 # jobcomp lines with these states mark a requeue of a job that later ended again.
 REQUEUE_STATES = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"})
+# Seconds a one-shot `skyshift exec` command may run before it is stopped.
+EXEC_TIMEOUT_SECONDS = 300.0
 
 
 @dataclass
@@ -84,6 +88,8 @@ class SlurmClusterManager(ClusterManager):
 
     provides: ClassVar[str] = "Slurm clusters, through Slurm's commands (locally or over ssh) or slurmrestd"
     supports_logs: ClassVar[bool] = True
+    # Through srun, with interface cli or ssh only: slurmrestd cannot start job steps.
+    supports_exec: ClassVar[bool] = True
     # sbatch calls (or slurmrestd submissions) for different shares may run side by side.
     max_parallel_submits: ClassVar[int] = 4
 
@@ -300,6 +306,69 @@ class SlurmClusterManager(ClusterManager):
             with contextlib.suppress(asyncio.CancelledError, ClusterManagerError):
                 await watcher
             await transport.close_stream(process)
+
+    # ---- exec -----------------------------------------------------------------------------
+
+    async def exec(
+        self, key: str, replica: int, command: list[str], tty: bool = False, stdin: bool | str = False
+    ) -> ExecResult:
+        """Run `command` once as a step of the replica's Slurm job (`srun --jobid=ID --overlap`) and
+        return its output and exit code.
+
+        The step runs on the replica's node, within its allocation, with the environment that the
+        transport passes to Slurm's commands, and outside any container of `container_runtime`.
+        `tty` is ignored here: a one-shot command gets no terminal."""
+        if not command:
+            raise ClusterManagerError("invalid command []: give the program to run and its arguments", retryable=False)
+        transport, job_id = await self._exec_target(key, replica)
+        data: bytes | None = None
+        if stdin is True:
+            data = b""
+        elif isinstance(stdin, str):
+            data = stdin.encode()
+        result = await transport.run(commands.srun_command(job_id, command), timeout=EXEC_TIMEOUT_SECONDS, stdin=data)
+        stderr = commands.SRUN_EXIT_LINE.sub("", result.stderr)
+        return ExecResult(stdout=result.output, stderr=stderr, exit_code=result.returncode)
+
+    async def exec_interactive(self, key: str, replica: int, command: list[str], *, tty: bool, stdin: bool) -> int:
+        """Connect this process's terminal to `command`, run as a step of the replica's Slurm job
+        (`srun --pty` with `tty`); return its exit code."""
+        if not command:
+            raise ClusterManagerError("invalid command []: give the program to run and its arguments", retryable=False)
+        transport, job_id = await self._exec_target(key, replica)
+        return await transport.run_attached(commands.srun_command(job_id, command, pty=tty), tty=tty)
+
+    async def _exec_target(self, key: str, replica: int) -> tuple[Transport, str]:
+        """Return the transport and the Slurm job id of the running replica `replica` of work `key`."""
+        _check_key(key)
+        subject = f"replica {replica} on Slurm cluster {self.name!r}"
+        if not isinstance(self.client, CommandClient):
+            raise ClusterManagerError(
+                f"cannot run a command in {subject}: slurmrestd cannot start job steps; attach the cluster "
+                "with interface cli or ssh, or run srun --jobid=ID --overlap on the cluster",
+                retryable=False,
+            )
+        replicas = [
+            _Replica(identity, record)
+            for record in await self.client.list_jobs()
+            if (identity := parse_job_name(record.name, self.name)) is not None
+            and identity.key == key
+            and identity.replica_of_task(record.array_task_id) == replica
+        ]
+        if not replicas:
+            raise ClusterManagerError(
+                f"cannot run a command in {subject}: Slurm lists no job of it (work {key!r}), so it has ended or "
+                "was never submitted; commands run only in running replicas",
+                retryable=False,
+            )
+        record = max(replicas, key=lambda item: item.ordering).record
+        if record.state != "RUNNING":
+            raise ClusterManagerError(
+                f"cannot run a command in {subject}: its Slurm job {record.task_id} is {record.state}; "
+                "commands run only in running replicas",
+                retryable=False,
+            )
+        return self.client.transport, record.job_id
 
     # ---- observation ----------------------------------------------------------------------
 

@@ -124,6 +124,30 @@ class Transport:
                 process.stdin.close()
         await _kill(process, graceful=True)
 
+    async def run_attached(self, argv: list[str], *, tty: bool) -> int:
+        """Run `argv` on this process's standard input, output and error; return its exit status.
+
+        With `tty`, the remote side gets a terminal where the transport makes one (ssh -tt)."""
+        process_argv, process_environment = self.wrap(argv, None)
+        process_argv = self.attached_argv(process_argv, tty)
+        try:
+            process = await asyncio.create_subprocess_exec(*process_argv, env=process_environment)
+        except FileNotFoundError as error:
+            raise ClusterManagerError(
+                f"cannot run {shlex.join(argv)!r} {self.description}: {error.filename or process_argv[0]} not found; "
+                "install Slurm's client commands (Debian package slurm-client) or fix PATH",
+                retryable=False,
+            ) from error
+        try:
+            return await process.wait()
+        except asyncio.CancelledError:
+            await _kill(process, graceful=True)
+            raise
+
+    def attached_argv(self, process_argv: list[str], tty: bool) -> list[str]:
+        """Return the local argv of `run_attached`, from the one that `wrap` built."""
+        return process_argv
+
     def wrap(self, argv: list[str], environment: dict[str, str] | None) -> tuple[list[str], dict[str, str]]:
         """Return the local argv and environment that run `argv` with `environment` added."""
         raise NotImplementedError
@@ -238,6 +262,14 @@ class SshTransport(Transport):
         }
         local_environment.setdefault("PATH", DEFAULT_PATH)
         return ["ssh", *self.ssh_options(), "--", self.host, remote], local_environment
+
+    async def run_attached(self, argv: list[str], *, tty: bool) -> int:
+        await self._ensure_master()
+        return await super().run_attached(argv, tty=tty)
+
+    def attached_argv(self, process_argv: list[str], tty: bool) -> list[str]:
+        # -tt makes a terminal on the login node even when this side has none; -T makes none.
+        return [process_argv[0], "-tt" if tty else "-T", *process_argv[1:]]
 
     def check_connection(self, result: CommandResult) -> None:
         if result.returncode != SSH_CONNECTION_FAILED:

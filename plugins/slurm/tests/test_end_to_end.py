@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
 from importlib.metadata import entry_points
 
@@ -124,3 +127,37 @@ async def test_invalid_partition_fails_job(async_client, control_plane, api, sit
     assert len(logs) == 1
     assert logs[0]["error"].startswith("replica 0 has no output: cluster e2e-alpha rejected its submission: ")
     assert sbatch_text in logs[0]["error"]
+
+
+async def run_cli(server: str, token: str, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
+    """Run `skyshift --server SERVER ARGS...` in a thread, so the control plane in this event loop keeps running."""
+    command = [sys.executable, "-m", "skyshift_core.cli.main", "--server", server, *args]
+    env = {**os.environ, "SKYSHIFT_TOKEN": token}
+    return await asyncio.to_thread(
+        subprocess.run, command, capture_output=True, text=True, timeout=60, input=input, env=env
+    )
+
+
+async def test_exec_in_slurm_replica(async_client, control_plane, api_server, admin_token, site_config):
+    control_plane()
+    await async_client.create(cluster_manifest("e2e-exec", site_config("alpha", "cli")))
+    spec = {"run": "sleep 300", "restart_policy": "Never", "resources": {"cpus": 1, "memory": "64Mi"}}
+    job = {"kind": "Job", "metadata": {"name": "shell"}, "spec": spec}
+    await async_client.create(job, "default")
+
+    async def running():
+        status = (await async_client.get("Job", "shell", "default"))["status"]
+        task = status["clusters"].get("e2e-exec", {}).get("tasks", {}).get("0", {})
+        return task.get("state") == "Running"
+
+    await wait_until(running)
+    script = "echo in $SLURM_JOB_ID; exit 4"
+    executed = await run_cli(api_server, admin_token, "exec", "shell", "--", "sh", "-c", script)
+    piped = await run_cli(api_server, admin_token, "exec", "job/shell", "-i", "--", "cat", input="typed\n")
+    await async_client.delete("Job", "shell", "default")
+
+    assert executed.returncode == 4, executed.stderr
+    assert executed.stdout.startswith("in ")
+    assert executed.stdout.split()[1].isdigit()
+    assert executed.stderr == ""
+    assert (piped.returncode, piped.stdout) == (0, "typed\n"), piped.stderr

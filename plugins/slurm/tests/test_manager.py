@@ -103,6 +103,48 @@ async def test_delete_cancels_running_job(mode, make_manager, make_job, make_uni
         await asyncio.sleep(0.2)
 
 
+@pytest.mark.parametrize("mode", ("cli", "ssh"))
+async def test_exec_runs_in_replica_job(mode, make_manager, make_job, make_unit, wait_for, sites):
+    manager = await make_manager("alpha", mode)
+    unit = make_unit(make_job("exec-me", "sleep 300", replicas=2), manager.name)
+    await manager.submit(unit)
+    script = "echo job $SLURM_JOB_ID; cat; echo to stderr >&2; exit 3"
+    try:
+        await wait_for(manager, unit.key, lambda status: all(task.state == "Running" for task in status.tasks.values()))
+        result = await manager.exec(unit.key, 1, ["sh", "-c", script], stdin="typed\n")
+        tasks = sites["alpha"].run(["squeue", "--noheader", "--array", "--format=%K %A"]).stdout.split("\n")
+    finally:
+        await manager.delete(unit.key)
+
+    # Replica 1 is array task 1, whose own Slurm job id the step runs in.
+    job_ids = dict(line.split() for line in tasks if line.strip())
+    assert result.stdout == f"job {job_ids['1']}\ntyped\n"
+    assert result.stderr == "to stderr\n"
+    assert result.exit_code == 3
+
+
+async def test_exec_ended_replica_rejected(make_manager, make_job, make_unit, wait_for, ended):
+    manager = await make_manager("alpha", "cli")
+    unit = make_unit(make_job("exec-ended", "true"), manager.name)
+    await manager.submit(unit)
+    await wait_for(manager, unit.key, ended)
+
+    expected = r"cannot run a command in replica 0 on Slurm cluster 'alpha-cli': "
+    with pytest.raises(ClusterManagerError, match=expected) as caught:
+        await manager.exec(unit.key, 0, ["true"])
+
+    assert "commands run only in running replicas" in str(caught.value)
+    assert caught.value.retryable is False
+
+
+async def test_exec_through_rest_rejected(make_manager):
+    manager = await make_manager("alpha", "rest")
+
+    expected = "slurmrestd cannot start job steps; attach the cluster with interface cli or ssh"
+    with pytest.raises(ClusterManagerError, match=expected):
+        await manager.exec("uid-1", 0, ["true"])
+
+
 @pytest.mark.parametrize("mode", PARSER_MODES)
 async def test_waiting_job_shows_pending_reason(mode, make_manager, make_job, make_unit, wait_for):
     # beta has 2 CPUs: the first job takes both, so the second waits for resources.
