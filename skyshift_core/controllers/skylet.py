@@ -95,6 +95,9 @@ class Skylet:
         self._warned: set[tuple[str, str]] = set()
         # Work key -> status of a share that the backend rejected, kept while a Job places the share.
         self._rejections: dict[str, WorkStatus] = {}
+        # Work keys of Failed Jobs that this skylet stopped, so a backend that still lists one for a
+        # while gets it deleted again without another Stopped Event.
+        self._stopped: set[str] = set()
         # (namespace, name) -> resource_version of this skylet's last task write to that Job, kept
         # until the Job informer shows the write; see _task_writes_seen.
         self._unseen_task_writes: dict[tuple[str, str], int] = {}
@@ -312,6 +315,7 @@ class Skylet:
         that the backend does not list gets the same from the tasks that the Job shows, so a
         replica recorded as Running, or never started, does not stay so after a failed write."""
         stopped: dict[tuple[str, str], tuple[Job, list[int]]] = {}
+        self._stopped &= set(desired)
         for key, (job, unit) in desired.items():
             if job.status.phase is not JobPhase.FAILED:
                 continue
@@ -330,13 +334,17 @@ class Skylet:
             if not unfinished:
                 continue
             if reported is not None:
-                logger.info(
-                    "Skylet %s: stopping work %s, replicas %s of Job %s/%s, which failed",
-                    self.cluster, key, _index_list(unfinished), job.metadata.namespace or "default", job.metadata.name,
-                )  # fmt: skip
+                first = key not in self._stopped
+                if first:
+                    logger.info(
+                        "Skylet %s: stopping work %s, replicas %s of Job %s/%s, which failed",
+                        self.cluster, key, _index_list(unfinished), job.metadata.namespace or "default", job.metadata.name,
+                    )  # fmt: skip
                 await self.manager.delete(key)
-                job_key = (job.metadata.namespace or "default", job.metadata.name)
-                stopped.setdefault(job_key, (job, []))[1].extend(unfinished)
+                if first:
+                    self._stopped.add(key)
+                    job_key = (job.metadata.namespace or "default", job.metadata.name)
+                    stopped.setdefault(job_key, (job, []))[1].extend(unfinished)
             for index in unfinished:
                 task = tasks.get(str(index))
                 started = task is not None and (task.state == "Running" or task.restarts > 0)

@@ -418,3 +418,31 @@ async def test_readiness_transitions_recorded_as_events(client, control_plane):
 
 async def cluster_phase(client, name: str, phase: str) -> bool:
     return (await client.get("Cluster", name))["status"]["phase"] == phase
+
+
+class LingeringManager(ScriptedManager):
+    """A backend that lists deleted work as Running for a while, as one that deletes asynchronously may."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.deletes = 0
+
+    async def delete(self, key: str) -> None:
+        self.deletes += 1
+        if self.deletes >= 3:
+            self.submitted.pop(key, None)
+
+
+async def test_failed_job_stop_recorded_once(async_client, run_skylet):
+    manager = LingeringManager(CLUSTER)
+    manager.state = "Running"
+    await run_skylet(manager, fast_poll_interval=0.05, fast_poll_window=SLOW_POLL)
+    await place(async_client, "train")
+    await wait_for(lambda: task_state(async_client, "train", "Running"))
+
+    await async_client.patch("Job", "train", {"status": {"phase": "Failed"}}, "default", subresource="status")
+    await wait_for(lambda: is_true(lambda: not manager.submitted), timeout=10)
+    (event,) = await events_of(async_client, "train", "Stopped")
+
+    assert manager.deletes == 3
+    assert event["count"] == 1
