@@ -144,7 +144,9 @@ def _event_age(event: dict[str, Any]) -> str:
     return text
 
 
-def _events(events: list[dict[str, Any]]) -> list[str]:
+def _events(events: list[dict[str, Any]] | str) -> list[str]:
+    if isinstance(events, str):
+        return [f"Events:  {events}"]
     if not events:
         return [f"Events:  {NONE}"]
     rows = [
@@ -156,8 +158,9 @@ def _events(events: list[dict[str, Any]]) -> list[str]:
     return ["Events:", *(_INDENT + line for line in table.splitlines())]
 
 
-def describe_object(model: type[Object], obj: dict[str, Any], events: list[dict[str, Any]]) -> str:
-    """Render an object as `skyshift describe` prints it."""
+def describe_object(model: type[Object], obj: dict[str, Any], events: list[dict[str, Any]] | str) -> str:
+    """Render an object as `skyshift describe` prints it; `events` is a text in place of the
+    Events when they could not be read."""
     lines = _header(model, obj)
     for field_name, value in obj.items():
         if field_name not in _ENVELOPE and isinstance(value, (dict, list)):

@@ -33,6 +33,7 @@ from skyshift_core.client import SkyShiftClient
 from skyshift_core.errors import (
     AlreadyExistsError,
     ConflictError,
+    ForbiddenError,
     GoneError,
     InvalidError,
     NotFoundError,
@@ -576,7 +577,13 @@ def describe(
             else:
                 objects = client.list_all(model, target_namespace)["items"]
             for obj in objects:
-                events = related_events(client, model, obj) if kind_name(model) != "Event" else []
+                events: list[dict] | str = []
+                if kind_name(model) != "Event":
+                    try:
+                        events = related_events(client, model, obj)
+                    except ForbiddenError as error:
+                        # As kubectl does, the object is described all the same.
+                        events = f"<not shown: {error}>"
                 described.append(describe_object(model, obj, events))
     if described:
         # A blank line between objects, as kubectl describe separates them.

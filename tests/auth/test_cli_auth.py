@@ -243,3 +243,19 @@ def test_set_password_without_service_tokens(cli, api, root):
 
     assert result.exit_code == 0, result.output
     assert "the user has no valid service tokens" in result.output
+
+
+def test_describe_without_event_access_still_shows_object(cli, api):
+    # Events of a cluster-scoped object may be in any namespace, which this reader may not list.
+    response = api.post("/api/v1/clusters", json={"kind": "Cluster", "metadata": {"name": "hpc-a"},
+                                                  "spec": {"manager": "nosuchmanager", "config": {}}})  # fmt: skip
+    assert response.status_code == 201, response.text
+    create_role(api, "cluster-reader", [{"verbs": ["get", "list"], "resources": ["clusters"]}])
+    token = create_user(api, "alice", ("cluster-reader",))
+
+    result = cli("--token", token, "describe", "cluster", "hpc-a")
+
+    assert result.exit_code == 0, result.output
+    assert "Name:" in result.stdout
+    assert "hpc-a" in result.stdout
+    assert "Events:  <not shown: " in result.stdout
