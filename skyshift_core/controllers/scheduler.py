@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 
 from skyshift_core.client import AsyncSkyShiftClient
 from skyshift_core.controllers.events import record_event
-from skyshift_core.errors import ConflictError, NotFoundError
+from skyshift_core.errors import ConflictError, NotFoundError, SkyShiftError
 from skyshift_core.objects import (
     Cluster,
     ClusterPhase,
@@ -59,6 +59,10 @@ SCHEDULED = "Scheduled"
 DEFAULT_GRACE_PERIOD = 300.0
 # A waiting Job is looked at again after this long even without a triggering change.
 RETRY_UNSCHEDULABLE_AFTER = 60.0
+# Seconds that the replicas of a placement whose write failed without a verdict stay reserved,
+# unless the informer shows the Job first. The write may have been applied, and the Job's next
+# cycle, after the work queue's backoff, writes again or finds it placed.
+UNCONFIRMED_WRITE_SECONDS = 30.0
 # Events that may be written in the background at once. Beyond this a decision waits for its
 # Event, so a slow API server slows the scheduler down instead of piling up unsent Events.
 MAX_PENDING_EVENTS = 64
@@ -269,8 +273,15 @@ class SchedulerReconciler:
             # new version and this request comes back.
             self.cache.forget(job)
             raise
+        except SkyShiftError as error:
+            if 400 <= error.status_code < 500:
+                self.cache.forget(job)  # Rejected: nothing was written.
+            else:
+                self.cache.keep_unconfirmed(job, UNCONFIRMED_WRITE_SECONDS)
+            raise
         except Exception:
-            self.cache.forget(job)
+            # A timeout or a lost connection: etcd may have applied the write all the same.
+            self.cache.keep_unconfirmed(job, UNCONFIRMED_WRITE_SECONDS)
             raise
         await self._record_event(job, "Normal", "Scheduled", f"placed {message}")
         logger.info(

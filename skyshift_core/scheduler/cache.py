@@ -69,6 +69,8 @@ class SchedulerCache:
         self._reserved_clusters: dict[JobKey, set[str]] = {}
         # job key -> (placement, placement generation) decided here but not yet seen in the informer
         self._assumed: dict[JobKey, tuple[dict[str, int], int]] = {}
+        # job key -> clock time until which an assumed placement whose write may have failed holds
+        self._unconfirmed: dict[JobKey, float] = {}
         self._jobs: dict[JobKey, Job] = {}
         # job key -> cluster -> wall-clock times at which started replicas were first seen; each
         # keeps its reservation until a capacity report observed after that time arrives, and is
@@ -125,6 +127,7 @@ class SchedulerCache:
         assumed = self._assumed.get(key)
         if assumed is not None and job.status.placement_generation >= assumed[1]:
             del self._assumed[key]  # The informer caught up with our own write.
+            self._unconfirmed.pop(key, None)
         self._jobs[key] = job
         self._track_starts(key, job)
         self._reserve(key)
@@ -135,17 +138,31 @@ class SchedulerCache:
         key = _key(job)
         self._jobs[key] = job
         self._assumed[key] = (dict(pending), generation)
+        self._unconfirmed.pop(key, None)
         self._reserve(key)
 
     def forget(self, job: Job) -> None:
         """Drop an assumed placement whose write failed, restoring what the informer last showed."""
         key = _key(job)
+        self._unconfirmed.pop(key, None)
         if self._assumed.pop(key, None) is not None:
             self._reserve(key)
+
+    def keep_unconfirmed(self, job: Job, seconds: float) -> None:
+        """Keep an assumed placement whose write failed without a verdict (a timeout, a lost
+        connection), because the write may have been applied, for up to `seconds`.
+
+        Until the informer shows the placement, or the Job is placed again, its replicas stay
+        reserved, so that other Jobs do not take their room. Later updates of any Job or cluster
+        drop the assumption once `seconds` have passed."""
+        key = _key(job)
+        if key in self._assumed:
+            self._unconfirmed[key] = self._clock() + seconds
 
     def remove_job(self, namespace: str, name: str) -> None:
         key = (namespace, name)
         self._assumed.pop(key, None)
+        self._unconfirmed.pop(key, None)
         self._jobs.pop(key, None)
         self._settling.pop(key, None)
         self._release(key)
@@ -170,6 +187,10 @@ class SchedulerCache:
         job = self._jobs.get(key)
         if job is None:
             return {}
+        expires = self._unconfirmed.get(key)
+        if expires is not None and self._clock() >= expires:
+            del self._unconfirmed[key]
+            self._assumed.pop(key, None)
         assumed = self._assumed.get(key)
         wanted = dict(assumed[0]) if assumed is not None else pending_replicas(job)
         settling = self._settling.get(key, {})

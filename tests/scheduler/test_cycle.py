@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from scheduler_fakes import FillInOrder
+from scheduler_fakes import PLUGINS, fill_profile
 
 from skyshift_core.objects import Cluster, ClusterShare, FilterPolicy, Job, ResourceList, TaskStatus
-from skyshift_core.scheduler.builtin import ClusterReady, FilterPolicyFilter, Placement, ResourcesFit
+from skyshift_core.scheduler.builtin import FilterPolicyFilter, Placement, ResourcesFit
 from skyshift_core.scheduler.cache import SchedulerCache
 from skyshift_core.scheduler.cycle import schedule
 from skyshift_core.scheduler.framework import (
@@ -23,17 +23,10 @@ from skyshift_core.scheduler.framework import (
 from skyshift_core.scheduler.profile import Profile, build_profile
 
 
-PLUGINS = {
-    "cluster-ready": ClusterReady,
-    "placement": Placement,
-    "filter-policy": FilterPolicyFilter,
-    "resources-fit": ResourcesFit,
-    "fill": FillInOrder,
-}
 
 
 def profile() -> Profile:
-    return build_profile({"name": "test", "divide": "fill"}, PLUGINS.__getitem__)
+    return fill_profile()
 
 
 def node(name: str, cpus: float, memory: float = 4096, gpus: int = 0) -> NodeInfo:
@@ -510,3 +503,50 @@ def test_shortfall_names_replicas_still_to_place():
     assert decision.message.startswith(
         "1/1 clusters fit the job, but together they hold only 1 of the 2 replicas still to place now"
     )
+
+
+def unconfirmed_placement(now: list[float]) -> SchedulerCache:
+    """A cache of one 4-CPU cluster, with 3 replicas assumed there by a write that timed out."""
+    cache = SchedulerCache(clock=lambda: now[0])
+    cache.set_cluster(make_cluster("a", 4))
+    placed = job(replicas=3)
+    cache.assume(placed, {"a": 3}, 1)
+    cache.keep_unconfirmed(placed, 30.0)
+    return cache
+
+
+def test_cache_keeps_unconfirmed_placement_until_seen():
+    # A placement write that timed out may have been applied: its replicas stay reserved.
+    now = [1000.0]
+    cache = unconfirmed_placement(now)
+    cache.set_cluster(make_cluster("a", 4))
+    assert cache.cluster_infos()[0].nodes[0].allocatable.cpus == 1
+
+    # The informer shows the write: the same reservation, now confirmed.
+    seen = job(replicas=3)
+    seen.status.placement = {"a": 3}
+    seen.status.placement_generation = 1
+    now[0] = 1100.0
+    cache.set_job(seen)
+    assert cache.cluster_infos()[0].nodes[0].allocatable.cpus == 1
+
+
+def test_cache_unconfirmed_placement_expires():
+    now = [1000.0]
+    cache = unconfirmed_placement(now)
+
+    # The write was not applied: 30 s later the next update drops the assumption.
+    now[0] = 1031.0
+    cache.set_job(job(replicas=3))
+    assert cache.cluster_infos()[0].nodes[0].allocatable.cpus == 4
+
+
+def test_cache_forget_after_rejection_releases():
+    cache = SchedulerCache()
+    cache.set_cluster(make_cluster("a", 4))
+    placed = job(replicas=3)
+    cache.assume(placed, {"a": 3}, 1)
+
+    cache.forget(placed)
+
+    assert cache.cluster_infos()[0].nodes[0].allocatable.cpus == 4
