@@ -297,6 +297,18 @@ class ClusterManager:
         raise NotImplementedError
         yield (0, "")  # pragma: no cover
 
+    async def cancel(self, key: str) -> None:
+        """End the replicas of work `key` that have not finished, and keep the work itself, so that
+        `statuses` and `logs` still report the finished ones. Kubernetes keeps the pods of a failed
+        Job the same way.
+
+        The skylet calls it for the work of a Job that has failed, then calls `delete` when the
+        Job is deleted. Cancelling work that has ended or is gone does nothing. A cancelled replica
+        must not restart, and `statuses` reports it as Failed. The default calls `delete`, which
+        loses the output of the work's finished replicas, so override it where the backend can end
+        replicas and keep their records (Slurm's scancel, a suspended Kubernetes Job)."""
+        await self.delete(key)
+
     async def exec(
         self, key: str, replica: int, command: list[str], tty: bool = False, stdin: bool | str = False
     ) -> ExecResult:

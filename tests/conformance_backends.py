@@ -184,6 +184,13 @@ class ForgetfulDeleteManager(LocalProcessManager):
         return None
 
 
+class IgnoredCancelManager(LocalProcessManager):
+    """Breaks `cancel`: it returns and the replicas keep running."""
+
+    async def cancel(self, key: str) -> None:
+        return None
+
+
 class UnscopedStatusesManager(LocalProcessManager):
     """Breaks `statuses`: it lists the work of every cluster on the backend, not only its own."""
 

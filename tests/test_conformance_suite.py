@@ -32,7 +32,7 @@ class TestBackend(ClusterManagerConformance):
         await reset_backend()
 """
 
-SUITE_TESTS = 12
+SUITE_TESTS = 13
 _FAILED = re.compile(r"^FAILED \S+::TestBackend::(?P<test>test_\w+)")
 
 
@@ -93,8 +93,19 @@ def test_scheduling_suite_without_pytest_asyncio(pytester):
 BROKEN_BACKENDS = [
     (
         "ForgetfulDeleteManager",
-        {"test_delete_removes_running_work", "test_delete_removes_finished_work", "test_delete_is_idempotent"},
+        {
+            "test_delete_removes_running_work",
+            "test_delete_removes_finished_work",
+            "test_delete_is_idempotent",
+            # The default cancel deletes the work.
+            "test_cancel_ends_unfinished_replicas",
+        },
         "is still listed by statuses() 3.0 s after delete",
+    ),
+    (
+        "IgnoredCancelManager",
+        {"test_cancel_ends_unfinished_replicas"},
+        "still has unfinished replicas 3.0 s after cancel",
     ),
     (
         "UnscopedStatusesManager",

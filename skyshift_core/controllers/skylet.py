@@ -95,8 +95,8 @@ class Skylet:
         self._warned: set[tuple[str, str]] = set()
         # Work key -> status of a share that the backend rejected, kept while a Job places the share.
         self._rejections: dict[str, WorkStatus] = {}
-        # Work keys of Failed Jobs that this skylet stopped, so a backend that still lists one for a
-        # while gets it deleted again without another Stopped Event.
+        # Work keys of Failed Jobs that this skylet stopped, so a backend that still lists one as
+        # running for a while gets it cancelled again without another Stopped Event.
         self._stopped: set[str] = set()
         # (namespace, name) -> resource_version of this skylet's last task write to that Job, kept
         # until the Job informer shows the write; see _task_writes_seen.
@@ -310,10 +310,12 @@ class Skylet:
     ) -> bool:
         """Stop the unfinished replicas of Failed Jobs on this cluster, and tell whether it stopped any.
 
-        The backend's work of such a share is deleted, and `statuses` gets the share's tasks with
-        each unfinished one Failed, reason STOPPED_JOB_FAILED, for `_record_tasks` to write. A share
-        that the backend does not list gets the same from the tasks that the Job shows, so a
-        replica recorded as Running, or never started, does not stay so after a failed write."""
+        The backend cancels such a share (`ClusterManager.cancel`), which keeps the output of its
+        finished replicas. `statuses` gets the share's tasks with each unfinished one Failed, reason
+        STOPPED_JOB_FAILED, for `_record_tasks` to write, and that record stays in place of what the
+        backend reports later for the cancelled replicas. A share that the backend does not list
+        gets the same from the tasks that the Job shows, so a replica recorded as Running, or never
+        started, does not stay so after a failed write."""
         stopped: dict[tuple[str, str], tuple[Job, list[int]]] = {}
         self._stopped &= set(desired)
         for key, (job, unit) in desired.items():
@@ -331,16 +333,21 @@ class Skylet:
                 index for index in unit.replica_indices
                 if str(index) not in tasks or tasks[str(index)].state not in _FINISHED_STATES
             ]  # fmt: skip
-            if not unfinished:
+            stopped_before = {
+                str(index): share.tasks[str(index)]
+                for index in unit.replica_indices
+                if str(index) in share.tasks and share.tasks[str(index)].reason == STOPPED_JOB_FAILED
+            }
+            if not unfinished and not stopped_before:
                 continue
-            if reported is not None:
+            if reported is not None and unfinished:
                 first = key not in self._stopped
                 if first:
                     logger.info(
                         "Skylet %s: stopping work %s, replicas %s of Job %s/%s, which failed",
                         self.cluster, key, _index_list(unfinished), job.metadata.namespace or "default", job.metadata.name,
                     )  # fmt: skip
-                await self.manager.delete(key)
+                await self.manager.cancel(key)
                 if first:
                     self._stopped.add(key)
                     job_key = (job.metadata.namespace or "default", job.metadata.name)
@@ -355,6 +362,7 @@ class Skylet:
                     message="stopped because the Job failed" if started else "not started because the Job failed",
                     restarts=task.restarts if task is not None else 0,
                 )
+            tasks.update(stopped_before)
             statuses[key] = WorkStatus(
                 key=key,
                 tasks=dict(sorted(tasks.items(), key=lambda item: int(item[0]))),

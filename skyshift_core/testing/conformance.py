@@ -406,6 +406,30 @@ class ClusterManagerConformance:
         await manager.delete(f"{uuid.uuid4()}-1")  # Never submitted: deleting it is fine too.
         await self.wait_until_gone(manager, unit.key)
 
+    @pytest.mark.asyncio
+    async def test_cancel_ends_unfinished_replicas(self, manager: ClusterManager):
+        unit = self.unit(replicas=2, restart_policy="OnFailure", run="sleep 600")
+        try:
+            await manager.submit(unit)
+            await self.wait_for_running(manager, unit.key)
+            await manager.cancel(unit.key)
+            await manager.cancel(unit.key)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.finish_timeout
+            while True:
+                # The default cancel deletes the work; a backend that keeps it reports its replicas Failed.
+                status = (await manager.statuses()).get(unit.key)
+                if status is None or all(task.state == "Failed" for task in status.tasks.values()):
+                    break
+                assert loop.time() < deadline, (
+                    f"work {unit.key} still has unfinished replicas {self.finish_timeout} s after cancel: "
+                    f"{ {index: task.state for index, task in status.tasks.items()} }"
+                )
+                await asyncio.sleep(POLL_SECONDS)
+        finally:
+            await manager.delete(unit.key)
+        await self.wait_until_gone(manager, unit.key)
+
     # ---- logs -----------------------------------------------------------------------------
 
     @pytest.mark.asyncio

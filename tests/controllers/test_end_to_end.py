@@ -106,7 +106,7 @@ async def test_failed_replica_fails_job(client, control_plane):
     assert failed["message"] == "replica 1 on site-a failed with exit code 1: Error"
 
 
-async def test_failed_job_stops_its_other_replicas(client, control_plane):
+async def test_failed_job_stops_its_other_replicas(client, control_plane, api):
     from skyshift_simulated import registered_cluster
 
     # Replica 0 fails on site-a within a second; replica 1 on site-b would run for an hour.
@@ -123,9 +123,14 @@ async def test_failed_job_stops_its_other_replicas(client, control_plane):
 
     task = await wait_for(replica_stopped)
     status = await job_status(client)
+    (work,) = registered_cluster("site-b").statuses().values()
+    response = await asyncio.to_thread(api.get, "/api/v1/namespaces/default/jobs/hello/logs?replica=1")
+    lines = [json.loads(line)["line"] for line in response.text.splitlines()]
 
     assert (task["state"], task["message"]) == ("Failed", "stopped because the Job failed")
-    assert registered_cluster("site-b").statuses() == {}
+    # The backend cancelled the work and kept it, so the replica's output is still there.
+    assert (work.tasks["1"].state, work.tasks["1"].reason) == ("Failed", "Cancelled")
+    assert lines[-1] == "replica 1 on site-b: cancelled"
     # The Job's reason still names the replica that failed.
     failed = {c["type"]: c for c in status["conditions"]}["Failed"]
     assert failed["message"] == "replica 0 on site-a failed with exit code 1: Error"

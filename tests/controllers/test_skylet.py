@@ -185,16 +185,20 @@ async def events_of(client, name: str, reason: str) -> list[dict]:
     return [event for event in events if event["involved_object"]["name"] == name and event["reason"] == reason]
 
 
+async def run_then_fail(async_client, run_skylet, manager: ScriptedManager, replicas: int = 1, **settings) -> None:
+    """Run Job `train` on `manager` until its replicas run, then mark it Failed, as the job status
+    controller does when a replica on another cluster failed for good."""
+    manager.state = "Running"
+    await run_skylet(manager, **settings)
+    await place(async_client, "train", replicas=replicas)
+    await wait_for(lambda: task_state(async_client, "train", "Running"))
+    await async_client.patch("Job", "train", {"status": {"phase": "Failed"}}, "default", subresource="status")
+
+
 async def test_failed_job_replicas_stopped(async_client, run_skylet):
     # As Kubernetes ends a failed Job's active pods, the skylet stops the replicas that still run.
     manager = ScriptedManager(CLUSTER)
-    manager.state = "Running"
-    await run_skylet(manager)
-    await place(async_client, "train", replicas=2)
-    await wait_for(lambda: task_state(async_client, "train", "Running"))
-
-    # The job status controller's write, as when a replica on another cluster failed for good.
-    await async_client.patch("Job", "train", {"status": {"phase": "Failed"}}, "default", subresource="status")
+    await run_then_fail(async_client, run_skylet, manager, replicas=2)
     tasks = await wait_for(lambda: task_state(async_client, "train", "Failed"), timeout=10)
     (event,) = await wait_for(lambda: events_of(async_client, "train", "Stopped"))
 
@@ -435,14 +439,42 @@ class LingeringManager(ScriptedManager):
 
 async def test_failed_job_stop_recorded_once(async_client, run_skylet):
     manager = LingeringManager(CLUSTER)
-    manager.state = "Running"
-    await run_skylet(manager, fast_poll_interval=0.05, fast_poll_window=SLOW_POLL)
-    await place(async_client, "train")
-    await wait_for(lambda: task_state(async_client, "train", "Running"))
-
-    await async_client.patch("Job", "train", {"status": {"phase": "Failed"}}, "default", subresource="status")
+    await run_then_fail(async_client, run_skylet, manager, fast_poll_interval=0.05, fast_poll_window=SLOW_POLL)
     await wait_for(lambda: is_true(lambda: not manager.submitted), timeout=10)
     (event,) = await events_of(async_client, "train", "Stopped")
 
     assert manager.deletes == 3
     assert event["count"] == 1
+
+
+class CancellingManager(ScriptedManager):
+    """A backend that cancels work as Slurm does: the work stays listed, its replicas Failed."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.cancelled: list[str] = []
+
+    async def cancel(self, key: str) -> None:
+        self.cancelled.append(key)
+        self.state = "Failed"
+
+    def _status(self, unit: WorkUnit) -> WorkStatus:
+        status = super()._status(unit)
+        if self.state == "Failed":
+            for task in status.tasks.values():
+                task.reason = "Cancelled"
+        return status
+
+
+async def test_failed_job_work_cancelled_not_deleted(async_client, run_skylet):
+    manager = CancellingManager(CLUSTER)
+    await run_then_fail(async_client, run_skylet, manager, fast_poll_interval=0.05, fast_poll_window=SLOW_POLL)
+    tasks = await wait_for(lambda: task_state(async_client, "train", "Failed"), timeout=10)
+    await asyncio.sleep(0.5)  # Several fast cycles read the backend's Cancelled report meanwhile.
+    share = (await async_client.get("Job", "train", "default"))["status"]["clusters"][CLUSTER]
+
+    assert len(manager.cancelled) == 1
+    assert list(manager.submitted) == manager.cancelled
+    # The skylet's record of the stop stays in place of the backend's later report.
+    assert tasks["0"]["reason"] == "JobFailed"
+    assert share["tasks"]["0"]["reason"] == "JobFailed"

@@ -38,6 +38,9 @@ REPLICA_INDICES_ANNOTATION = "skyshift.io/replica-indices"
 # The indices of the whole share, on each of its Deployments (restart policy Always). They show
 # when a Deployment is missing, for example after a crash between two creates.
 SHARE_REPLICA_INDICES_ANNOTATION = "skyshift.io/share-replica-indices"
+# Set, with spec.suspend, on a Job whose SkyShift Job failed: its replicas that had not finished
+# are then Failed, where a Job suspended by hand only waits.
+CANCELLED_ANNOTATION = "skyshift.io/cancelled"
 # Set on the pods of an Indexed Job by the Job controller.
 COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 

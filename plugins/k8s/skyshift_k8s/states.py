@@ -23,7 +23,12 @@ from typing import Any
 
 from skyshift_core.objects import TaskStatus
 
-from skyshift_k8s.objects import COMPLETION_INDEX_ANNOTATION, CONTAINER_NAME, replica_indices
+from skyshift_k8s.objects import (
+    CANCELLED_ANNOTATION,
+    COMPLETION_INDEX_ANNOTATION,
+    CONTAINER_NAME,
+    replica_indices,
+)
 
 TERMINAL_PHASES = ("Succeeded", "Failed")
 
@@ -150,10 +155,19 @@ def _pending_status(pod: dict[str, Any], container: dict[str, Any], restarts: in
     return TaskStatus(state="Pending", reason="Scheduling", message="waiting for the Kubernetes scheduler")
 
 
+def cancelled(workload: dict[str, Any]) -> bool:
+    """Tell whether SkyShift cancelled a batch/v1 Job (`KubernetesClusterManager.cancel`)."""
+    annotations = (workload.get("metadata") or {}).get("annotations") or {}
+    return workload.get("kind", "Job") == "Job" and annotations.get(CANCELLED_ANNOTATION) == "true"
+
+
 def job_finished(workload: dict[str, Any]) -> bool:
-    """Tell whether a batch/v1 Job has finished (condition Complete or Failed); a Deployment never does."""
+    """Tell whether a batch/v1 Job has finished (condition Complete or Failed, or cancelled by
+    SkyShift); a Deployment never does."""
     if workload.get("kind") != "Job":
         return False
+    if cancelled(workload):
+        return True
     return any(
         (_condition(workload, condition_type) or {}).get("status") == "True"
         for condition_type in ("Complete", "Failed")
@@ -266,5 +280,12 @@ def workload_tasks(workload: dict[str, Any], pods: list[dict[str, Any]]) -> dict
                 message=failed.get("message") or "",
                 restarts=task.restarts,
             )
+        ended = task.state in ("Succeeded", "Failed")
+        if cancelled(workload) and not ended and (pod is None or _being_deleted(pod)):
+            # The suspended Job's controller deletes the replica's pod.
+            task = TaskStatus(
+                state="Failed", exit_code=task.exit_code, reason="Cancelled",
+                message="cancelled by SkyShift, which suspended the Job", restarts=task.restarts,
+            )  # fmt: skip
         tasks[str(index)] = task
     return tasks

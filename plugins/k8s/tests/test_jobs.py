@@ -230,3 +230,29 @@ async def _state_is(manager, key: str, index: str, state: str):
 async def _reason_is(manager, key: str, index: str, reason: str):
     task = (await manager.statuses())[key].tasks[index]
     return task if task.reason == reason else None
+
+
+async def test_cancel_suspends_job_and_keeps_finished_pods(make_manager, make_job, make_unit, eventually, batch):
+    manager = await make_manager()
+    # Replica 0 ends at once and replica 1 sleeps 100 s (the fake's shell has no `if`).
+    run = "echo replica $SKYSHIFT_REPLICA_INDEX started; sleep ${SKYSHIFT_REPLICA_INDEX}00"
+    unit = make_unit(make_job(replicas=2, run=run, restart_policy="Never"))
+    await manager.submit(unit)
+
+    async def one_done_one_running():
+        status = (await manager.statuses()).get(unit.key)
+        return status if status and states(status) == {"0": "Succeeded", "1": "Running"} else None
+
+    await eventually(one_done_one_running)
+    await manager.cancel(unit.key)
+    await manager.cancel(unit.key)  # A second cancel changes nothing.
+    status = await eventually(lambda: finished(manager, unit.key))
+    lines = [entry async for entry in manager.logs(unit.key, 0)]
+
+    (job,) = batch.list_namespaced_job("skyshift-default").items
+    assert job.spec.suspend is True
+    assert states(status) == {"0": "Succeeded", "1": "Failed"}
+    assert (status.tasks["1"].reason, status.tasks["1"].message) == (
+        "Cancelled", "cancelled by SkyShift, which suspended the Job"
+    )
+    assert lines == [(0, "replica 0 started")]

@@ -233,6 +233,25 @@ class SimulatedCluster:
             self.advance()
             return True
 
+    def cancel(self, key: str) -> bool:
+        """End the work's replicas that have not finished as Failed, keeping the work and its log;
+        return whether the work exists."""
+        with self._lock:
+            now = self.advance()
+            work = self._works.get(key)
+            if work is None:
+                return False
+            for replica in work.replicas.values():
+                if replica.phase in TERMINAL_PHASES:
+                    continue
+                # A queued start, end or restart of the replica is skipped from now on.
+                replica.event_token += 1
+                replica.planned_exit_code = None
+                self._log(work, replica, now, "cancelled")
+                self._end(work, replica, now, ReplicaPhase.FAILED, "Cancelled", "cancelled by SkyShift")
+            self.advance()
+            return True
+
     # -----------------------------------------------------------------------------------------
     # Events
     # -----------------------------------------------------------------------------------------

@@ -167,6 +167,12 @@ class SimulatedClusterManager(ClusterManager):
         if self.cluster.delete(key):
             logger.info("Deleted work %s from simulated cluster %s.", key, self.name)
 
+    async def cancel(self, key: str) -> None:
+        """End the work's unfinished replicas as Failed, reason Cancelled; its log stays readable."""
+        self._check_reachable()
+        if self.cluster.cancel(key):
+            logger.info("Cancelled work %s on simulated cluster %s.", key, self.name)
+
     async def statuses(self) -> dict[str, WorkStatus]:
         self._check_reachable()
         return self.cluster.statuses()

@@ -113,6 +113,8 @@ class SlurmClusterManager(ClusterManager):
         self._jobcomp_read = False
         # Deleted keys (key -> when), left out of statuses while Slurm still lists their jobs.
         self._deleted: dict[str, float] = {}
+        # Cancelled keys (key -> when): listed as usual, but their replicas are not restarted.
+        self._cancelled: dict[str, float] = {}
         self._abandoned: set[str] = set()
         self._units: dict[str, WorkUnit] = {}
         self._rejected: dict[str, WorkStatus] = {}
@@ -212,7 +214,26 @@ class SlurmClusterManager(ClusterManager):
         return status
 
     async def delete(self, key: str) -> None:
-        """Cancel every Slurm job of `key`; jobs that already ended or are gone need nothing."""
+        """Cancel every Slurm job of `key`, and stop listing the key; jobs that already ended or are
+        gone need nothing."""
+        await self._cancel_jobs(key)
+        self._cancelled.pop(key, None)
+        self._forget(key)
+        self._submitted_since.pop(key, None)
+        self._deleted[key] = time.monotonic()
+        self._observation = None
+
+    async def cancel(self, key: str) -> None:
+        """Cancel the Slurm jobs of `key` that have not ended, and restart none of its replicas.
+
+        The work stays listed, with its cancelled replicas Failed (Slurm's CANCELLED), and its
+        output files stay for `logs`."""
+        _check_key(key)
+        self._cancelled[key] = time.monotonic()
+        await self._cancel_jobs(key)
+        self._observation = None
+
+    async def _cancel_jobs(self, key: str) -> None:
         live = await self.client.list_jobs()
         job_ids = sorted(
             {record.array_job_id for record in live if _key_of(record, self.name) == key and not record.is_terminal},
@@ -221,10 +242,6 @@ class SlurmClusterManager(ClusterManager):
         if job_ids:
             await self.client.cancel(job_ids)
             logger.info("Cancelled Slurm jobs %s of work %s on cluster %s", ", ".join(job_ids), key, self.name)
-        self._forget(key)
-        self._submitted_since.pop(key, None)
-        self._deleted[key] = time.monotonic()
-        self._observation = None
 
     async def statuses(self) -> dict[str, WorkStatus]:
         """Status of every share on this cluster: one squeue (or slurmrestd jobs request) per call,
@@ -464,7 +481,8 @@ class SlurmClusterManager(ClusterManager):
         if not record.is_terminal:
             self._restart_due.pop(record.task_id, None)
             return task_status(record, restarts)
-        if not wants_restart(record, policy, restarts, limit):
+        if identity.key in self._cancelled or not wants_restart(record, policy, restarts, limit):
+            self._restart_due.pop(record.task_id, None)
             return final_status(record, restarts, limit, policy)
 
         can_requeue = self.client.supports_requeue and record.source is RecordSource.QUEUE

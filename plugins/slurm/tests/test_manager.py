@@ -146,6 +146,34 @@ async def test_exec_through_rest_rejected(make_manager):
 
 
 @pytest.mark.parametrize("mode", PARSER_MODES)
+async def test_cancel_keeps_work_and_output(mode, make_manager, make_job, make_unit, wait_for, output_root):
+    manager = await make_manager("alpha", mode, restart_backoff_seconds=1)
+    run = 'echo "hello from $SKYSHIFT_REPLICA_INDEX"; sleep 300'
+    job = make_job("cancel-keep", run, replicas=2, restart_policy="OnFailure")
+    unit = make_unit(job, manager.name)
+    await manager.submit(unit)
+    try:
+        await wait_for(manager, unit.key, lambda status: all(task.state == "Running" for task in status.tasks.values()))
+        await manager.cancel(unit.key)
+        await wait_for(manager, unit.key, lambda status: all(task.state == "Failed" for task in status.tasks.values()))
+        # OnFailure restarts a failed replica after 1 s here, but never a cancelled one.
+        for _ in range(8):
+            status = (await manager.statuses())[unit.key]
+            await asyncio.sleep(0.5)
+        lines = sorted([entry async for entry in manager.logs(unit.key)])
+    finally:
+        await manager.delete(unit.key)
+
+    assert {index: (task.state, task.reason) for index, task in status.tasks.items()} == {
+        "0": ("Failed", "Cancelled"),
+        "1": ("Failed", "Cancelled"),
+    }
+    assert {task.restarts for task in status.tasks.values()} == {0}
+    # The batch script's shell may add a line such as "Terminated" for the killed command.
+    assert {(0, "hello from 0"), (1, "hello from 1")} <= set(lines)
+
+
+@pytest.mark.parametrize("mode", PARSER_MODES)
 async def test_waiting_job_shows_pending_reason(mode, make_manager, make_job, make_unit, wait_for):
     # beta has 2 CPUs: the first job takes both, so the second waits for resources.
     manager = await make_manager("beta", mode)
