@@ -27,6 +27,10 @@ def find_etcd() -> str:
     return path
 
 
+# Starts of etcd on freshly chosen ports before giving up, when each finds a port taken.
+_PORT_ATTEMPTS = 3
+
+
 @dataclass
 class EtcdProcess:
     """One etcd member on 127.0.0.1 with its data in `data_dir`."""
@@ -62,22 +66,40 @@ class EtcdProcess:
         ]  # fmt: skip
 
     def start(self, timeout: float = 20.0) -> "EtcdProcess":
+        """Start etcd and wait until it listens. Ports left at 0 are chosen free; when another
+        process takes one of them before etcd binds it, etcd starts again on other free ports."""
         self.data_dir = Path(self.data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.client_port = self.client_port or free_port()
-        self.peer_port = self.peer_port or free_port()
         self.log_path = self.log_path or self.data_dir.parent / f"{self.data_dir.name}.log"
-        with open(self.log_path, "ab") as log:
-            process = subprocess.Popen(
-                self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-            )
-        self.pid = process.pid
-        if not wait_for_port("127.0.0.1", self.client_port, timeout, pid=self.pid):
+        chosen = (self.client_port == 0, self.peer_port == 0)
+        for attempt in range(1, _PORT_ATTEMPTS + 1):
+            self.client_port = self.client_port if not chosen[0] else free_port()
+            self.peer_port = self.peer_port if not chosen[1] else free_port()
+            offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+            with open(self.log_path, "ab") as log:
+                process = subprocess.Popen(
+                    self.command(),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            self.pid = process.pid
+            if wait_for_port("127.0.0.1", self.client_port, timeout, pid=self.pid):
+                logger.info("Started etcd (pid %d) on %s with data in %s", self.pid, self.endpoint, self.data_dir)
+                return self
+            failure = f"did not listen within {timeout:g} s" if is_alive(self.pid) else "exited before it listened"
             self.stop()
-            tail = self.log_path.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"etcd did not start listening on {self.endpoint} within {timeout:g} s; log:\n{tail}")
-        logger.info("Started etcd (pid %d) on %s with data in %s", self.pid, self.endpoint, self.data_dir)
-        return self
+            with open(self.log_path, "rb") as log:
+                log.seek(offset)
+                output = log.read().decode(errors="replace")
+            if any(chosen) and "address already in use" in output and attempt < _PORT_ATTEMPTS:
+                logger.info("etcd lost a port it was given to another process; starting it on other ports")
+                continue
+            raise RuntimeError(
+                f"etcd on {self.endpoint} {failure}; its log:\n{output[-2000:]}"
+            )
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def is_running(self) -> bool:
         return self.pid is not None and is_alive(self.pid)

@@ -155,9 +155,19 @@ class TlsEtcd:
     """One etcd member on loopback that serves clients over TLS only."""
 
     def __init__(self, pki: Pki, data_dir: Path, client_cert_auth: bool):
+        self.pki = pki
+        self.log = data_dir.parent / "etcd.log"
+        # Another process may take a free port before etcd binds it; then etcd starts on others.
+        for _ in range(3):
+            if self._start(data_dir, client_cert_auth):
+                return
+        raise AssertionError(self.log.read_text())
+
+    def _start(self, data_dir: Path, client_cert_auth: bool) -> bool:
+        """Start etcd on two free ports; return False when one was taken before etcd bound it."""
         self.port, peer = free_port(), free_port()
         self.endpoint = f"127.0.0.1:{self.port}"
-        self.pki = pki
+        pki = self.pki
         command = [
             "etcd", "--name", "tls", "--data-dir", str(data_dir),
             "--listen-client-urls", f"https://127.0.0.1:{self.port}",
@@ -170,10 +180,13 @@ class TlsEtcd:
         if client_cert_auth:
             # etcd 3.4 requires client certificates whenever --trusted-ca-file is set.
             command += ["--client-cert-auth", "--trusted-ca-file", str(pki.ca)]
-        self.log = data_dir.parent / "etcd.log"
         with open(self.log, "wb") as output:
             self.process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        assert wait_for_port("127.0.0.1", self.port, 20, pid=self.process.pid), self.log.read_text()
+        if wait_for_port("127.0.0.1", self.port, 20, pid=self.process.pid):
+            return True
+        self.stop()
+        assert "address already in use" in self.log.read_text(), self.log.read_text()
+        return False
 
     def etcdctl(self, *args: str) -> None:
         command = [
