@@ -194,6 +194,12 @@ class ClusterManager:
         reads settings from `spec.backend`."""
         return dict(settings)
 
+    def _not_implemented(self, method: str) -> NotImplementedError:
+        return NotImplementedError(
+            f"cluster manager {type(self).__module__}.{type(self).__qualname__} does not implement {method}(); "
+            "this is a bug in the plugin: report it to its authors"
+        )
+
     async def start(self) -> None:
         """Open connections. Called once per instance, before any other method: by the skylet when
         it builds the instance, and by the API server for each `skyshift logs` request, so one
@@ -210,14 +216,14 @@ class ClusterManager:
     async def health(self) -> ClusterHealth:
         """Report whether the cluster accepts work now. Must not raise for an unreachable cluster:
         return ready=False with the reason instead."""
-        raise NotImplementedError
+        raise self._not_implemented("health")
 
     async def nodes(self) -> dict[str, NodeResources]:
         """Capacity and allocatable (free now) resources per schedulable node, keyed by node name,
         with memory and disk in MiB.
 
         Nodes that are down, drained, cordoned or otherwise closed to new work are left out."""
-        raise NotImplementedError
+        raise self._not_implemented("nodes")
 
     async def submit(self, unit: WorkUnit) -> WorkStatus:
         """Create the work for one share, or find it if a submission with `unit.key` exists.
@@ -235,7 +241,7 @@ class ClusterManager:
         Failed with that text, and does not submit the share again while its placement stays the
         same. Raise ClusterManagerError for a failure that may pass, such as an unreachable cluster:
         the skylet records a Warning Event `SubmitFailed` and submits again in its next cycle."""
-        raise NotImplementedError
+        raise self._not_implemented("submit")
 
     async def delete(self, key: str) -> None:
         """Remove the work submitted under `key` and stop its running replicas; succeed when it is
@@ -244,7 +250,7 @@ class ClusterManager:
         Once it returns, `statuses` stops listing `key`, at once or within a short time (the
         conformance suite waits up to its `finish_timeout`). The skylet calls `delete` again in
         every cycle for as long as `statuses` lists the key."""
-        raise NotImplementedError
+        raise self._not_implemented("delete")
 
     async def statuses(self) -> dict[str, WorkStatus]:
         """Return the status of every share submitted to this cluster, keyed by `WorkUnit.key`,
@@ -262,11 +268,11 @@ class ClusterManager:
         Pending, never as Failed. Under restart_policy Never or OnFailure, the job status
         controller marks the Job Failed for good as soon as one replica is Failed. `restarts`
         counts the replica's restarts, and the skylet records a Restarted Event when it grows."""
-        raise NotImplementedError
+        raise self._not_implemented("statuses")
 
     async def watch_statuses(self) -> AsyncIterator[dict[str, WorkStatus]]:
         """For backends with `supports_watch`: yield the full status map whenever it changes."""
-        raise NotImplementedError
+        raise self._not_implemented("watch_statuses")
         yield {}  # pragma: no cover - marks this as an async generator
 
     async def logs(
@@ -294,7 +300,7 @@ class ClusterManager:
           not part of it. The API server sends the message to the client as this cluster's error,
           and the lines of other clusters still come. It sends any other exception as well, with
           its type name, and logs a warning."""
-        raise NotImplementedError
+        raise self._not_implemented("logs")
         yield (0, "")  # pragma: no cover
 
     async def cancel(self, key: str) -> None:
@@ -320,16 +326,16 @@ class ClusterManager:
         command's standard input, which is then closed (True sends nothing and closes it). Raise
         ClusterManagerError(retryable=False), with a message that names the replica and its state,
         when no work has `key`, `replica` is not part of it or the replica is not running."""
-        raise NotImplementedError
+        raise self._not_implemented("exec")
 
     async def exec_interactive(self, key: str, replica: int, command: list[str], *, tty: bool, stdin: bool) -> int:
         """Optional, for `skyshift exec -i/-t`: connect this process's terminal to `command` in a
         running replica, and return the command's exit code. Only a CLI calls it."""
-        raise NotImplementedError
+        raise self._not_implemented("exec_interactive")
 
     async def create_service(self, service: Service, selector_keys: list[str]) -> list[str]:
         """For backends with `supports_services`: expose matching replicas; return the addresses."""
-        raise NotImplementedError
+        raise self._not_implemented("create_service")
 
     async def delete_service(self, service: Service) -> None:
-        raise NotImplementedError
+        raise self._not_implemented("delete_service")

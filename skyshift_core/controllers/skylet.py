@@ -42,6 +42,7 @@ from skyshift_core.objects import (
     set_condition,
     utc_now,
 )
+from skyshift_core.plugins import describe_error
 from skyshift_core.runtime.informer import Informer
 
 logger = logging.getLogger(__name__)
@@ -130,6 +131,7 @@ class Skylet:
         backoff = self.poll_interval
         started = False
         follower: asyncio.Task | None = None
+        last_error = ""
         try:
             while True:
                 # Cleared before the cycle, so a wake-up that arrives during it runs another.
@@ -147,14 +149,23 @@ class Skylet:
                         # asyncio.wait_for can. The skylet stops all the same.
                         raise asyncio.CancelledError
                     backoff = self.poll_interval
+                    last_error = ""
                     delay = self.fast_poll_interval if time.monotonic() < self._fast_until else self.poll_interval
                 except asyncio.CancelledError:
                     raise
                 except Exception as error:  # A backend failure must not end the skylet.
                     backoff = min(backoff * 2, _MAX_BACKOFF)
                     delay = backoff
-                    logger.warning("Skylet %s: cycle failed, retrying in %.1f s: %s", self.cluster, backoff, error)
-                    await self._report_error(f"{type(error).__name__}: {error}")
+                    described = describe_error(error)
+                    # A ClusterManagerError is the backend's own report; anything else is a bug,
+                    # whose traceback is logged once for each new error text.
+                    traceback = not isinstance(error, ClusterManagerError) and described != last_error
+                    last_error = described
+                    logger.warning(
+                        "Skylet %s: cycle failed, retrying in %.1f s: %s", self.cluster, backoff, described,
+                        exc_info=traceback,
+                    )  # fmt: skip
+                    await self._report_error(described)
                 # asyncio.timeout, not wait_for: on Python 3.11, wait_for drops a cancellation that
                 # arrives as the wake-up does, and this loop would then never end.
                 try:
@@ -419,6 +430,17 @@ class Skylet:
                 self.cluster, job.metadata.namespace, job.metadata.name, error,
             )  # fmt: skip
             await record_event(self.client, job, "Warning", "SubmitFailed", str(error), f"skylet/{self.cluster}")
+            return False
+        except Exception as error:  # noqa: BLE001 - a plugin bug in one submission, not the cluster's failure
+            message = (
+                f"{describe_error(error)} in submit() of {type(self.manager).__qualname__}; this is a bug in the "
+                "cluster manager plugin, and the submission is retried next cycle"
+            )
+            logger.warning(
+                "Skylet %s: submitting Job %s/%s raised %s",
+                self.cluster, job.metadata.namespace, job.metadata.name, message, exc_info=True,
+            )  # fmt: skip
+            await record_event(self.client, job, "Warning", "SubmitFailed", message, f"skylet/{self.cluster}")
             return False
         indices = list(unit.replica_indices)
         if status.rejection is not None:

@@ -478,3 +478,57 @@ async def test_failed_job_work_cancelled_not_deleted(async_client, run_skylet):
     # The skylet's record of the stop stays in place of the backend's later report.
     assert tasks["0"]["reason"] == "JobFailed"
     assert share["tasks"]["0"]["reason"] == "JobFailed"
+
+
+class BuggySubmitManager(ScriptedManager):
+    """A backend whose submit raises a plain exception for Job `buggy`, as a plugin bug does."""
+
+    async def submit(self, unit: WorkUnit) -> WorkStatus:
+        if unit.job.metadata.name == "buggy":
+            raise RuntimeError("simulated bug in submit")
+        return await super().submit(unit)
+
+
+async def test_plugin_bug_in_submit_fails_only_that_job(async_client, run_skylet, caplog):
+    manager = BuggySubmitManager(CLUSTER)
+    manager.state = "Running"
+    await run_skylet(manager)
+    await place(async_client, "buggy")
+    await place(async_client, "healthy")
+
+    await wait_for(lambda: task_state(async_client, "healthy", "Running"))
+    (event,) = await wait_for(lambda: events_of(async_client, "buggy", "SubmitFailed"))
+    cluster = await async_client.get("Cluster", CLUSTER)
+
+    assert event["message"] == (
+        "RuntimeError: simulated bug in submit in submit() of BuggySubmitManager; this is a bug in the cluster "
+        "manager plugin, and the submission is retried next cycle"
+    )
+    assert cluster["status"]["phase"] == "READY"
+    assert "Traceback" in caplog.text
+
+
+class NoStatusesManager(ClusterManager):
+    """A backend that leaves out `statuses`, as a plugin author may by mistake."""
+
+    async def health(self) -> ClusterHealth:
+        return ClusterHealth(ready=True)
+
+    async def nodes(self) -> dict[str, NodeResources]:
+        return {}
+
+
+async def test_missing_method_named_on_cluster(async_client, run_skylet):
+    await run_skylet(NoStatusesManager(CLUSTER, {}))
+    await place(async_client, "web")
+
+    async def not_ready():
+        cluster = await async_client.get("Cluster", CLUSTER)
+        return cluster if cluster["status"]["phase"] == "ERROR" else None
+
+    conditions = {condition["type"]: condition for condition in (await wait_for(not_ready))["status"]["conditions"]}
+
+    assert conditions["Ready"]["message"] == (
+        f"NotImplementedError: cluster manager {NoStatusesManager.__module__}.NoStatusesManager does not implement "
+        "statuses(); this is a bug in the plugin: report it to its authors"
+    )
