@@ -239,7 +239,7 @@ def _schedule(
         if capacity < replicas:
             message = (
                 f"{len(feasible)}/{len(clusters)} clusters fit the job, but together they hold only "
-                f"{capacity} of {counted} now"
+                f"{capacity} of {counted} now, and a Job's replicas are placed all together"
             )
         else:
             message = (
