@@ -63,3 +63,15 @@ def test_wait_times_out(cli, client: SkyShiftClient):
     assert result.exit_code == 1
     assert "timed out after 1 s waiting for cluster.skyshift/stuck to be removed" in result.stderr
     assert exists(client, "stuck")
+
+
+def test_wait_shows_why_removal_is_stuck(cli, client: SkyShiftClient):
+    # As the skylets controller reports a Cluster whose work could not be stopped.
+    held_cluster(client, "failing")
+    condition = {"type": "Ready", "status": "False", "reason": "CleanupFailed", "message": "stopping its work failed"}
+    client.patch("Cluster", "failing", {"status": {"phase": "ERROR", "conditions": [condition]}}, subresource="status")
+
+    result = cli("delete", "cluster", "failing", "--timeout", "1")
+
+    assert result.exit_code == 1
+    assert result.stderr.count("  Ready=False CleanupFailed: stopping its work failed\n") == 1

@@ -691,6 +691,7 @@ def _wait_until_removed(client, pending: list[tuple[type[Object], str, str | Non
             "are pending (Ctrl-C stops waiting, not the deletion; --no-wait returns at once)",
             err=True,
         )
+        printed_conditions: set[tuple[str, str]] = set()
         while True:
             try:
                 current = client.get(model, name, namespace)
@@ -698,6 +699,13 @@ def _wait_until_removed(client, pending: list[tuple[type[Object], str, str | Non
                 break
             if current["metadata"].get("uid") != metadata.get("uid"):
                 break  # Removed, and another object of that name created since.
+            # A controller that cannot finish reports the cause in a condition, such as CleanupFailed.
+            for condition in (current.get("status") or {}).get("conditions") or []:
+                if condition.get("status") == "False" and condition.get("message"):
+                    shown_key = (str(condition.get("reason") or ""), str(condition["message"]))
+                    if shown_key not in printed_conditions:
+                        printed_conditions.add(shown_key)
+                        typer.echo(f"  {condition.get('type')}=False {shown_key[0]}: {shown_key[1]}", err=True)
             if deadline is not None and time.monotonic() >= deadline:
                 typer.echo(
                     f"Error: timed out after {timeout:g} s waiting for {object_ref(model, name)} to be removed; "

@@ -17,7 +17,7 @@ from skyshift_core.controllers.events import record_event, single_line
 from skyshift_core.controllers.skylet import DEFAULT_FAST_POLL_INTERVAL, DEFAULT_FAST_POLL_WINDOW, DEFAULT_POLL_INTERVAL, Skylet
 from skyshift_core.errors import ConflictError, NotFoundError, PluginError, SkyShiftError
 from skyshift_core.objects import Cluster, ClusterPhase, Condition, Job, Service, set_condition
-from skyshift_core.plugins import load_driver
+from skyshift_core.plugins import describe_error, load_driver
 from skyshift_core.runtime.informer import Informer
 
 logger = logging.getLogger(__name__)
@@ -213,10 +213,13 @@ class SkyletManager:
                         await self._record_stopped(name, keys)
                     return
                 except Exception as error:  # The backend may be unreachable for a while.
-                    logger.warning("Deleted cluster %s: stopping its work failed, retrying in %.1f s: %s", name, delay, error)
+                    described = describe_error(error)
+                    logger.warning(
+                        "Deleted cluster %s: stopping its work failed, retrying in %.1f s: %s", name, delay, described
+                    )
                     # A backend's error may quote a whole command line, which would make the
                     # Conditions table of `skyshift describe` hundreds of columns wide.
-                    reason = single_line(str(error))
+                    reason = single_line(described)
                     if len(reason) > MAX_REASON_LENGTH:
                         reason = reason[: MAX_REASON_LENGTH - 3] + "..."
                     await self._mark_error(
