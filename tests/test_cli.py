@@ -245,10 +245,10 @@ def test_get_table_columns(cli, two_namespaces):
 
     lines = result.stdout.splitlines()
     assert result.exit_code == 0, result.output
-    assert lines[0].split() == ["NAME", "STATUS", "REPLICAS", "CLUSTERS", "AGE"]
-    assert lines[1].split()[:4] == ["serve", "Pending", "0/1", "<none>"]
-    assert lines[2].split()[:4] == ["train", "Pending", "0/2", "<none>"]
-    assert lines[2].split()[4].endswith("s")
+    assert lines[0].split() == ["NAME", "STATUS", "REPLICAS", "RESTARTS", "CLUSTERS", "AGE"]
+    assert lines[1].split()[:5] == ["serve", "Pending", "0/1", "0", "<none>"]
+    assert lines[2].split()[:5] == ["train", "Pending", "0/2", "0", "<none>"]
+    assert lines[2].split()[5].endswith("s")
 
 
 def test_get_columns_are_aligned(cli, two_namespaces):

@@ -289,7 +289,29 @@ def test_job_row_counts_started_replicas():
     row = job.table_row()
 
     assert row["REPLICAS"] == "2/4"
+    assert row["RESTARTS"] == "0"
     assert row["CLUSTERS"] == "a:2,b:2"
+
+
+def test_job_row_backoff_replica_not_ready():
+    # Replica 1 waits to restart after its third failure, as a pod in CrashLoopBackOff does.
+    tasks = {"0": {"state": "Running", "restarts": 1}, "1": {"state": "Running", "reason": "BackOff", "restarts": 3}}
+    job = Job.model_validate(
+        {
+            "metadata": {"name": "web"},
+            "spec": {"replicas": 2},
+            "status": {
+                "phase": "Running",
+                "placement": {"a": 2},
+                "clusters": {"a": {"replica_indices": [0, 1], "tasks": tasks}},
+            },
+        }
+    )
+
+    row = job.table_row()
+
+    assert row["REPLICAS"] == "1/2"
+    assert row["RESTARTS"] == "4"
 
 
 def test_backend_setting_at_spec_level_points_to_backend():

@@ -216,7 +216,7 @@ class Job(Object):
     plural: ClassVar[str] = "jobs"
     singular: ClassVar[str] = "job"
     short_names: ClassVar[tuple[str, ...]] = ("jb",)
-    table_columns: ClassVar[tuple[str, ...]] = ("STATUS", "REPLICAS", "CLUSTERS", "AGE")
+    table_columns: ClassVar[tuple[str, ...]] = ("STATUS", "REPLICAS", "RESTARTS", "CLUSTERS", "AGE")
 
     kind: Literal["Job"] = "Job"
     spec: JobSpec = Field(default_factory=JobSpec)
@@ -224,16 +224,19 @@ class Job(Object):
 
     def table_row(self) -> dict[str, str]:
         """Return the `skyshift get jobs` row. REPLICAS counts, like kubectl's READY, the replicas
-        that run or have succeeded against those wanted; CLUSTERS shows where they are placed."""
+        that run or have succeeded against those wanted; a replica waiting to restart (reason
+        BackOff, as a pod in CrashLoopBackOff) does not run. RESTARTS sums the replicas' restarts,
+        as kubectl shows them for pods, and CLUSTERS shows where the replicas are placed."""
+        tasks = [task for share in self.status.clusters.values() for task in share.tasks.values()]
         started = sum(
             1
-            for share in self.status.clusters.values()
-            for task in share.tasks.values()
-            if task.state in ("Running", "Succeeded")
+            for task in tasks
+            if task.state == "Succeeded" or (task.state == "Running" and task.reason != "BackOff")
         )
         clusters = ",".join(f"{name}:{count}" for name, count in sorted(self.status.placement.items()))
         return {
             "STATUS": self.status.phase.value,
             "REPLICAS": f"{started}/{self.spec.replicas}",
+            "RESTARTS": str(sum(task.restarts for task in tasks)),
             "CLUSTERS": clusters or "<none>",
         }
