@@ -356,7 +356,7 @@ class Skylet:
                 if first:
                     logger.info(
                         "Skylet %s: stopping work %s, replicas %s of Job %s/%s, which failed",
-                        self.cluster, key, _index_list(unfinished), job.metadata.namespace or "default", job.metadata.name,
+                        self.cluster, key, unfinished, job.metadata.namespace or "default", job.metadata.name,
                     )  # fmt: skip
                 await self.manager.cancel(key)
                 if first:
@@ -380,8 +380,7 @@ class Skylet:
                 manager_job_ids=ids,
             )
         for job, indices in stopped.values():
-            replicas = _index_list(sorted(indices))
-            message = f"stopped replicas {replicas} on cluster {self.cluster} because the Job failed"
+            message = f"stopped replicas {sorted(indices)} on cluster {self.cluster} because the Job failed"
             await record_event(self.client, job, "Normal", "Stopped", message, f"skylet/{self.cluster}")
         return bool(stopped)
 
@@ -596,10 +595,6 @@ def _merged_status(
         tasks.update(status.tasks)
         ids += [job_id for job_id in status.manager_job_ids if job_id not in ids]
     return WorkStatus(key=reported[0][0], tasks=dict(sorted(tasks.items(), key=lambda item: int(item[0]))), manager_job_ids=ids)
-
-
-def _index_list(indices: list[int]) -> str:
-    return ", ".join(str(index) for index in indices)
 
 
 def _rejection_in_job(job: Job, unit: WorkUnit) -> str | None:

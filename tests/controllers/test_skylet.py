@@ -207,7 +207,7 @@ async def test_failed_job_replicas_stopped(async_client, run_skylet):
         "0": ("JobFailed", "stopped because the Job failed"),
         "1": ("JobFailed", "stopped because the Job failed"),
     }
-    assert event["message"] == "stopped replicas 0, 1 on cluster edge because the Job failed"
+    assert event["message"] == "stopped replicas [0, 1] on cluster edge because the Job failed"
     assert event["source"] == f"skylet/{CLUSTER}"
 
 
