@@ -26,6 +26,7 @@ from skyshift_core.cli.tables import format_table
 from skyshift_core.client import SkyShiftClient
 from skyshift_core.errors import ForbiddenError, InvalidError, NotFoundError
 from skyshift_core.objects import Role, User
+from skyshift_core.objects.meta import validate_name
 
 config_app = typer.Typer(help="Show and switch the contexts of the client config.", no_args_is_help=True)
 invite_app = typer.Typer(help="Create, list and revoke invites that register new users.", no_args_is_help=True)
@@ -196,10 +197,48 @@ def get_contexts() -> None:
     """List the contexts of the client config; `*` marks the current one."""
     config = ClientConfig.load()
     rows = [
-        ["*" if context.name == config.current_context else "", context.name, context.server, context.user or "<none>"]
+        [
+            "*" if context.name == config.current_context else "",
+            context.name,
+            context.server,
+            context.user or "<none>",
+            context.namespace or "",
+        ]
         for context in config.contexts
     ]
-    typer.echo(format_table(["CURRENT", "NAME", "SERVER", "USER"], rows))
+    typer.echo(format_table(["CURRENT", "NAME", "SERVER", "USER", "NAMESPACE"], rows))
+
+
+@config_app.command("set-context")
+def set_context(
+    name: Annotated[str | None, typer.Argument(help="Context to change; or pass --current.")] = None,
+    current: Annotated[bool, typer.Option("--current", help="Change the current context.")] = False,
+    namespace: Annotated[
+        str | None,
+        typer.Option("--namespace", help="Namespace of commands without --namespace; an empty value removes it."),
+    ] = None,
+) -> None:
+    """Set the namespace of a context of the client config, as kubectl config set-context does."""
+    if (name is None) == (not current):
+        raise typer.BadParameter("name a context, or pass --current for the current one (not both)")
+    if namespace is None:
+        raise typer.BadParameter("nothing to set: pass --namespace NS (or --namespace '' to remove it)")
+    config = ClientConfig.load()
+    if name is None:
+        context = config.current()
+        if context is None:
+            raise InvalidError(
+                f"the client config {config.path} has no current context; run skyshift up or skyshift login"
+            )
+    else:
+        context = config.get(name)
+    try:
+        context.namespace = validate_name(namespace, "namespace") if namespace else None
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--namespace") from None
+    config.save()
+    setting = f"namespace {context.namespace!r}" if context.namespace else "no namespace (default)"
+    typer.echo(f"Context {context.name!r} modified: {setting}")
 
 
 @config_app.command("use-context")

@@ -125,8 +125,26 @@ CaFileOption = Annotated[
         show_default=False,
     ),
 ]
+def _namespace_or_context(value: str | None) -> str | None:
+    """Return --namespace, else the current context's namespace (None when neither is set)."""
+    if value:
+        return value
+    try:
+        context = ClientConfig.load().current()
+    except (InvalidError, OSError):
+        return None  # The command that reads the config reports what is wrong with it.
+    return context.namespace if context is not None else None
+
+
 NamespaceOption = Annotated[
-    str | None, typer.Option("--namespace", "-n", help="Namespace of namespaced kinds. Default: default.")
+    str | None,
+    typer.Option(
+        "--namespace",
+        "-n",
+        help="Namespace of namespaced kinds. Default: the current context's namespace "
+        "(skyshift config set-context --current --namespace NS), else default.",
+        callback=_namespace_or_context,
+    ),
 ]
 
 

@@ -9,6 +9,7 @@ The file is shaped like a kubeconfig; each context names a server and the creden
         user: admin
         token: sks_admin.0123abcd...            # from skyshift login
         certificate_authority: /path/to/ca.pem  # verifies an https server; optional
+        namespace: group-a                      # default of --namespace; optional
 
 It holds tokens, so it is always written with mode 0600. `skyshift up` and `skyshift login` write
 it; every other command reads it through `resolve_connection`. As in a kubeconfig, a relative
@@ -57,10 +58,12 @@ class Context:
     user: str | None = None
     token: str | None = None
     certificate_authority: str | None = None
+    # The namespace of commands without --namespace, as a kubeconfig context's namespace is.
+    namespace: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"name": self.name, "server": self.server}
-        for key in ("user", "token", "certificate_authority"):
+        for key in ("user", "token", "certificate_authority", "namespace"):
             if getattr(self, key) is not None:
                 data[key] = getattr(self, key)
         return data
@@ -121,15 +124,16 @@ class ClientConfig:
         token: str | None = None,
         certificate_authority: str | None = None,
     ) -> None:
-        """Add or replace the context `name` and make it current.
+        """Add or replace the context `name` and make it current; a replaced context keeps its namespace.
 
         A relative `certificate_authority` is taken relative to the working directory and stored as
         an absolute path, so the context works from any directory.
         """
         if certificate_authority is not None:
             certificate_authority = absolute_path(certificate_authority)
+        namespace = next((context.namespace for context in self.contexts if context.name == name), None)
         self.contexts = [context for context in self.contexts if context.name != name]
-        self.contexts.append(Context(name, server, user, token, certificate_authority))
+        self.contexts.append(Context(name, server, user, token, certificate_authority, namespace))
         self.current_context = name
 
     def certificate_authority(self, context: Context) -> str | None:
@@ -164,7 +168,7 @@ def _parse_context(path: Path, item: Any) -> Context:
             f"the client config {path} has an invalid context {item!r}: expected name and server strings"
         )
     optional = {}
-    for key in ("user", "token", "certificate_authority"):
+    for key in ("user", "token", "certificate_authority", "namespace"):
         value = item.get(key)
         if value is not None and not isinstance(value, str):
             raise InvalidError(f"the client config {path} has a context {item['name']!r} whose {key} is not a string")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from auth_helpers import create_role, create_user, set_password
+from auth_helpers import create_namespace, create_role, create_user, set_password
 from typer.testing import CliRunner
 
 from skyshift_core.cli.auth import parse_duration
@@ -99,7 +99,7 @@ def test_contexts_list_and_switch(cli, config_path: Path, root, api_server: str)
 
     assert listed.exit_code == 0, listed.output
     lines = listed.output.splitlines()
-    assert lines[0].split() == ["CURRENT", "NAME", "SERVER", "USER"]
+    assert lines[0].split() == ["CURRENT", "NAME", "SERVER", "USER", "NAMESPACE"]
     assert lines[2].split() == ["*", "second", api_server, "root"]
     assert switched.exit_code == 0
     assert yaml.safe_load(config_path.read_text())["current_context"] == "first"
@@ -259,3 +259,46 @@ def test_describe_without_event_access_still_shows_object(cli, api):
     assert "Name:" in result.stdout
     assert "hpc-a" in result.stdout
     assert "Events:  <not shown: " in result.stdout
+
+
+def test_context_namespace_is_default_of_commands(cli, api, config_path: Path, root):
+    create_namespace(api, "team-a")
+    for namespace in ("team-a", "default"):
+        job = {"kind": "Job", "metadata": {"name": f"in-{namespace}"}, "spec": {"run": "true"}}
+        assert api.post(f"/api/v1/namespaces/{namespace}/jobs", json=job).status_code == 201
+    assert cli("login", "--username", root, "--password-stdin", input="root password\n").exit_code == 0
+
+    changed = cli("config", "set-context", "--current", "--namespace", "team-a")
+    listed = cli("get", "jobs", "-o", "name")
+    overridden = cli("get", "jobs", "-n", "default", "-o", "name")
+    relogged = cli("login", "--username", root, "--password-stdin", input="root password\n")
+    contexts_table = cli("config", "get-contexts")
+
+    assert changed.exit_code == 0, changed.output
+    assert changed.stdout == "Context 'default' modified: namespace 'team-a'\n"
+    assert listed.stdout == "job.skyshift/in-team-a\n"
+    assert overridden.stdout == "job.skyshift/in-default\n"
+    assert relogged.exit_code == 0, relogged.output
+    assert contexts(config_path)["default"]["namespace"] == "team-a"
+    assert contexts_table.stdout.splitlines()[0].split() == ["CURRENT", "NAME", "SERVER", "USER", "NAMESPACE"]
+    assert contexts_table.stdout.splitlines()[1].split()[-1] == "team-a"
+
+
+def test_set_context_rejects_invalid_namespace(cli, config_path: Path, root):
+    assert cli("login", "--username", root, "--password-stdin", input="root password\n").exit_code == 0
+
+    result = cli("config", "set-context", "--current", "--namespace", "Team_A")
+
+    assert result.exit_code == 2
+    assert "invalid namespace 'Team_A'" in result.output
+    assert "namespace" not in contexts(config_path)["default"]
+
+
+def test_set_context_empty_namespace_removes_it(cli, config_path: Path, root):
+    assert cli("login", "--username", root, "--password-stdin", input="root password\n").exit_code == 0
+    assert cli("config", "set-context", "default", "--namespace", "team-a").exit_code == 0
+
+    result = cli("config", "set-context", "default", "--namespace", "")
+
+    assert result.stdout == "Context 'default' modified: no namespace (default)\n"
+    assert "namespace" not in contexts(config_path)["default"]
