@@ -184,6 +184,14 @@ class ForgetfulDeleteManager(LocalProcessManager):
         return None
 
 
+class UntailedLogsManager(LocalProcessManager):
+    """Breaks `logs`: it yields every line and ignores `tail`."""
+
+    async def logs(self, key: str, replica: int | None = None, *, follow: bool = False, tail: int | None = None):
+        async for item in super().logs(key, replica, follow=follow):
+            yield item
+
+
 class IgnoredCancelManager(LocalProcessManager):
     """Breaks `cancel`: it returns and the replicas keep running."""
 

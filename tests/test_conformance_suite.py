@@ -127,6 +127,7 @@ BROKEN_BACKENDS = [
     ("NewlineLogsManager", {"test_logs_of_finished_replicas"}, "logs() yielded lines with their line ending"),
     ("UnfilteredLogsManager", {"test_logs_of_finished_replicas"}, "logs(replica=1) yielded lines of other replicas"),
     ("SilentMissingLogsManager", {"test_logs_of_unknown_work_raise"}, "DID NOT RAISE"),
+    ("UntailedLogsManager", {"test_logs_of_finished_replicas"}, "logs(tail=0) yielded lines"),
     ("TinyNodeManager", {"test_nodes_fit_suite_replicas"}, "no node reports the capacity of one replica of the suite"),
 ]
 

@@ -269,12 +269,18 @@ class ClusterManagerConformance:
             await asyncio.sleep(POLL_SECONDS)
 
     async def read_logs(
-        self, manager: ClusterManager, key: str, replica: int | None = None, *, follow: bool = False
+        self,
+        manager: ClusterManager,
+        key: str,
+        replica: int | None = None,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
     ) -> list[tuple[int, str]]:
         """Return every (replica index, line) that `logs` yields; fail when it takes longer than `finish_timeout`."""
         try:
             async with asyncio.timeout(self.finish_timeout):
-                return [item async for item in manager.logs(key, replica, follow=follow)]
+                return [item async for item in manager.logs(key, replica, follow=follow, tail=tail)]
         except TimeoutError:
             raise AssertionError(
                 f"logs({key!r}, replica={replica}, follow={follow}) did not end within {self.finish_timeout} s"
@@ -453,6 +459,10 @@ class ClusterManagerConformance:
             assert {index for index, _ in only_chosen} == {chosen}, (
                 f"logs(replica={chosen}) yielded lines of other replicas: {only_chosen}"
             )
+
+            last = await self.read_logs(manager, unit.key, tail=1)
+            assert len(last) == len(expected), f"logs(tail=1) yielded {last}, expected one line of each replica"
+            assert await self.read_logs(manager, unit.key, tail=0) == [], "logs(tail=0) yielded lines"
 
             # The replicas have ended, so following their output must end too.
             followed = await self.read_logs(manager, unit.key, follow=True)
