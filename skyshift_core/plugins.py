@@ -352,6 +352,26 @@ def _first_of_each_name(
         yield name, distribution
 
 
+def stray_entry_points(distributions: Iterable[importlib.metadata.Distribution] | None = None) -> list[str]:
+    """Describe the entry points in a `skyshift` group that SkyShift does not read, such as a
+    misspelt `skyshift.cluster_manager`, one line each with the closest group it reads."""
+    if distributions is None:
+        distributions = importlib.metadata.distributions()
+    found = []
+    for distribution_name, distribution in _first_of_each_name(distributions):
+        for entry_point in distribution.entry_points:
+            group = entry_point.group
+            if group in GROUPS or not group.lower().startswith("skyshift"):
+                continue
+            close = difflib.get_close_matches(group, list(GROUPS), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; SkyShift reads {', '.join(GROUPS)}"
+            found.append(
+                f"{distribution_name} declares entry point {entry_point.name!r} in group {group!r}, "
+                f"which SkyShift does not read{hint}"
+            )
+    return sorted(found)
+
+
 def _drop_repeats(entries: Iterable[PluginEntry]) -> list[PluginEntry]:
     unique: dict[tuple[str, str, str, str], PluginEntry] = {}
     for entry in entries:

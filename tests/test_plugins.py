@@ -41,6 +41,7 @@ from skyshift_core.plugins import (
     list_plugins,
     load_driver,
     plugins_payload,
+    stray_entry_points,
 )
 
 
@@ -392,6 +393,19 @@ def test_discover_ignores_foreign_groups(sample_modules):
     )
 
     assert list_plugins(PluginCatalog.discover([distribution])) == []
+
+
+def test_misspelt_group_named_with_closest():
+    distributions = [
+        SampleDistribution("skyshift-localproc", "1", {"skyshift.cluster_manager": {"localproc": "localproc:Manager"}}),
+        SampleDistribution("skyshift-good", "1", {CLUSTER_MANAGERS: {"good": "good:Manager"}}),
+        SampleDistribution("other-tool", "1", {"console_scripts": {"tool": "tool:main"}}),
+    ]
+
+    assert stray_entry_points(distributions) == [
+        "skyshift-localproc declares entry point 'localproc' in group 'skyshift.cluster_manager', which SkyShift "
+        "does not read; did you mean 'skyshift.cluster_managers'?"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import json
 
 import typer
 
-from skyshift_core.plugins import PluginInfo, list_plugins, plugins_payload
+from skyshift_core.plugins import PluginInfo, list_plugins, plugins_payload, stray_entry_points
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -30,12 +30,14 @@ def list_command(
     """List every plugin found: name, group, distribution, version, what it provides, and whether it loaded."""
     if as_json:
         typer.echo(json.dumps(plugins_payload(), indent=2))
-        return
-    infos = list_plugins()
-    if not infos:
-        typer.echo("No plugins found.", err=True)
-        return
-    typer.echo(format_table(infos))
+    else:
+        infos = list_plugins()
+        if infos:
+            typer.echo(format_table(infos))
+        else:
+            typer.echo("No plugins found.", err=True)
+    for stray in stray_entry_points():
+        typer.echo(f"Warning: {stray}", err=True)
 
 
 def status_text(info: PluginInfo) -> str:
