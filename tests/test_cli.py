@@ -744,3 +744,36 @@ def test_leader_shows_holder(cli, client: SkyShiftClient):
     assert row.split()[:2] == ["controller-manager", "cm-host-1"]
     assert row.split()[3] == "30s"
     assert json.loads(as_json.stdout)["holder"] == "cm-host-1"
+
+
+def test_delete_all_in_namespace(cli, client):
+    client.create({"kind": "Namespace", "metadata": {"name": "dev"}})
+    for name in ("a", "b"):
+        client.create({"kind": "Job", "metadata": {"name": name}, "spec": {"run": "true"}})
+    client.create({"kind": "Job", "metadata": {"name": "kept"}, "spec": {"run": "true"}}, namespace="dev")
+
+    result = cli("delete", "jobs", "--all")
+    again = cli("delete", "jobs", "--all")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ['job.skyshift "a" deleted', 'job.skyshift "b" deleted']
+    assert again.stderr == "No resources found in default namespace.\n"
+    assert [item["metadata"]["name"] for item in client.list("Job", "dev")["items"]] == ["kept"]
+
+
+def test_delete_by_selector(cli, client):
+    client.create({"kind": "Job", "metadata": {"name": "web-1", "labels": {"app": "web"}}, "spec": {"run": "true"}})
+    client.create({"kind": "Job", "metadata": {"name": "db-1", "labels": {"app": "db"}}, "spec": {"run": "true"}})
+
+    result = cli("delete", "jobs", "-l", "app=web")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == 'job.skyshift "web-1" deleted\n'
+    assert [item["metadata"]["name"] for item in client.list("Job")["items"]] == ["db-1"]
+
+
+def test_delete_all_with_names_rejected(cli):
+    result = cli("delete", "jobs", "a", "--all")
+
+    assert result.exit_code == 1
+    assert "--all takes kinds only, without names or -f" in result.stderr

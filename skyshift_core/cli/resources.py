@@ -610,6 +610,13 @@ def delete(
     ] = None,
     files: FilesOption = None,
     namespace: NamespaceOption = None,
+    all_objects: Annotated[
+        bool, typer.Option("--all", help="Delete every object of the kinds given in the namespace, as kubectl does.")
+    ] = False,
+    selector: Annotated[
+        str | None,
+        typer.Option("--selector", "-l", help="Delete the objects of the kinds given whose labels match (app=web)."),
+    ] = None,
     ignore_not_found: Annotated[
         bool, typer.Option("--ignore-not-found", help="Succeed quietly for objects that do not exist.")
     ] = False,
@@ -626,10 +633,30 @@ def delete(
     ] = 0,
     server: ServerOption = None,
 ) -> None:
-    """Delete objects by kind and names (or KIND/NAME), or those named in manifests (-f)."""
+    """Delete objects by kind and names (or KIND/NAME), those named in manifests (-f), or all objects
+    of kinds (--all) or those matching a label selector (-l) in the namespace."""
     _check_write_output(output)
     targets: list[tuple[type[Object], str, str | None]] = []
-    if files:
+    if all_objects or selector:
+        if files or names or not kind or "/" in kind:
+            raise InvalidError(
+                f"{'--all' if all_objects else '--selector'} takes kinds only, without names or -f: "
+                "for example skyshift delete jobs --all, or skyshift delete jobs -l app=web"
+            )
+        if all_objects and selector:
+            raise InvalidError("pass --all or --selector, not both")
+        where = ""
+        with client_for(ctx, server) as client:
+            for target in parse_targets([kind], "delete"):
+                target_namespace = _target_namespace(target.model, namespace)
+                if target_namespace is not None:
+                    where = f" in {target_namespace} namespace"
+                listed = client.list_all(target.model, target_namespace, label_selector=selector)["items"]
+                targets += [(target.model, item["metadata"]["name"], target_namespace) for item in listed]
+        if not targets:
+            typer.echo(f"No resources found{where}.", err=True)
+            return
+    elif files:
         if kind or names:
             raise InvalidError("pass either KIND NAME... (or KIND/NAME...) or -f FILE, not both")
         documents = read_manifests(files, sys.stdin)
