@@ -146,7 +146,7 @@ class SchedulerReconciler:
         current = dict(job.status.placement)
         lost, recheck_after = self._lost_clusters(current)
         keep = {cluster: count for cluster, count in current.items() if cluster not in lost}
-        keep = trim_placement(keep, job.spec.replicas)
+        keep = trim_placement(keep, job.spec.replicas, job.status.clusters)
         need = job.spec.replicas - sum(keep.values())
         if need == 0 and keep == current:
             return Result(requeue_after=recheck_after) if recheck_after else None

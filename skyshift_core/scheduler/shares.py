@@ -83,15 +83,32 @@ def _grown_or_shrunk(old: ClusterShare, units: list[ShareUnit], generation: int)
     )
 
 
-def trim_placement(placement: dict[str, int], replicas: int) -> dict[str, int]:
-    """Reduce a placement to `replicas`, taking from the clusters that hold the most first (then by
-    name, last first), as a scale-down that keeps the spread even."""
-    result = dict(placement)
-    excess = sum(result.values()) - replicas
-    while excess > 0:
-        cluster = max(result, key=lambda name: (result[name], name))
-        result[cluster] -= 1
-        if result[cluster] == 0:
-            del result[cluster]
-        excess -= 1
+def trim_placement(
+    placement: dict[str, int], replicas: int, shares: dict[str, ClusterShare] | None = None
+) -> dict[str, int]:
+    """Reduce a placement to `replicas` without restarting a replica that can keep running.
+
+    A cluster keeps the submissions of its share (`shares`) whose replica indices all stay below
+    `replicas`, oldest first, as `assign_shares` keeps them. Indices are unique, so all clusters
+    can keep theirs together. The replicas still wanted beyond those are new
+    submissions, placed one at a time where the placement has room on the cluster that holds the
+    fewest so far (then by name), so the spread stays as even as it can.
+    """
+    result: dict[str, int] = {}
+    for cluster, count in placement.items():
+        share = (shares or {}).get(cluster)
+        if share is None or not share.replica_indices:
+            continue
+        units = share.work_units()
+        while units and any(index >= replicas for unit in units for index in unit.replica_indices):
+            units = units[:-1]
+        size = min(count, sum(len(unit.replica_indices) for unit in units))
+        if size:
+            result[cluster] = size
+    for _ in range(replicas - sum(result.values())):
+        room = [cluster for cluster, count in placement.items() if result.get(cluster, 0) < count]
+        if not room:
+            break
+        cluster = min(room, key=lambda name: (result.get(name, 0), name))
+        result[cluster] = result.get(cluster, 0) + 1
     return result

@@ -92,3 +92,35 @@ def test_shrink_within_a_submission_resubmits():
     shares = assign_shares(old, {"a": 2}, 2, generation=2)
 
     assert units(shares["a"]) == [(2, [0, 1])]
+
+
+def test_scale_down_keeps_shares_that_fit():
+    # 4 replicas on a (0, 1) and b (2, 3), scaled to 2: a keeps its running share, b goes.
+    shares = assign_shares({}, {"a": 2, "b": 2}, 4, generation=1)
+
+    placement = trim_placement({"a": 2, "b": 2}, 2, shares)
+    trimmed = assign_shares(shares, placement, 2, generation=2)
+
+    assert placement == {"a": 2}
+    assert trimmed["a"] == shares["a"]
+
+
+def test_scale_down_keeps_whole_submissions():
+    # a grew from (0, 1) to (0, 1, 4); scaled to 3, it keeps its first submission and b gives one.
+    old = assign_shares({}, {"a": 2, "b": 2}, 4, generation=1)
+    grown = assign_shares(old, {"a": 3, "b": 2}, 5, generation=2)
+
+    placement = trim_placement({"a": 3, "b": 2}, 3, grown)
+    trimmed = assign_shares(grown, placement, 3, generation=3)
+
+    assert placement == {"a": 2, "b": 1}
+    assert units(trimmed["a"]) == [(1, [0, 1])]
+    assert indices(trimmed) == {"a": [0, 1], "b": [2]}
+
+
+def test_scale_down_restarts_only_what_must():
+    # Each share has an index at or above the new count, so the 2 replicas left are new ones,
+    # spread as before.
+    shares = assign_shares({}, {"a": 3, "b": 3}, 6, generation=1)
+
+    assert trim_placement({"a": 3, "b": 3}, 2, shares) == {"a": 1, "b": 1}
