@@ -62,3 +62,27 @@ async def test_moved_replica_spares_healthy_share(client, control_plane):
     status = await running(client, {"a": 2}, 2)
     assert key_on_a in registered_cluster("a").statuses()
     assert len(status["clusters"]["a"]["units"]) == 2
+
+
+async def test_scale_down_keeps_share_below_new_count(client, control_plane):
+    from skyshift_simulated import registered_cluster
+
+    control_plane()
+    await client.create(simulated_cluster("a"))
+    await client.create(simulated_cluster("b"))
+    await wait_for_ready_clusters(client, 2)
+    await client.create({**SERVE, "spec": {**SERVE["spec"], "replicas": 4}})
+    await running(client, {"a": 2, "b": 2}, 4)
+    (key_of_a,) = registered_cluster("a").statuses()
+
+    await client.patch("Job", "serve", {"spec": {"replicas": 2}}, "default")
+
+    status = await running(client, {"a": 2}, 2)
+
+    async def b_stopped():
+        return not registered_cluster("b").statuses()
+
+    await wait_for(b_stopped)
+    # Replicas 0 and 1 on a keep their submission; replicas 2 and 3 on b are stopped.
+    assert list(registered_cluster("a").statuses()) == [key_of_a]
+    assert status["clusters"]["a"]["replica_indices"] == [0, 1]
