@@ -27,7 +27,7 @@ def aggregate_phase(job: Job) -> tuple[JobPhase, str]:
     - Succeeded: every replica succeeded (batch restart policies only), and the placement holds
       exactly spec.replicas replicas. Right after a scale-down, the placement still contains the
       replicas to be dropped, which may run; the Job finishes once the scheduler has dropped them.
-    - Running: at least one replica runs or has succeeded, so the Job's work has begun.
+    - Running: at least one replica runs, has succeeded or has restarted, so the Job's work has begun.
     - Pending: otherwise.
     """
     tasks = {}
@@ -60,7 +60,9 @@ def aggregate_phase(job: Job) -> tuple[JobPhase, str]:
             return JobPhase.SUCCEEDED, "its replica succeeded"
         return JobPhase.SUCCEEDED, f"all {job.spec.replicas} replicas succeeded"
     running = sum(1 for _, task in tasks.values() if task.state == "Running")
-    if running or succeeded:
+    # A replica that restarted has run: its Job stays Running while the restart is pending.
+    restarted = any(task.restarts > 0 for _, task in tasks.values())
+    if running or succeeded or restarted:
         return JobPhase.RUNNING, f"{running} of {job.spec.replicas} replicas running, {succeeded} succeeded"
     return JobPhase.PENDING, f"{len(tasks)} of {job.spec.replicas} replicas reported, none running"
 

@@ -147,3 +147,12 @@ def test_failed_message(task: dict, message: str):
 
     assert phase is JobPhase.FAILED
     assert reason == message
+
+
+def test_restarting_replica_keeps_job_running():
+    # Between its attempts a Slurm replica is Pending (reason Restarting) for a moment.
+    job = job_with_tasks("Pending")
+    job.spec.restart_policy = "Always"
+    job.status.clusters["a"].tasks["0"] = TaskStatus(state="Pending", reason="Restarting", restarts=2)
+
+    assert aggregate_phase(job) == (JobPhase.RUNNING, "0 of 1 replicas running, 0 succeeded")

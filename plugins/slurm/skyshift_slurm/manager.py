@@ -500,14 +500,14 @@ class SlurmClusterManager(ClusterManager):
         delay = restart_delay(self.settings.restart_backoff_seconds, restarts, record, self._max_restart_delay)
         due = self._restart_due.setdefault(record.task_id, now + delay)
         if now < due or not act:
-            return backoff_status(record, restarts, limit, policy, due - now)
+            return backoff_status(record, restarts, limit, policy, delay)
         try:
             await self._restart(replica, restarts, can_requeue)
         except ClusterManagerError as error:
             logger.warning(
                 "Restart of Slurm task %s on cluster %s failed, will retry: %s", record.task_id, self.name, error
             )
-            status = backoff_status(record, restarts, limit, policy, 0.0)
+            status = backoff_status(record, restarts, limit, policy, delay)
             status.message += f"; the last restart attempt failed: {error}"
             return status
         self._restart_due.pop(record.task_id, None)

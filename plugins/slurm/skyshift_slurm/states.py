@@ -141,12 +141,14 @@ def restart_delay(
 
 
 def backoff_status(
-    record: JobRecord, restarts: int, max_restarts: int, policy: RestartPolicy, seconds_left: float
+    record: JobRecord, restarts: int, max_restarts: int, policy: RestartPolicy, delay_seconds: float
 ) -> TaskStatus:
-    """Status of a replica that ended and waits to restart: Running with reason BackOff.
+    """Status of a replica that ended and waits `delay_seconds` in all to restart: Running with
+    reason BackOff.
 
     A Kubernetes pod in CrashLoopBackOff reports the same way, and so the Job stays Running
-    between attempts.
+    between attempts. The message gives the whole delay, not the time left, so that it stays the
+    same from one poll to the next and the Job is not written again each time.
     """
     ended = task_status(record, restarts)
     of_limit = f" of {max_restarts}" if policy is RestartPolicy.ON_FAILURE else ""
@@ -154,7 +156,7 @@ def backoff_status(
         state="Running",
         exit_code=exit_code(record),
         reason="BackOff",
-        message=f"{ended.message}; restart {restarts + 1}{of_limit} in {max(0.0, seconds_left):.0f}s",
+        message=f"{ended.message}; restart {restarts + 1}{of_limit} after {max(0.0, delay_seconds):.0f}s",
         restarts=restarts,
     )
 

@@ -135,10 +135,10 @@ def test_restart_delay_respects_lower_cap():
 
 def test_backoff_status_reports_running():
     status = backoff_status(
-        record("FAILED", exit_status=2), restarts=1, max_restarts=3, policy=ON_FAILURE, seconds_left=4.2
+        record("FAILED", exit_status=2), restarts=1, max_restarts=3, policy=ON_FAILURE, delay_seconds=20.0
     )
     assert (status.state, status.reason, status.exit_code, status.restarts) == ("Running", "BackOff", 2, 1)
-    assert status.message.endswith("; restart 2 of 3 in 4s")
+    assert status.message.endswith("; restart 2 of 3 after 20s")
 
 
 def test_final_status_names_exhausted_limit():
