@@ -777,3 +777,10 @@ def test_delete_all_with_names_rejected(cli):
 
     assert result.exit_code == 1
     assert "--all takes kinds only, without names or -f" in result.stderr
+
+
+def test_watch_of_missing_object_exits(cli):
+    result = cli("get", "job", "nope", "-w", "--watch-timeout", "30")
+
+    assert result.exit_code == 1
+    assert result.stderr == "Error: job \"nope\" not found in namespace \"default\"\n"

@@ -72,11 +72,11 @@ def exec_command(
     namespace: NamespaceOption = None,
     server: ServerOption = None,
 ) -> None:
-    """Run a command in one replica of a Job, through its cluster's manager on this machine.
+    """Run a command in one replica of a Job, through its cluster's manager here.
 
-    Exits with the command's exit code. The cluster's manager plugin must be installed here, and
-    its config must be usable from this machine: for Kubernetes its kubeconfig, for Slurm the
-    Slurm commands (interface cli) or the ssh login (interface ssh)."""
+    Exits with the command's exit code. The manager's plugin must be installed
+    here, with its config usable from this machine: for Kubernetes the
+    kubeconfig, for Slurm the Slurm commands (cli) or the ssh login (ssh)."""
     name = job_name(job, None, "exec")
     with client_for(ctx, server) as client:
         job_object = Job.model_validate(client.get(Job, name, namespace or DEFAULT_NAMESPACE))

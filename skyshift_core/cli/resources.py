@@ -532,6 +532,8 @@ def _get_and_watch(
     items = [found[name] for name in names if name in found] if names else listing["items"]
     for name in missing:
         typer.echo(f"Error: {not_found_message(model, name, target_namespace)}", err=True)
+    if names and not items:
+        return len(missing)  # As kubectl does, nothing named exists, so there is nothing to watch.
     if items and output in ("yaml", "json"):
         # As kubectl does, a watch prints every object on its own, the listed ones included.
         for item in items:
