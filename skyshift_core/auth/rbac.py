@@ -211,7 +211,8 @@ def _grant_advice(user: str, attributes: Attributes, roles: Sequence[Role]) -> s
 
     The advice names the first Role of SUGGESTED_ROLES that allows the request by its stored rules
     and that the user does not hold. It names admin only when none of them does, and it always
-    offers a Role of the request's own, which a namespaced request gets for its namespace alone.
+    offers a Role of the request's own, which a namespaced request gets for its namespace alone,
+    and then first.
     """
     bound_names = {role.metadata.name for role in roles if user in role.spec.users}
     stored = {role.metadata.name: role for role in roles}
@@ -229,10 +230,15 @@ def _grant_advice(user: str, attributes: Attributes, roles: Sequence[Role]) -> s
         role = stored.get(name)
         if role is None or name in bound_names or not rules_allow(role.spec.rules, attributes):
             continue
-        everywhere = ", which allows it in every namespace" if namespace else ""
+        if namespace:
+            # The Role limited to the namespace comes first, so that groups stay apart by default.
+            return (
+                f"ask an administrator for {own_rule}, or to bind the built-in Role {name}, which allows it "
+                f"in every namespace (skyshift role bind {name} {user})"
+            )
         return (
-            f"ask an administrator to bind the built-in Role {name}{everywhere} "
-            f"(skyshift role bind {name} {user}), or for {own_rule}"
+            f"ask an administrator to bind the built-in Role {name} (skyshift role bind {name} {user}), "
+            f"or for {own_rule}"
         )
 
     admin = stored.get(ADMIN_ROLE)

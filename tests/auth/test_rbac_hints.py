@@ -41,6 +41,8 @@ def test_viewer_write_suggests_editor(user_client):
     assert "bind the built-in Role editor, which allows it in every namespace" in message
     assert "skyshift role bind editor vera" in message
     assert "role bind viewer" not in message
+    # The Role limited to the namespace is offered before the one that spans every namespace.
+    assert message.index("which allows it in namespace 'default' alone") < message.index("role bind editor")
 
 
 def test_no_role_read_suggests_viewer(user_client):
