@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 
 from skyshift_core.client import AsyncSkyShiftClient
 from skyshift_core.controllers.events import record_event
-from skyshift_core.errors import ConflictError, NotFoundError, SkyShiftError
+from skyshift_core.errors import SkyShiftError
 from skyshift_core.objects import (
     Cluster,
     ClusterPhase,
@@ -268,14 +268,11 @@ class SchedulerReconciler:
         self.cache.assume(job, pending, generation)
         try:
             await self.client.update_status(updated)
-        except (ConflictError, NotFoundError):
-            # The Job changed or vanished since the informer saw it; the informer will bring the
-            # new version and this request comes back.
-            self.cache.forget(job)
-            raise
         except SkyShiftError as error:
             if 400 <= error.status_code < 500:
-                self.cache.forget(job)  # Rejected: nothing was written.
+                # Rejected, so nothing was written. A Job that changed or vanished since the
+                # informer saw it (409, 404) comes back with the informer's new version.
+                self.cache.forget(job)
             else:
                 self.cache.keep_unconfirmed(job, UNCONFIRMED_WRITE_SECONDS)
             raise

@@ -96,9 +96,7 @@ class EtcdProcess:
             if any(chosen) and "address already in use" in output and attempt < _PORT_ATTEMPTS:
                 logger.info("etcd lost a port it was given to another process; starting it on other ports")
                 continue
-            raise RuntimeError(
-                f"etcd on {self.endpoint} {failure}; its log:\n{output[-2000:]}"
-            )
+            raise RuntimeError(f"etcd on {self.endpoint} {failure}; its log:\n{output[-2000:]}")
         raise AssertionError("unreachable")  # pragma: no cover
 
     def is_running(self) -> bool:

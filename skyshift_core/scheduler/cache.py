@@ -69,7 +69,7 @@ class SchedulerCache:
         self._reserved_clusters: dict[JobKey, set[str]] = {}
         # job key -> (placement, placement generation) decided here but not yet seen in the informer
         self._assumed: dict[JobKey, tuple[dict[str, int], int]] = {}
-        # job key -> clock time until which an assumed placement whose write may have failed holds
+        # job key -> clock time until which an assumed placement, whose write may have failed, is kept
         self._unconfirmed: dict[JobKey, float] = {}
         self._jobs: dict[JobKey, Job] = {}
         # job key -> cluster -> wall-clock times at which started replicas were first seen; each
@@ -153,8 +153,8 @@ class SchedulerCache:
         connection), because the write may have been applied, for up to `seconds`.
 
         Until the informer shows the placement, or the Job is placed again, its replicas stay
-        reserved, so that other Jobs do not take their room. Later updates of any Job or cluster
-        drop the assumption once `seconds` have passed."""
+        reserved, so that other Jobs do not take their room. Once `seconds` have passed, the next
+        update of the Job, or of a cluster it has a reservation on, drops the assumption."""
         key = _key(job)
         if key in self._assumed:
             self._unconfirmed[key] = self._clock() + seconds

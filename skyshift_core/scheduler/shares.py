@@ -91,7 +91,7 @@ def trim_placement(
     A cluster keeps the submissions of its share (`shares`) whose replica indices all stay below
     `replicas`, oldest first, as `assign_shares` keeps them. Indices are unique, so all clusters
     can keep theirs together. The replicas still wanted beyond those are new
-    submissions, placed one at a time where the placement has room on the cluster that holds the
+    submissions, placed one at a time where the placement has room on the cluster that has the
     fewest so far (then by name), so the spread stays as even as it can.
     """
     result: dict[str, int] = {}

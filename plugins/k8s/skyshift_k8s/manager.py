@@ -357,12 +357,7 @@ class KubernetesClusterManager(ClusterManager):
         """Delete the share's Job or Deployments with propagation Background, which removes their pods too."""
         api = await self._connection()
         self._submitted.pop(key, None)
-        selector = work_selector(self.name, key)
-        action = f"listing the objects of work {key}"
-        jobs, deployments = await asyncio.gather(
-            api.list_all(api.batch.list_job_for_all_namespaces, action=action, label_selector=selector),
-            api.list_all(api.apps.list_deployment_for_all_namespaces, action=action, label_selector=selector),
-        )
+        jobs, deployments = await self._workloads_of(api, key)
         targets = [("Job", api.batch.delete_namespaced_job, job) for job in jobs] + [
             ("Deployment", api.apps.delete_namespaced_deployment, deployment) for deployment in deployments
         ]
@@ -380,17 +375,22 @@ class KubernetesClusterManager(ClusterManager):
                 if error.status != 404:
                     raise
 
-    async def cancel(self, key: str) -> None:
-        """Suspend the share's unfinished Job, which ends its active pods and keeps the finished ones
-        with their logs, as Kubernetes keeps the pods of a failed Job. Deployments (restart policy
-        Always) have no finished pods, so they are deleted."""
-        api = await self._connection()
+    async def _workloads_of(self, api: KubernetesApi, key: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """List the Jobs and the Deployments of work `key`, in every namespace."""
         selector = work_selector(self.name, key)
         action = f"listing the objects of work {key}"
         jobs, deployments = await asyncio.gather(
             api.list_all(api.batch.list_job_for_all_namespaces, action=action, label_selector=selector),
             api.list_all(api.apps.list_deployment_for_all_namespaces, action=action, label_selector=selector),
         )
+        return jobs, deployments
+
+    async def cancel(self, key: str) -> None:
+        """Suspend the share's unfinished Job, which ends its active pods and keeps the finished ones
+        with their logs, as Kubernetes keeps the pods of a failed Job. Deployments (restart policy
+        Always) have no finished pods, so they are deleted."""
+        api = await self._connection()
+        jobs, deployments = await self._workloads_of(api, key)
         # A JSON patch, which clients 30 to 37 all send with its own content type.
         patch = [
             {"op": "add", "path": "/spec/suspend", "value": True},

@@ -335,9 +335,7 @@ class SlurmClusterManager(ClusterManager):
         The step runs on the replica's node, within its allocation, with the environment that the
         transport passes to Slurm's commands, and outside any container of `container_runtime`.
         `tty` is ignored here: a one-shot command gets no terminal."""
-        if not command:
-            raise ClusterManagerError("invalid command []: give the program to run and its arguments", retryable=False)
-        transport, job_id = await self._exec_target(key, replica)
+        transport, job_id = await self._exec_target(key, replica, command)
         data: bytes | None = None
         if stdin is True:
             data = b""
@@ -350,13 +348,14 @@ class SlurmClusterManager(ClusterManager):
     async def exec_interactive(self, key: str, replica: int, command: list[str], *, tty: bool, stdin: bool) -> int:
         """Connect this process's terminal to `command`, run as a step of the replica's Slurm job
         (`srun --pty` with `tty`); return its exit code."""
-        if not command:
-            raise ClusterManagerError("invalid command []: give the program to run and its arguments", retryable=False)
-        transport, job_id = await self._exec_target(key, replica)
+        transport, job_id = await self._exec_target(key, replica, command)
         return await transport.run_attached(commands.srun_command(job_id, command, pty=tty), tty=tty)
 
-    async def _exec_target(self, key: str, replica: int) -> tuple[Transport, str]:
-        """Return the transport and the Slurm job id of the running replica `replica` of work `key`."""
+    async def _exec_target(self, key: str, replica: int, command: list[str]) -> tuple[Transport, str]:
+        """Return the transport and the Slurm job id of the running replica `replica` of work `key`,
+        after checking that `command` names a program."""
+        if not command:
+            raise ClusterManagerError("invalid command []: give the program to run and its arguments", retryable=False)
         _check_key(key)
         subject = f"replica {replica} on Slurm cluster {self.name!r}"
         if not isinstance(self.client, CommandClient):

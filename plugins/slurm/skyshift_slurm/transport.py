@@ -81,11 +81,7 @@ class Transport:
                 env=process_environment,
             )
         except FileNotFoundError as error:
-            raise ClusterManagerError(
-                f"cannot run {command!r} {self.description}: {error.filename or process_argv[0]} not found; "
-                "install Slurm's client commands (Debian package slurm-client) or fix PATH",
-                retryable=False,
-            ) from error
+            raise self._missing_program(command, process_argv, error) from error
         # asyncio.timeout, not wait_for: on Python 3.11, wait_for drops a cancellation that arrives
         # as the command ends, and the caller would then go on as if it had not been cancelled.
         try:
@@ -133,11 +129,7 @@ class Transport:
         try:
             process = await asyncio.create_subprocess_exec(*process_argv, env=process_environment)
         except FileNotFoundError as error:
-            raise ClusterManagerError(
-                f"cannot run {shlex.join(argv)!r} {self.description}: {error.filename or process_argv[0]} not found; "
-                "install Slurm's client commands (Debian package slurm-client) or fix PATH",
-                retryable=False,
-            ) from error
+            raise self._missing_program(shlex.join(argv), process_argv, error) from error
         try:
             return await process.wait()
         except asyncio.CancelledError:
@@ -147,6 +139,13 @@ class Transport:
     def attached_argv(self, process_argv: list[str], tty: bool) -> list[str]:
         """Return the local argv of `run_attached`, from the one that `wrap` built."""
         return process_argv
+
+    def _missing_program(self, command: str, process_argv: list[str], error: FileNotFoundError) -> ClusterManagerError:
+        return ClusterManagerError(
+            f"cannot run {command!r} {self.description}: {error.filename or process_argv[0]} not found; "
+            "install Slurm's client commands (Debian package slurm-client) or fix PATH",
+            retryable=False,
+        )
 
     def wrap(self, argv: list[str], environment: dict[str, str] | None) -> tuple[list[str], dict[str, str]]:
         """Return the local argv and environment that run `argv` with `environment` added."""
