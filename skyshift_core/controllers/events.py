@@ -28,9 +28,9 @@ def event_name(obj: Object, reason: str, message: str, source: str) -> str:
 
 
 async def record_event(
-    client: AsyncSkyShiftClient, obj: Object, event_type: str, reason: str, message: str, source: str
+    client: AsyncSkyShiftClient, obj: Object, event_type: str, reason: str, message: str, source: str, *, count: int = 1
 ) -> None:
-    """Create the Event, or count one more occurrence; failures are logged, never raised, because an
+    """Create the Event, or add `count` occurrences to it; failures are logged, never raised, because an
     Event is a courtesy to users and must not fail the controller that records it."""
     namespace = obj.metadata.namespace or "default"
     name = event_name(obj, reason, message, source)
@@ -42,6 +42,7 @@ async def record_event(
         message=message,
         type=event_type,
         source=source,
+        count=count,
         first_timestamp=now,
         last_timestamp=now,
     )
@@ -50,7 +51,7 @@ async def record_event(
     except AlreadyExistsError:
         try:
             current = await client.get(Event, name, namespace)
-            patch = {"count": current.get("count", 1) + 1, "last_timestamp": now.isoformat()}
+            patch = {"count": current.get("count", 1) + count, "last_timestamp": now.isoformat()}
             await client.patch(Event, name, patch, namespace)
         except SkyShiftError as error:
             logger.warning("Could not update Event %s/%s: %s", namespace, name, error)

@@ -524,13 +524,15 @@ class Skylet:
     async def _record_restarts(self, job: Job, share: ClusterShare, status: WorkStatus) -> None:
         """Record a Restarted Event for each replica whose restart count grew since the Job last showed it.
 
-        The message stays the same from one restart to the next, so repeats count up on one Event."""
+        The message stays the same from one restart to the next, so repeats count up on one Event, by
+        as many restarts as the count grew (a backend may restart a replica twice between two polls)."""
         for index, task in sorted(status.tasks.items()):
             known = share.tasks.get(index)
-            if task.restarts <= (known.restarts if known is not None else 0):
+            grown = task.restarts - (known.restarts if known is not None else 0)
+            if grown <= 0:
                 continue
             message = f"replica {index} restarted on cluster {self.cluster} (restart_policy {job.spec.restart_policy.value})"
-            await record_event(self.client, job, "Normal", "Restarted", message, f"skylet/{self.cluster}")
+            await record_event(self.client, job, "Normal", "Restarted", message, f"skylet/{self.cluster}", count=grown)
 
     # ---- service controller --------------------------------------------------------------
 

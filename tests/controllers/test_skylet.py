@@ -179,6 +179,12 @@ async def test_replica_restart_recorded_as_event(async_client, run_skylet):
     assert await wait_for(lambda: event_count(async_client, "web", 2), timeout=10)
     assert len(await restarted_events(async_client, "web")) == 1
 
+    # Three restarts seen in one poll count three.
+    manager.restarts = 5
+    manager.set_state("Running")
+    assert await wait_for(lambda: event_count(async_client, "web", 5), timeout=10)
+    assert len(await restarted_events(async_client, "web")) == 1
+
 
 async def events_of(client, name: str, reason: str) -> list[dict]:
     events = (await client.list("Event", "default"))["items"]
