@@ -250,6 +250,8 @@ class PluginCatalog:
             for entry in unchecked:
                 if entry.group == HOOKS and entry.error is None:
                     _validate_hook_plugin(entry)
+                elif entry.group in _BASE_CLASSES and entry.error is None:
+                    _validate_driver_class(entry)
                 entry.checked = True
 
 
@@ -311,6 +313,37 @@ def _load_with_stevedore(group: str, entries: list[PluginEntry]) -> None:
             entry.distribution,
             entry.version,
         )
+
+
+def _base_classes() -> dict[str, tuple[type, str]]:
+    from skyshift_core.cluster_manager import ClusterManager
+    from skyshift_core.scheduler.framework import Plugin
+
+    return {
+        CLUSTER_MANAGERS: (ClusterManager, "skyshift_core.cluster_manager.ClusterManager"),
+        SCHEDULER_PLUGINS: (Plugin, "one of FilterPlugin, ScorePlugin, DividePlugin or ReservePlugin"),
+    }
+
+
+# The groups whose plugins must subclass a core class, so that a wrong target fails when listed, not when used.
+_BASE_CLASSES = (CLUSTER_MANAGERS, SCHEDULER_PLUGINS)
+
+
+def _validate_driver_class(entry: PluginEntry) -> None:
+    """Check that a cluster manager or scheduler plugin is a class of the right base; record the problem as its error."""
+    base, expected = _base_classes()[entry.group]
+    plugin = entry.plugin
+    if inspect.isclass(plugin) and issubclass(plugin, base):
+        return
+    found = f"class {plugin.__module__}.{plugin.__qualname__}" if inspect.isclass(plugin) else f"{type(plugin).__name__} {plugin!r}"
+    entry.error = PluginError(
+        f"entry point target {entry.target!r} is a {found}, but a {GROUPS[entry.group].singular} must be a class "
+        f"that subclasses {expected}; point the entry point at such a class"
+    )
+    logger.warning(
+        "Plugin %r in group %s from %s %s is invalid, so it is skipped: %s",
+        entry.name, entry.group, entry.distribution, entry.version, entry.error,
+    )  # fmt: skip
 
 
 def _validate_hook_plugin(entry: PluginEntry) -> None:

@@ -23,9 +23,11 @@ from typer.testing import CliRunner
 
 from skyshift_core import hookspecs
 from skyshift_core.cli.plugins_cmd import format_table
+from skyshift_core.cluster_manager import ClusterManager
 from skyshift_core.errors import PluginError
 from skyshift_core.hookspecs import hookimpl
 from skyshift_core.objects import Object, registry, resolve_kind
+from skyshift_core.scheduler.framework import DividePlugin
 from skyshift_core.plugins import (
     CLUSTER_MANAGERS,
     HOOKS,
@@ -45,14 +47,14 @@ from skyshift_core.plugins import (
 )
 
 
-class SpreadSample:
+class SpreadSample(DividePlugin):
     """Spread replicas evenly over clusters.
 
     Second paragraph, which the listing never shows.
     """
 
 
-class BinpackSample:
+class BinpackSample(DividePlugin):
     """Pack replicas onto the fewest clusters."""
 
     provides = "bin-packing replica division"
@@ -62,11 +64,19 @@ class UndocumentedSample:
     pass
 
 
-class KubernetesSample:
+class UndocumentedScheduler(DividePlugin):
+    pass
+
+
+class UndocumentedManager(ClusterManager):
+    pass
+
+
+class KubernetesSample(ClusterManager):
     """Run work on Kubernetes clusters."""
 
 
-class SlurmSample:
+class SlurmSample(ClusterManager):
     """Run work on Slurm clusters."""
 
 
@@ -104,10 +114,10 @@ def test_list_loaded_plugin_record():
         pytest.param(
             SpreadSample, SCHEDULER_PLUGINS, "Spread replicas evenly over clusters.", id="docstring-first-line"
         ),
-        pytest.param(UndocumentedSample, SCHEDULER_PLUGINS, "scheduler extension points", id="scheduler-generic"),
-        pytest.param(UndocumentedSample, CLUSTER_MANAGERS, "a ClusterManager implementation", id="manager-generic"),
+        pytest.param(UndocumentedScheduler, SCHEDULER_PLUGINS, "scheduler extension points", id="scheduler-generic"),
+        pytest.param(UndocumentedManager, CLUSTER_MANAGERS, "cluster manager", id="manager-base-provides"),
         pytest.param(UndocumentedSample(), PROVISIONERS, "new clusters on clouds", id="instance-generic"),
-        pytest.param(BinpackSample(), SCHEDULER_PLUGINS, "bin-packing replica division", id="instance-provides"),
+        pytest.param(BinpackSample(), PROVISIONERS, "bin-packing replica division", id="instance-provides"),
     ],
 )
 def test_provides_sources(plugin, group, expected):
@@ -355,7 +365,12 @@ class SampleDistribution(importlib.metadata.Distribution):
 def sample_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Modules that plugin entry points name: one that imports, and others that fail in different ways."""
     modules = {
-        "skyshift_sample_good": '"""Good sample."""\n\nclass Scheduler:\n    """Scores clusters."""\n',
+        "skyshift_sample_good": (
+            '"""Good sample."""\n\nfrom skyshift_core.cluster_manager import ClusterManager\n'
+            "from skyshift_core.scheduler.framework import ScorePlugin\n\n"
+            'class Scheduler(ScorePlugin):\n    """Scores clusters."""\n\n'
+            'class Manager(ClusterManager):\n    """Runs work."""\n'
+        ),
         "skyshift_sample_import_error": "raise ImportError(\"needs the library 'nonexistent-solver'\")\n",
         "skyshift_sample_assert": 'assert False, "requires a GPU"\n',
         "skyshift_sample_runtime_error": 'raise RuntimeError("configuration file missing")\n',
@@ -453,8 +468,8 @@ def test_discover_isolates_load_failures(sample_modules, target, expected_error)
 
 def test_discover_duplicate_across_distributions(sample_modules):
     distributions = [
-        SampleDistribution("skyshift-one", "1", {CLUSTER_MANAGERS: {"slurm": "skyshift_sample_good:Scheduler"}}),
-        SampleDistribution("skyshift-two", "2", {CLUSTER_MANAGERS: {"slurm": "skyshift_sample_good:Scheduler"}}),
+        SampleDistribution("skyshift-one", "1", {CLUSTER_MANAGERS: {"slurm": "skyshift_sample_good:Manager"}}),
+        SampleDistribution("skyshift-two", "2", {CLUSTER_MANAGERS: {"slurm": "skyshift_sample_good:Manager"}}),
     ]
 
     with pytest.raises(PluginError) as raised:
@@ -483,7 +498,7 @@ def test_load_driver_imports_only_that_driver(sample_modules):
             "1",
             {
                 CLUSTER_MANAGERS: {
-                    "good": "skyshift_sample_good:Scheduler",
+                    "good": "skyshift_sample_good:Manager",
                     "broken": "skyshift_sample_runtime_error:Plugin",
                 }
             },
@@ -492,8 +507,48 @@ def test_load_driver_imports_only_that_driver(sample_modules):
 
     plugin = load_driver(CLUSTER_MANAGERS, "good", PluginCatalog.discover(distributions))
 
-    assert plugin.__name__ == "Scheduler"
+    assert plugin.__name__ == "Manager"
     assert "skyshift_sample_runtime_error" not in sys.modules
+
+
+@pytest.mark.parametrize(
+    ("group", "target", "expected"),
+    [
+        pytest.param(
+            CLUSTER_MANAGERS,
+            "skyshift_sample_good:Scheduler",
+            "entry point target 'skyshift_sample_good:Scheduler' is a class skyshift_sample_good.Scheduler, but a "
+            "cluster manager must be a class that subclasses skyshift_core.cluster_manager.ClusterManager; point "
+            "the entry point at such a class",
+            id="manager-of-other-class",
+        ),
+        pytest.param(
+            SCHEDULER_PLUGINS,
+            "skyshift_sample_good:Manager",
+            "entry point target 'skyshift_sample_good:Manager' is a class skyshift_sample_good.Manager, but a "
+            "scheduler plugin must be a class that subclasses one of FilterPlugin, ScorePlugin, DividePlugin or "
+            "ReservePlugin; point the entry point at such a class",
+            id="scheduler-of-other-class",
+        ),
+        pytest.param(
+            SCHEDULER_PLUGINS,
+            "skyshift_sample_good",
+            "entry point target 'skyshift_sample_good' is a module <module 'skyshift_sample_good'",
+            id="scheduler-module",
+        ),
+    ],
+)
+def test_driver_of_wrong_type_listed_as_failed(sample_modules, group, target, expected):
+    # Found when listed, as a module that fails to import is, rather than when a Cluster or profile first uses it.
+    distribution = SampleDistribution("skyshift-wrong", "1", {group: {"wrong": target}})
+    catalog = PluginCatalog.discover([distribution])
+
+    (info,) = list_plugins(catalog)
+
+    assert info.status == "failed"
+    assert info.error.startswith(expected)
+    with pytest.raises(PluginError, match="failed to load: entry point target"):
+        load_driver(group, "wrong", catalog)
 
 
 # Hooks.
