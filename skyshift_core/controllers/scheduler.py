@@ -275,10 +275,13 @@ class SchedulerReconciler:
                 self.cache.forget(job)
             else:
                 self.cache.keep_unconfirmed(job, UNCONFIRMED_WRITE_SECONDS)
+            # Reserve plugins learn of any failed write, as Kubernetes unreserves when binding fails.
+            decision.unreserve(job)
             raise
         except Exception:
             # A timeout or a lost connection: etcd may have applied the write all the same.
             self.cache.keep_unconfirmed(job, UNCONFIRMED_WRITE_SECONDS)
+            decision.unreserve(job)
             raise
         await self._record_event(job, "Normal", "Scheduled", f"placed {message}")
         logger.info(

@@ -7,6 +7,7 @@ shows the Decision this returns.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -22,11 +23,16 @@ from skyshift_core.scheduler.framework import (
     Code,
     CycleState,
     Plugin,
+    ReservePlugin,
     Status,
 )
 from skyshift_core.scheduler.profile import Profile
 
 logger = logging.getLogger(__name__)
+
+# A cycle slower than this is logged with the time each plugin took. Plugins run on the controller
+# manager's event loop, so a slow cycle holds up every controller and the renewal of its lease.
+SLOW_CYCLE_SECONDS = 1.0
 
 
 @dataclass
@@ -52,6 +58,15 @@ class Decision:
     error: bool = False
     # Score plugins whose pre_score returned SKIP: they gave no cluster a score in this cycle.
     skipped_scores: list[str] = field(default_factory=list)
+    # The cycle's state and the reserve plugins that reserved the placement, for `unreserve` when
+    # the placement cannot be written.
+    state: CycleState | None = None
+    reserved: list[ReservePlugin] = field(default_factory=list)
+
+    def unreserve(self, job: Job) -> None:
+        """Undo the reservations of this placement, last reserve plugin first; an error is logged, not raised."""
+        unreserve_all(self.reserved, self.state, job, self.placement or {})
+        self.reserved = []
 
     def explanation(self, max_clusters: int = 10) -> dict:
         """A compact, JSON-ready record of this cycle for the Job's status and `skyshift explain`.
@@ -109,26 +124,66 @@ def schedule(
     shows the reason (SchedulerError) instead of waiting without one while the cycle is retried."""
     replicas = job.spec.replicas if replicas is None else replicas
     step = _Step()
+    started = time.perf_counter()
     try:
         return _schedule(profile, job, clusters, policies, replicas, current or {}, step)
-    except Exception as error:
+    except (Exception, SystemExit) as error:
+        # SystemExit too: a helper library that calls sys.exit() must not stop the controller manager.
         logger.exception("Scheduling cycle of Job %s/%s failed in %s", job.metadata.namespace, job.metadata.name, step.name)
+        unreserve_all(step.reserved, step.state, job, step.placement)
         message = f"{step.name} raised {describe_error(error)}; this is a bug in that plugin: report it to its authors"
         return Decision(profile.name, replicas, None, [], message, error=True)
+    finally:
+        elapsed = time.perf_counter() - started
+        if elapsed > SLOW_CYCLE_SECONDS:
+            step.report_slow(job, profile, elapsed)
+
+
+def unreserve_all(plugins: list[ReservePlugin], state: CycleState | None, job: Job, placement: dict[str, int]) -> None:
+    """Call `unreserve` of each plugin, the last first, as Kubernetes does; log what raises and go on."""
+    for plugin in reversed(plugins):
+        try:
+            plugin.unreserve(state, job, dict(placement))
+        except (Exception, SystemExit):
+            logger.exception(
+                "reserve plugin %r raised in unreserve for Job %s/%s; this is a bug in that plugin",
+                plugin.name, job.metadata.namespace, job.metadata.name,
+            )  # fmt: skip
 
 
 class _Step:
     """The plugin that the scheduling cycle is calling, and its extension point, for the error of a
-    plugin that raises. It is set before each call, so it keeps objects, and names are formatted only on error."""
+    plugin that raises. It is set before each call, so it keeps objects, and names are formatted only on error.
+    It also keeps the time each plugin took, for the log of a slow cycle, and the reservations made so far."""
 
     point = ""
     plugin: Plugin | None = None
+    state: CycleState | None = None
+
+    def __init__(self) -> None:
+        self.seconds: list[tuple[str, float]] = []
+        self.reserved: list[ReservePlugin] = []
+        self.placement: dict[str, int] = {}
 
     @property
     def name(self) -> str:
         if self.plugin is None:
             return "the scheduling cycle"
         return f"{self.point} plugin {self.plugin.name!r}"
+
+    def timed(self, started: float) -> None:
+        """Record the time since `started` for the current plugin."""
+        self.seconds.append((self.name, time.perf_counter() - started))
+
+    def report_slow(self, job: Job, profile: Profile, elapsed: float) -> None:
+        slowest = sorted(self.seconds, key=lambda item: -item[1])[:3]
+        plugins = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in slowest) or "no plugin was timed"
+        logger.warning(
+            "Scheduling cycle of Job %s/%s (profile %r) took %.2f s: %s. Plugins run on the controller manager's "
+            "event loop, so a slow one delays every controller and may cost the lease; a plugin must answer "
+            "from memory, in well under a millisecond per cluster",
+            job.metadata.namespace, job.metadata.name, profile.name, elapsed, plugins,
+        )  # fmt: skip
 
 
 def _schedule(
@@ -140,7 +195,7 @@ def _schedule(
     current: dict[str, int],
     step: _Step,
 ) -> Decision:
-    state = CycleState()
+    state = step.state = CycleState()
     state[POLICIES_KEY] = policies_for(job, policies)
 
     ordered = sorted(clusters, key=_name)
@@ -150,7 +205,14 @@ def _schedule(
     step.point = "filter"
     for plugin in profile.filters:
         step.plugin = plugin
+        started = time.perf_counter()
         status = plugin.pre_filter(state, job)
+        step.timed(started)
+        if status is SUCCESS:
+            filters.append(plugin)
+            continue
+        if not isinstance(status, Status):
+            return _failed(profile, replicas, [], _returned(step, "pre_filter", status, "a Status"))
         if status.ok:
             filters.append(plugin)
         elif status.code is Code.SKIP:
@@ -158,32 +220,52 @@ def _schedule(
         elif status.code is Code.ERROR:
             return _failed(profile, replicas, [], f"filter plugin {plugin.name!r} failed: {'; '.join(status.reasons)}")
         else:
+            # The Job itself is rejected: its reason is given once, not once per cluster, as Kubernetes
+            # reports a PreFilter rejection.
             reasons = list(status.reasons) or [f"rejected by {plugin.name}"]
             verdicts = [ClusterVerdict(cluster.name, False, reasons, status.plugin or plugin.name) for cluster in ordered]
-            return Decision(profile.name, replicas, None, verdicts, summarize(len(clusters), verdicts))
+            message = f"0/{len(clusters)} clusters available: {'; '.join(reasons)}."
+            return Decision(profile.name, replicas, None, verdicts, message)
 
-    # Filter: a cluster's verdict is the first plugin that rejects it.
-    verdicts: list[ClusterVerdict] = []
-    feasible: list[ClusterInfo] = []
-    for cluster in ordered:
-        verdict = ClusterVerdict(cluster.name, True)
-        for plugin in filters:
-            step.plugin = plugin
-            status = plugin.filter(state, job, cluster)
+    # Filter: each plugin looks at the clusters that the plugins before it kept, so a cluster's
+    # verdict is the first plugin that rejects it.
+    rejected: dict[str, ClusterVerdict] = {}
+    remaining = ordered
+    for plugin in filters:
+        step.plugin = plugin
+        started = time.perf_counter()
+        check = plugin.filter
+        kept = []
+        for cluster in remaining:
+            status = check(state, job, cluster)
             if status is SUCCESS:
-                continue  # The common case, without looking at the status.
-            if status.code is Code.ERROR:
-                return _failed(profile, replicas, verdicts, f"filter plugin {plugin.name!r} failed: {'; '.join(status.reasons)}")
-            if not status.ok:
-                verdict.feasible = False
-                verdict.reasons = list(status.reasons) or [f"rejected by {plugin.name}"]
-                verdict.plugin = status.plugin or plugin.name
-                break
-        if verdict.feasible:
-            step.plugin = None
-            verdict.fit_count = state.fit_count(job, cluster)
-            feasible.append(cluster)
+                kept.append(cluster)  # The common case, without looking at the status.
+                continue
+            if not isinstance(status, Status):
+                return _failed(profile, replicas, [], _returned(step, "filter", status, "a Status", cluster.name))
+            if status.ok:
+                kept.append(cluster)
+            elif status.code is Code.ERROR:
+                message = f"filter plugin {plugin.name!r} failed: {'; '.join(status.reasons)}"
+                return _failed(profile, replicas, [], message)
+            elif status.code is Code.SKIP:
+                message = f"{step.name} returned Skip from filter for cluster {cluster.name!r}; "
+                message += "only pre_filter may return Skip"
+                return _failed(profile, replicas, [], message)
+            else:
+                reasons = list(status.reasons) or [f"rejected by {plugin.name}"]
+                rejected[cluster.name] = ClusterVerdict(cluster.name, False, reasons, status.plugin or plugin.name)
+        remaining = kept
+        step.timed(started)
+
+    step.plugin = None
+    verdicts: list[ClusterVerdict] = []
+    for cluster in ordered:
+        verdict = rejected.get(cluster.name)
+        if verdict is None:
+            verdict = ClusterVerdict(cluster.name, True, fit_count=state.fit_count(job, cluster))
         verdicts.append(verdict)
+    feasible = remaining
     by_name = {verdict.cluster: verdict for verdict in verdicts}
 
     if not feasible:
@@ -194,20 +276,32 @@ def _schedule(
     step.point = "score"
     for plugin, weight in profile.scorers:
         step.plugin = plugin
+        started = time.perf_counter()
         status = plugin.pre_score(state, job, feasible)
-        if status.code is Code.SKIP:
-            skipped.append(plugin.name)
-            continue
-        if not status.ok:
-            if status.code is Code.ERROR:
-                reasons = "; ".join(status.reasons)
-            else:
-                reasons = f"pre_score returned {status.code.value}, expected Success, Skip or Error"
-            return _failed(profile, replicas, verdicts, f"score plugin {plugin.name!r} failed: {reasons}")
+        if status is not SUCCESS:
+            if not isinstance(status, Status):
+                return _failed(profile, replicas, verdicts, _returned(step, "pre_score", status, "a Status"))
+            if status.code is Code.SKIP:
+                skipped.append(plugin.name)
+                step.timed(started)
+                continue
+            if not status.ok:
+                if status.code is Code.ERROR:
+                    reasons = "; ".join(status.reasons)
+                else:
+                    reasons = f"pre_score returned {status.code.value}, expected Success, Skip or Error"
+                return _failed(profile, replicas, verdicts, f"score plugin {plugin.name!r} failed: {reasons}")
         scores = {cluster.name: plugin.score(state, job, cluster) for cluster in feasible}
         plugin.normalize_scores(state, job, scores)
+        step.timed(started)
         plugin_name = plugin.name
         for name, value in scores.items():
+            if not isinstance(value, int) or isinstance(value, bool):
+                message = (
+                    f"score plugin {plugin_name!r} gave cluster {name!r} the score {value!r} "
+                    f"({type(value).__name__}); expected an int from {MIN_SCORE} to {MAX_SCORE}"
+                )
+                return _failed(profile, replicas, verdicts, message)
             if not MIN_SCORE <= value <= MAX_SCORE:
                 message = f"score plugin {plugin_name!r} gave cluster {name!r} the score {value}, outside 0-100"
                 return _failed(profile, replicas, verdicts, message)
@@ -222,13 +316,13 @@ def _schedule(
     ]
     candidates.sort(key=lambda candidate: (-candidate.score, candidate.name))
     step.point, step.plugin = "divide", profile.divider
+    started = time.perf_counter()
     division = profile.divider.divide(state, job, replicas, candidates)
+    step.timed(started)
+    problem = _check_division(division, replicas, {candidate.name: candidate.fit_count for candidate in candidates})
+    if problem:
+        return _failed(profile, replicas, verdicts, f"divide plugin {profile.divider.name!r} {problem}")
     division = {name: count for name, count in division.items() if count > 0}
-    fits = {candidate.name: candidate.fit_count for candidate in candidates}
-    for name, count in division.items():
-        if name not in fits or count > fits[name]:
-            message = f"divide plugin {profile.divider.name!r} put {count} replicas on {name!r}, which holds {fits.get(name, 0)}"
-            return _failed(profile, replicas, verdicts, message)
 
     placed = sum(division.values())
     if placed < replicas:
@@ -249,8 +343,56 @@ def _schedule(
         filtered = summarize(len(clusters), verdicts).partition(": ")[2]
         message += f"; filtered out: {filtered}" if filtered else "."
         return Decision(profile.name, replicas, None, verdicts, message, skipped_scores=skipped)
+
+    # Reserve: each plugin may claim the placement or turn it down; a refusal undoes the claims.
+    step.point, step.placement = "reserve", division
+    for plugin in profile.reservers:
+        step.plugin = plugin
+        step.reserved.append(plugin)
+        started = time.perf_counter()
+        status = plugin.reserve(state, job, dict(division))
+        step.timed(started)
+        if status is SUCCESS or (isinstance(status, Status) and status.ok):
+            continue
+        unreserve_all(step.reserved, state, job, division)
+        step.reserved = []
+        if not isinstance(status, Status):
+            return _failed(profile, replicas, verdicts, _returned(step, "reserve", status, "a Status"))
+        reasons = "; ".join(status.reasons) or "no reason given"
+        if status.code in (Code.ERROR, Code.SKIP):
+            message = f"reserve plugin {plugin.name!r} failed ({status.code.value}): {reasons}"
+            return _failed(profile, replicas, verdicts, message)
+        message = f"reserve plugin {plugin.name!r} turned down {_format(division)}: {reasons}"
+        return Decision(profile.name, replicas, None, verdicts, message, skipped_scores=skipped)
+
     message = f"placed {replicas} {'replica' if replicas == 1 else 'replicas'}: " + _format(division)
-    return Decision(profile.name, replicas, division, verdicts, message, skipped_scores=skipped)
+    return Decision(
+        profile.name, replicas, division, verdicts, message, skipped_scores=skipped, state=state, reserved=step.reserved
+    )
+
+
+def _returned(step: _Step, method: str, value: object, expected: str, cluster: str | None = None) -> str:
+    """Describe a plugin's return value of the wrong type."""
+    where = f" for cluster {cluster!r}" if cluster else ""
+    return f"{step.name} returned {value!r} ({type(value).__name__}) from {method}{where}; expected {expected}"
+
+
+def _check_division(division: object, replicas: int, fits: dict[str, int]) -> str | None:
+    """Return what is wrong with a divide plugin's result, or None."""
+    if not isinstance(division, dict):
+        return f"returned {division!r} ({type(division).__name__}); expected a dict of cluster name to replica count"
+    for name, count in division.items():
+        if not isinstance(count, int) or isinstance(count, bool):
+            return f"returned {count!r} ({type(count).__name__}) replicas for cluster {name!r}; expected an int"
+        if count > 0 and (name not in fits or count > fits[name]):
+            return f"put {count} replicas on {name!r}, which holds {fits.get(name, 0)}"
+    placed = sum(count for count in division.values() if count > 0)
+    if placed > replicas:
+        return (
+            f"placed {placed} replicas, but the cycle asked for {replicas}; a divide plugin places at most the "
+            "replicas it is given"
+        )
+    return None
 
 
 def _name(cluster: ClusterInfo) -> str:

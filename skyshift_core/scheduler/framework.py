@@ -10,8 +10,10 @@ cycle for a Job runs, in order:
               each) and its normalize_scores; a cluster's total is the sum of plugin score x
               profile weight. A pre_score that returns SKIP leaves the plugin out of the totals.
   3. divide   the profile's one DividePlugin splits the Job's replicas among the survivors.
-  4. reserve  every ReservePlugin, in order; if one fails, those before it are unreserved in
-              reverse order and the Job waits.
+  4. reserve  every ReservePlugin, in order, once the division places every replica; if one
+              turns the placement down, every reserve plugin called so far (that one included)
+              is unreserved in reverse order and the Job waits with its reason. A placement whose
+              status write then fails is unreserved too.
 
 Placement is all or nothing: if the division cannot place every replica the Job stays Pending with
 the collected reasons, and is retried when clusters, capacity or the Job change. Plugins must be
@@ -325,11 +327,19 @@ class DividePlugin(Plugin):
 
 class ReservePlugin(Plugin):
     def reserve(self, state: CycleState, job: Job, placement: dict[str, int]) -> Status:
-        """Claim resources for a placement before it is written; return non-SUCCESS to abort."""
+        """Claim what a placement needs before it is written, as Kubernetes' Reserve does.
+
+        `placement` maps cluster name to the replicas newly placed there. Return SUCCESS to let
+        the placement go on, UNSCHEDULABLE (with a reason users see) to make the Job wait and be
+        tried again later, or ERROR for a failure of the plugin itself.
+        """
         raise NotImplementedError
 
     def unreserve(self, state: CycleState, job: Job, placement: dict[str, int]) -> None:
-        """Undo `reserve`; called when a later reserve plugin fails or the write is rejected.
+        """Undo `reserve`. Called, last plugin first, for every reserve plugin that was called when
+        one of them turns the placement down (that one included), and when the placement's status
+        write fails. A write that timed out may still have been applied, so a plugin that keeps
+        counts should also correct them from the Jobs' current placements.
 
         Must be idempotent and must not fail."""
         raise NotImplementedError

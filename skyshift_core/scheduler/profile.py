@@ -22,10 +22,12 @@ receives, for whichever extension point lists it.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from skyshift_core.errors import PluginError
+from skyshift_core.plugins import describe_error
 from skyshift_core.scheduler.framework import DividePlugin, FilterPlugin, Plugin, ReservePlugin, ScorePlugin
 
 DEFAULT_FILTERS = ("cluster-ready", "placement", "filter-policy", "resources-fit")
@@ -45,9 +47,23 @@ class Profile:
 def _load_plugin(name: str, args: Mapping[str, Any], resolve: Callable[[str], type]) -> Plugin:
     plugin_class = resolve(name)
     try:
+        inspect.signature(plugin_class).bind(args)
+    except TypeError as error:
+        raise PluginError(
+            f"scheduler plugin {name!r} cannot be created: {plugin_class.__qualname__} must take the profile's "
+            f"args as its one argument, as Plugin.__init__(self, args) does ({error}); this is a bug in the plugin"
+        ) from error
+    except ValueError:
+        pass  # No signature to read (a class implemented in C); the call below raises the error that names the problem.
+    try:
         return plugin_class(args)
     except (TypeError, ValueError) as error:
         raise PluginError(f"invalid arguments for scheduler plugin {name!r}: {error}") from error
+    except (Exception, SystemExit) as error:
+        raise PluginError(
+            f"scheduler plugin {name!r} failed to start: {describe_error(error)}; fix what it names, or leave the "
+            "plugin out of the profile"
+        ) from error
 
 
 def _expect(plugin: Plugin, kind: type, point: str, profile: str) -> None:
@@ -88,7 +104,7 @@ def build_profile(spec: Mapping[str, Any], resolve: Callable[[str], type]) -> Pr
             try:
                 instances[plugin_name] = _load_plugin(plugin_name, plugin_args, resolve)
             except PluginError as error:
-                if error.message.startswith("invalid arguments"):
+                if error.message.startswith(("invalid arguments", "scheduler plugin")):
                     raise PluginError(f"profile {name!r}: {error.message}") from error
                 raise
         return instances[plugin_name]

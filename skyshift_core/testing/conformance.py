@@ -47,6 +47,7 @@ from skyshift_core.scheduler.framework import (
     FilterPlugin,
     NodeInfo,
     Plugin,
+    ReservePlugin,
     ScorePlugin,
     Status,
 )
@@ -84,7 +85,10 @@ class SchedulerPluginConformance:
     """Checks every scheduling plugin: a name that matches its entry point, and an extension point.
 
     Combine it with the suites of the extension points the plugin implements:
-    `FilterPluginConformance`, `ScorePluginConformance`, `DividePluginConformance`.
+    `FilterPluginConformance`, `ScorePluginConformance`, `DividePluginConformance`,
+    `ReservePluginConformance`. Each check calls the plugin as a scheduling cycle does: one
+    CycleState per Job, `pre_filter` before `filter` and `pre_score` before `score`. Override
+    `jobs` to give Jobs that exercise the plugin, such as ones with the annotation it reads.
     """
 
     plugin_class: type[Plugin]
@@ -94,6 +98,10 @@ class SchedulerPluginConformance:
     def make_plugin(self) -> Plugin:
         return self.plugin_class(dict(self.plugin_args))
 
+    def jobs(self) -> list[Job]:
+        """Return the Jobs that each check runs the plugin on."""
+        return [sample_job()]
+
     def test_has_name(self):
         assert self.plugin_class.name, "a scheduling plugin needs a non-empty `name`"
 
@@ -102,39 +110,83 @@ class SchedulerPluginConformance:
         found = {ep.name: ep for ep in entry_points(group="skyshift.scheduler_plugins")}
         assert self.entry_point in found, f"no entry point {self.entry_point!r} in skyshift.scheduler_plugins"
         assert found[self.entry_point].load() is self.plugin_class
-        assert self.plugin_class.name == self.entry_point
+        assert self.plugin_class.name == self.entry_point, (
+            f"the class's name {self.plugin_class.name!r} differs from its entry point {self.entry_point!r}; "
+            "skyshift explain shows the class's name, and profiles use the entry point's"
+        )
 
     def test_implements_an_extension_point(self):
-        assert issubclass(self.plugin_class, (FilterPlugin, ScorePlugin, DividePlugin)), (
-            "a scheduling plugin implements at least one of FilterPlugin, ScorePlugin, DividePlugin"
+        assert issubclass(self.plugin_class, (FilterPlugin, ScorePlugin, DividePlugin, ReservePlugin)), (
+            "a scheduling plugin implements at least one of FilterPlugin, ScorePlugin, DividePlugin, ReservePlugin"
         )
 
 
 class FilterPluginConformance(SchedulerPluginConformance):
     def test_pre_filter_returns_status(self):
-        status = self.make_plugin().pre_filter(CycleState(), sample_job())
-        assert isinstance(status, Status), f"pre_filter returned {status!r}, expected a Status"
+        for job in self.jobs():
+            status = self.make_plugin().pre_filter(CycleState(), job)
+            assert isinstance(status, Status), f"pre_filter returned {status!r}, expected a Status"
 
     def test_filter_returns_status(self):
+        # As in a cycle: filter runs only after pre_filter returned SUCCESS, with the same state.
         plugin = self.make_plugin()
-        for cluster in sample_clusters():
-            assert isinstance(plugin.filter(CycleState(), sample_job(), cluster), Status)
+        for job in self.jobs():
+            state = CycleState()
+            if plugin.pre_filter(state, job).code is not Code.SUCCESS:
+                continue
+            for cluster in sample_clusters():
+                status = plugin.filter(state, job, cluster)
+                assert isinstance(status, Status), f"filter returned {status!r} for {cluster.name}, expected a Status"
+                assert status.code is not Code.SKIP, "filter returned SKIP, which only pre_filter may return"
 
 
 class ScorePluginConformance(SchedulerPluginConformance):
     def test_pre_score_returns_success_skip_or_error(self):
-        status = self.make_plugin().pre_score(CycleState(), sample_job(), sample_clusters())
-        assert isinstance(status, Status), f"pre_score returned {status!r}, expected a Status"
-        assert status.code in (Code.SUCCESS, Code.SKIP, Code.ERROR), status
+        for job in self.jobs():
+            status = self.make_plugin().pre_score(CycleState(), job, sample_clusters())
+            assert isinstance(status, Status), f"pre_score returned {status!r}, expected a Status"
+            assert status.code in (Code.SUCCESS, Code.SKIP, Code.ERROR), status
 
     def test_scores_within_range_after_normalization(self):
+        # As in a cycle: score runs only after pre_score returned SUCCESS, and normalize_scores
+        # gets the same state.
         plugin = self.make_plugin()
-        job = sample_job()
         clusters = sample_clusters()
-        scores = {cluster.name: plugin.score(CycleState(), job, cluster) for cluster in clusters}
-        assert all(isinstance(value, int) for value in scores.values()), scores
-        plugin.normalize_scores(CycleState(), job, scores)
-        assert all(MIN_SCORE <= value <= MAX_SCORE for value in scores.values()), scores
+        for job in self.jobs():
+            state = CycleState()
+            if plugin.pre_score(state, job, clusters).code is not Code.SUCCESS:
+                continue
+            scores = {cluster.name: plugin.score(state, job, cluster) for cluster in clusters}
+            plugin.normalize_scores(state, job, scores)
+            assert all(isinstance(value, int) and not isinstance(value, bool) for value in scores.values()), (
+                f"scores must be ints after normalize_scores: {scores}"
+            )
+            assert all(MIN_SCORE <= value <= MAX_SCORE for value in scores.values()), scores
+
+
+class ReservePluginConformance(SchedulerPluginConformance):
+    def _placement(self) -> dict[str, int]:
+        return {cluster.name: 1 for cluster in sample_clusters()[:2]}
+
+    def test_reserve_returns_status(self):
+        for job in self.jobs():
+            plugin = self.make_plugin()
+            state = CycleState()
+            status = plugin.reserve(state, job, self._placement())
+            assert isinstance(status, Status), f"reserve returned {status!r}, expected a Status"
+            assert status.code is not Code.SKIP, "reserve returned SKIP, which only pre_filter and pre_score may return"
+            plugin.unreserve(state, job, self._placement())
+
+    def test_unreserve_is_idempotent(self):
+        # The cycle unreserves the plugin that turned a placement down too, and a failed write may
+        # follow a refusal of a later plugin, so unreserve must take repeats and calls without reserve.
+        for job in self.jobs():
+            plugin = self.make_plugin()
+            state = CycleState()
+            plugin.unreserve(state, job, self._placement())
+            plugin.reserve(state, job, self._placement())
+            plugin.unreserve(state, job, self._placement())
+            plugin.unreserve(state, job, self._placement())
 
 
 class DividePluginConformance(SchedulerPluginConformance):
@@ -152,6 +204,9 @@ class DividePluginConformance(SchedulerPluginConformance):
         fits = {candidate.name: candidate.fit_count for candidate in candidates}
         division = self.make_plugin().divide(CycleState(), job, replicas, candidates)
         assert set(division) <= set(fits), "division names a cluster that is not a candidate"
+        assert all(isinstance(count, int) and not isinstance(count, bool) for count in division.values()), (
+            f"replica counts must be ints: {division}"
+        )
         assert all(count >= 0 for count in division.values())
         assert all(count <= fits[name] for name, count in division.items()), (division, fits)
         if sum(fits.values()) >= replicas:

@@ -1,5 +1,6 @@
 """The scheduler's reservations when its placement write fails: a rejected write frees the room,
-and a write that failed without a verdict (a timeout) keeps it, because etcd may have applied it."""
+and a write that failed without a verdict (a timeout) keeps it, because etcd may have applied it.
+Reserve plugins are unreserved after either failure, as Kubernetes unreserves when binding fails."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from skyshift_core.controllers.scheduler import SchedulerReconciler
 from skyshift_core.errors import ConflictError, UnavailableError
 from skyshift_core.objects import Cluster, Job
 from skyshift_core.runtime.reconcile import Request
+from skyshift_core.scheduler.framework import SUCCESS, ReservePlugin
 
 
 class StaticInformer:
@@ -43,7 +45,22 @@ class FailingClient:
         return {}
 
 
-def reconciler_for(error: Exception) -> SchedulerReconciler:
+class RecordingReserve(ReservePlugin):
+    name = "recording"
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[tuple[str, str, dict]] = []
+
+    def reserve(self, state, job, placement):
+        self.calls.append(("reserve", job.metadata.name, placement))
+        return SUCCESS
+
+    def unreserve(self, state, job, placement):
+        self.calls.append(("unreserve", job.metadata.name, placement))
+
+
+def reconciler_for(error: Exception, reserve: ReservePlugin | None = None) -> SchedulerReconciler:
     cluster = Cluster.model_validate({
         "kind": "Cluster", "metadata": {"name": "a"}, "spec": {"manager": "simulated"},
         "status": {"phase": "READY", "nodes": {"n1": {"capacity": {"cpus": 4}, "allocatable": {"cpus": 4}}}},
@@ -53,6 +70,8 @@ def reconciler_for(error: Exception) -> SchedulerReconciler:
         "spec": {"run": "x", "replicas": 3, "resources": {"cpus": 1}},
     })  # fmt: skip
     profiles = {"default": fill_profile("default")}
+    if reserve is not None:
+        profiles["default"].reservers.append(reserve)
     informers = (StaticInformer([job]), StaticInformer([cluster]), StaticInformer([]))
     reconciler = SchedulerReconciler(FailingClient(error), *informers, profiles)  # type: ignore[arg-type]
     reconciler.cache.set_cluster(cluster)
@@ -89,3 +108,16 @@ async def test_rejected_placement_write_frees_room():
         await reconciler.reconcile(Request("Job", "default", "train"))
 
     assert free_cpus(reconciler) == 4
+
+
+@pytest.mark.parametrize(
+    "error", [ConflictError("the Job changed"), TimeoutError()], ids=["rejected", "timed-out"]
+)
+async def test_failed_placement_write_unreserves(error):
+    plugin = RecordingReserve()
+    reconciler = reconciler_for(error, plugin)
+
+    with pytest.raises(type(error)):
+        await reconciler.reconcile(Request("Job", "default", "train"))
+
+    assert plugin.calls == [("reserve", "train", {"a": 3}), ("unreserve", "train", {"a": 3})]

@@ -378,7 +378,8 @@ def test_pre_filter_rejection_rejects_all():
     decision = schedule(profile_with_filter(counting), job(), clusters, [])
     assert decision.placement is None
     assert counting.calls == 0
-    assert decision.message == "0/2 clusters available: 2 the job asks for a zone no cluster has."
+    # The Job is rejected once, not once per cluster.
+    assert decision.message == "0/2 clusters available: the job asks for a zone no cluster has."
     assert {verdict.plugin for verdict in decision.verdicts} == {"counting"}
 
 

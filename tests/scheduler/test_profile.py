@@ -28,7 +28,28 @@ class DenySite(FilterPlugin):
         return Status.unresolvable("denied") if cluster.name == self.site else Status.success()
 
 
+class ConfigReadingFilter(FilterPlugin):
+    """Test filter whose constructor fails as one reading a missing configuration file would."""
+
+    name = "config-reading"
+
+    def __init__(self, args=None):
+        super().__init__(args)
+        raise RuntimeError("cannot read /etc/rc-sched.conf")
+
+
+class NoArgsFilter(FilterPlugin):
+    """Test filter whose constructor takes no args, against the Plugin contract."""
+
+    name = "no-args"
+
+    def __init__(self):
+        super().__init__()
+
+
 PLUGINS = {
+    "config-reading": ConfigReadingFilter,
+    "no-args": NoArgsFilter,
     "cluster-ready": ClusterReady,
     "placement": Placement,
     "filter-policy": FilterPolicyFilter,
@@ -133,10 +154,21 @@ def test_profile_shares_one_instance_per_plugin():
         ({"scores": ["placement", {"name": "placement", "weight": 2}]}, "lists score plugin 'placement' twice"),
         ({"filters": ["fill"]}, "lists 'fill' under filters, but it does not implement FilterPlugin"),
         ({"filters": ["deny-sight"]}, "No scheduler plugin named 'deny-sight'"),
+        (
+            {"filters": ["config-reading"]},
+            "profile 'p': scheduler plugin 'config-reading' failed to start: RuntimeError: cannot read "
+            "/etc/rc-sched.conf; fix what it names, or leave the plugin out of the profile",
+        ),
+        (
+            {"filters": ["no-args"]},
+            "profile 'p': scheduler plugin 'no-args' cannot be created: NoArgsFilter must take the profile's args "
+            "as its one argument",
+        ),
     ],
     ids=[
         "args-unused", "args-not-mapping", "plugin-args-not-mapping", "plugin-rejects-args", "scores-not-list",
         "score-without-name", "negative-weight", "text-weight", "score-twice", "not-a-filter", "unknown-plugin",
+        "constructor-raises", "constructor-without-args",
     ],
 )  # fmt: skip
 def test_profile_invalid(fields, message):
