@@ -216,12 +216,18 @@ class PluginCatalog:
         singular = GROUPS[group].singular
         matches = [entry for entry in self._entries if entry.group == group and entry.name == name]
         if not matches:
-            installed = sorted({entry.name for entry in self._entries if entry.group == group})
-            close = difflib.get_close_matches(name, installed, n=1)
+            # Only on this error path are the group's other plugins imported, to tell which of them work.
+            others = [entry for entry in self._entries if entry.group == group]
+            self._ensure_loaded(others)
+            installed = sorted({entry.name for entry in others if entry.failure is None})
+            failed = sorted({entry.name for entry in others if entry.failure is not None} - set(installed))
+            close = difflib.get_close_matches(name, installed + failed, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
+            broken = f" (failed to load, see skyshift plugins list: {', '.join(failed)})" if failed else ""
             raise PluginError(
-                f"No {singular} named {name!r} in group {group!r}; installed: {', '.join(installed) or 'none'}{hint}",
-                details={"group": group, "name": name, "installed": installed},
+                f"No {singular} named {name!r} in group {group!r}; installed: {', '.join(installed) or 'none'}"
+                f"{broken}{hint}",
+                details={"group": group, "name": name, "installed": installed, "failed": failed},
             )
 
         entry = matches[0]

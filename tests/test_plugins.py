@@ -276,6 +276,24 @@ def test_load_driver_unknown_name_lists_installed():
     assert raised.value.details["installed"] == ["kubernetes", "slurm"]
 
 
+def test_load_driver_unknown_name_sets_failed_plugins_apart():
+    catalog = PluginCatalog(
+        [
+            entry("slurm", CLUSTER_MANAGERS, plugin=SlurmSample),
+            entry("kubernetes", CLUSTER_MANAGERS, error=ImportError("No module named 'kubernetes'")),
+        ]
+    )
+
+    with pytest.raises(PluginError) as raised:
+        load_driver(CLUSTER_MANAGERS, "kubernets", catalog)
+
+    assert raised.value.message == (
+        "No cluster manager named 'kubernets' in group 'skyshift.cluster_managers'; installed: slurm (failed to "
+        "load, see skyshift plugins list: kubernetes); did you mean 'kubernetes'?"
+    )
+    assert raised.value.details["failed"] == ["kubernetes"]
+
+
 def test_load_driver_empty_group():
     with pytest.raises(PluginError) as raised:
         load_driver(PROVISIONERS, "skypilot", PluginCatalog([]))
