@@ -440,7 +440,10 @@ def _mark_conflicts(entries: list[PluginEntry]) -> None:
         )
         for entry in same_name:
             entry.conflict = message
-        logger.warning("%s; every plugin with that name is skipped", message)
+        # Not a warning here: every CLI command discovers plugins, and most use none of them. The
+        # conflict is reported where it matters: by load_driver's error, `skyshift plugins list`,
+        # and `hook_manager` for hooks.
+        logger.debug("%s; every plugin with that name is skipped", message)
 
 
 def _join_words(words: list[str]) -> str:
@@ -518,7 +521,11 @@ def hook_manager(catalog: PluginCatalog | None = None) -> pluggy.PluginManager:
     """
     catalog = catalog if catalog is not None else default_catalog()
     manager = new_hook_manager()
+    conflicts: set[str] = set()
     for entry in catalog.entries(HOOKS):
+        if entry.conflict is not None and entry.conflict not in conflicts:
+            conflicts.add(entry.conflict)
+            logger.warning("%s; every hook plugin with that name is skipped", entry.conflict)
         if entry.failure is not None:
             continue
         if manager.is_registered(entry.plugin):

@@ -663,6 +663,33 @@ def test_hook_alias_registered_once():
     assert [name for name, _ in manager.list_name_plugin()] == ["gadgets"]
 
 
+def test_duplicate_driver_quiet_until_used_and_duplicate_hook_warned_once(caplog):
+    # Every CLI command discovers plugins, so a clash among scheduler plugins must not print a
+    # warning on `skyshift get jobs`; a clash among hooks, which every command loads, does.
+    drivers = PluginCatalog(
+        [
+            entry("spread", plugin=SpreadSample, distribution="skyshift-scheduler-spread"),
+            entry("spread", plugin=BinpackSample, distribution="acme-spread"),
+        ]
+    )
+    hooks = PluginCatalog(
+        [
+            entry("gadgets", HOOKS, plugin=GadgetHooks(), distribution="skyshift-gadgets"),
+            entry("gadgets", HOOKS, plugin=LoggingHooks(), distribution="acme-gadgets"),
+        ]
+    )
+
+    with caplog.at_level("WARNING", logger="skyshift_core.plugins"):
+        list_plugins(drivers)
+        list_plugins(hooks)
+        assert caplog.records == []
+        hook_manager(hooks)
+
+    (record,) = caplog.records
+    assert record.getMessage().startswith("Duplicate hook plugin name 'gadgets' in group 'skyshift.hooks'")
+    assert record.getMessage().endswith("; every hook plugin with that name is skipped")
+
+
 def test_hook_register_kinds(kind_registry):
     added = apply_kind_hooks(hook_manager(hooks_catalog(("gadgets", GadgetHooks()))))
 
