@@ -161,7 +161,7 @@ class _Step:
     state: CycleState | None = None
 
     def __init__(self) -> None:
-        self.seconds: list[tuple[str, float]] = []
+        self.seconds: list[tuple[str, Plugin | None, float]] = []
         self.reserved: list[ReservePlugin] = []
         self.placement: dict[str, int] = {}
 
@@ -173,11 +173,14 @@ class _Step:
 
     def timed(self, started: float) -> None:
         """Record the time since `started` for the current plugin."""
-        self.seconds.append((self.name, time.perf_counter() - started))
+        self.seconds.append((self.point, self.plugin, time.perf_counter() - started))
 
     def report_slow(self, job: Job, profile: Profile, elapsed: float) -> None:
-        slowest = sorted(self.seconds, key=lambda item: -item[1])[:3]
-        plugins = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in slowest) or "no plugin was timed"
+        slowest = sorted(self.seconds, key=lambda item: -item[2])[:3]
+        plugins = ", ".join(
+            f"{point} plugin {plugin.name if plugin else '?'!r} {seconds:.2f} s" for point, plugin, seconds in slowest
+        )
+        plugins = plugins or "no plugin was timed"
         logger.warning(
             "Scheduling cycle of Job %s/%s (profile %r) took %.2f s: %s. Plugins run on the controller manager's "
             "event loop, so a slow one delays every controller and may cost the lease; a plugin must answer "
