@@ -21,7 +21,7 @@ from skyshift_core.api.bodies import PATCH_TYPES, apply_patch, json_type, read_m
 from skyshift_core.api.fast_routes import direct_route
 from skyshift_core.api.leases import fence_from_request
 from skyshift_core.api.watch import MAX_TIMEOUT_SECONDS, watch_response
-from skyshift_core.auth.service import authorize, check_role_write, object_written
+from skyshift_core.auth.service import authorize, check_role_write, object_written, watch_recheck
 from skyshift_core.errors import BadRequestError, ConflictError, InvalidError
 from skyshift_core.objects import Role, parse_object, parse_selector
 from skyshift_core.objects.base import suggest
@@ -275,6 +275,7 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
                 bookmark_interval,
                 get_metrics(request),
                 getattr(request.app.state, "watch_drain", None),
+                watch_recheck(request),
             )
         limit = query_int(request, "limit", minimum=0)
         continue_token = query(request, "continue")

@@ -8,6 +8,10 @@ version that etcd has not reached fails with 504 "Too large resource version" be
 
 When the server shuts down, `WatchDrain` ends every open stream cleanly, so that its client
 watches again, from its last resource_version, on another replica or on the restarted server.
+
+A watch may stay open for hours, so the caller's token and permission are checked again at every
+bookmark interval, not only when it opens. A revoked token, a deleted user or a removed Role
+binding ends the stream with an ERROR event carrying the 401 or 403 Status.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import AsyncIterator
+from typing import AsyncIterator, Awaitable, Callable
 
 from fastapi import Response
 from fastapi.responses import StreamingResponse
@@ -77,7 +81,10 @@ async def watch_response(
     bookmark_interval: float,
     metrics: ApiMetrics,
     drain: WatchDrain | None = None,
+    recheck: Callable[[], Awaitable[None]] | None = None,
 ) -> Response:
+    """Stream the changes of `model`. `recheck` raises a SkyShiftError once the caller may no longer
+    watch; it runs once per bookmark interval."""
     kind = model.model_fields["kind"].default
     if timeout_seconds is not None and not 0 < timeout_seconds <= MAX_TIMEOUT_SECONDS:
         raise BadRequestError(
@@ -92,7 +99,10 @@ async def watch_response(
         model, namespace, resource_version=resource_version, selector=selector, field_selector=field_selector
     )
     return StreamingResponse(
-        _stream(events, kind, resource_version or 0, timeout_seconds, bookmark_interval, metrics, drain or WatchDrain()),
+        _stream(
+            events, kind, resource_version or 0, timeout_seconds, bookmark_interval, metrics, drain or WatchDrain(),
+            recheck,
+        ),
         media_type="application/json",
         headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
     )
@@ -106,9 +116,11 @@ async def _stream(
     bookmark_interval: float,
     metrics: ApiMetrics,
     drain: WatchDrain,
+    recheck: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     end_at = loop.time() + timeout_seconds if timeout_seconds else None
+    recheck_at = loop.time() + bookmark_interval
     last_revision = start_revision
     gauge = metrics.open_watches.labels(kind)
     gauge.inc()
@@ -118,6 +130,14 @@ async def _stream(
         while True:
             if stop.done():
                 return
+            if recheck is not None and loop.time() >= recheck_at:
+                recheck_at = loop.time() + bookmark_interval
+                try:
+                    await recheck()
+                except SkyShiftError as error:
+                    logger.info("Watch of %s ended: the caller may no longer watch: %s", kind, error.message)
+                    yield _line("ERROR", status_body(error.status_code, error.reason, error.message))
+                    return
             if next_event is None:
                 next_event = asyncio.ensure_future(events.__anext__())
             wait = bookmark_interval

@@ -43,7 +43,9 @@ _READABLE = [
     "endpoints/status", "filterpolicies", "events", "clusters", "clusters/status", "links", "links/status",
     "namespaces",
 ]  # fmt: skip
-_EDITABLE = ["jobs", "services", "endpoints", "filterpolicies", "events"]
+# FilterPolicies are left out: they bind only those who cannot change them, so writing them is an
+# administrator's task, as Kubernetes' edit ClusterRole may not change ResourceQuotas.
+_EDITABLE = ["jobs", "services", "endpoints", "events"]
 
 # Created once, when the API server first starts on an etcd (or by `skyshift bootstrap`), and never
 # written again, so an administrator's changes to them survive restarts.

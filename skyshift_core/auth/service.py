@@ -7,6 +7,7 @@ before it reads its body, so a denied request gets 403 rather than a validation 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 
 from fastapi import Request
 
@@ -81,6 +82,20 @@ async def authorize(
         request.state.auth_error = error.message
         raise
     return identity
+
+
+def watch_recheck(request: Request) -> Callable[[], Awaitable[None]]:
+    """Return the check that a watch runs again while it streams: the request's token still proves
+    a user, and that user may still do what the request was authorized for."""
+    auth = auth_of(request)
+    authorization = request.headers.get("authorization")
+    attributes = request.state.auth_attributes
+
+    async def recheck() -> None:
+        identity = await auth.authenticate(authorization)
+        await auth.authorizer.check(identity.user, attributes)
+
+    return recheck
 
 
 def requires(verb: str, resource: str, name_parameter: str = "name"):

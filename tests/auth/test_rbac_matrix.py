@@ -41,9 +41,12 @@ MATRIX: dict[str, list[tuple[str, str, str | None, bool]]] = {
         ("list", "roles", None, False),
         ("get", "users", None, False),
     ],
-    # Built-in editor: writes workloads, but not their status, clusters, Roles or Users.
+    # Built-in editor: writes workloads, but not their status, clusters, FilterPolicies, Roles or Users.
     "editor": [
         ("create", "jobs", "team-b", True),
+        ("get", "filterpolicies", "team-a", True),
+        ("create", "filterpolicies", "team-a", False),
+        ("delete", "filterpolicies", "team-a", False),
         ("get", "jobs", "team-b", True),
         ("update", "jobs", "team-b", True),
         ("patch", "jobs", "team-a", True),
@@ -121,6 +124,8 @@ def manifest(kind: str, name: str) -> dict:
         return {**MINIMAL["Cluster"], "metadata": {"name": name}}
     if kind == "roles":
         return {"kind": "Role", "metadata": {"name": name}, "spec": {"rules": []}}
+    if kind == "filterpolicies":
+        return {**MINIMAL["FilterPolicy"], "metadata": {"name": name}}
     return {"kind": "User", "metadata": {"name": name}}
 
 
