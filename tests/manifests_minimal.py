@@ -15,7 +15,8 @@ MINIMAL = {
     "Role": {
         "kind": "Role",
         "metadata": {"name": "r1"},
-        "spec": {"rules": [{"verbs": ["get", "list"], "resources": ["jobs"]}], "users": ["alice"]},
+        # No users: a Role may bind only users that exist.
+        "spec": {"rules": [{"verbs": ["get", "list"], "resources": ["jobs"]}], "users": []},
     },
     "User": {"kind": "User", "metadata": {"name": "alice"}, "spec": {"email": "alice@example.com"}},
     "Event": {
@@ -36,7 +37,7 @@ SPEC_CHANGE = {
     "Link": {"spec": {"target_cluster": "c3"}},
     "FilterPolicy": {"spec": {"cluster_filter": {"exclude": ["c2"]}}},
     "Namespace": {"spec": {"finalizers": []}},
-    "Role": {"spec": {"users": ["alice", "bob"]}},
+    "Role": {"spec": {"rules": [{"verbs": ["get"], "resources": ["jobs", "services"]}]}},
     "User": {"spec": {"display_name": "Alice"}},
     "Event": {"message": "placed on c2"},
 }

@@ -233,6 +233,9 @@ async def redeem_invite(
                 bound.spec.users.append(name)
                 bound.metadata.generation = role.metadata.generation + 1
                 transaction.replace(bound, int(role.metadata.resource_version))
+        # A binding that names the user before it existed would hand its Role to whoever picks the
+        # name: the new user gets the invite's Roles and nothing more.
+        await store.unbind_everywhere(transaction, name, keep=frozenset(role.metadata.name for role in roles))
         token, token_record = await add_token(
             transaction, store, name, SESSION, token_lifetime_seconds, require_user=False
         )

@@ -16,7 +16,7 @@ from skyshift_core.auth.rbac import Attributes, Authorizer
 from skyshift_core.auth.ratelimit import LoginLimiter
 from skyshift_core.auth.settings import AuthSettings
 from skyshift_core.auth.tokens import Identity, TokenAuthenticator
-from skyshift_core.errors import ForbiddenError, UnauthorizedError
+from skyshift_core.errors import ForbiddenError, InvalidError, NotFoundError, UnauthorizedError
 from skyshift_core.objects import Object, Role, User
 from skyshift_core.store import Store
 
@@ -131,6 +131,8 @@ async def check_role_write(request: Request, role: Role, current: Role | None) -
     granting = (
         current is None or role.spec.rules != current.spec.rules or bool(set(role.spec.users) - set(current.spec.users))
     )
+    added = sorted(set(role.spec.users) - set(current.spec.users if current is not None else ()))
+    await _check_users_exist(request, role, added)
     if granting:
         await check_grant(request, role.spec.rules, f"write Role '{role.metadata.name}'")
         return role
@@ -138,6 +140,24 @@ async def check_role_write(request: Request, role: Role, current: Role | None) -
         role = role.model_copy(deep=True)
         role.metadata.resource_version = current.metadata.resource_version
     return role
+
+
+async def _check_users_exist(request: Request, role: Role, added: list[str]) -> None:
+    """Reject binding users that do not exist: the binding would go to whoever registers the name first."""
+    store = auth_of(request).store
+    missing = []
+    for name in added:
+        try:
+            await store.get(User, None, name)
+        except NotFoundError:
+            missing.append(name)
+    if missing:
+        names = ", ".join(repr(name) for name in missing)
+        raise InvalidError(
+            f"invalid spec.users of Role '{role.metadata.name}': no user named {names}; a binding to a name "
+            "that no user holds would go to whoever registers that name. Check the spelling (skyshift get users), "
+            "or invite the user with this Role: skyshift invite create --role " + role.metadata.name
+        )
 
 
 def object_written(request: Request, model: type[Object], name: str) -> None:

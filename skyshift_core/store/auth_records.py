@@ -191,14 +191,22 @@ class SecretStoreMixin:
         transaction = Transaction(self)
         transaction.delete_secret(f"passwords/{name}")
         transaction.delete_secret_prefix(f"tokens/{name}")
+        await self.unbind_everywhere(transaction, name)
+        return transaction.compares, transaction.operations
+
+    async def unbind_everywhere(
+        self: "Store", transaction: Transaction, name: str, keep: frozenset[str] = frozenset()
+    ) -> None:
+        """Add to `transaction` the removal of user `name` from every Role binding but those of the Roles in `keep`.
+
+        Each Role is written only if it is unchanged since it was read here."""
         prefix = list_prefix(Role, None, self.root)
         response = await self._range(prefix, prefix_range_end(prefix))
         for kv in response.kvs:
             role = self._decode(Role, kv.value, kv.mod_revision)
-            if name not in role.spec.users:
+            if name not in role.spec.users or role.metadata.name in keep:
                 continue
             updated = role.model_copy(deep=True)
             updated.spec.users = [user for user in role.spec.users if user != name]
             updated.metadata.generation = role.metadata.generation + 1
             transaction.replace(updated, kv.mod_revision)
-        return transaction.compares, transaction.operations

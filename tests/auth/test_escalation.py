@@ -35,7 +35,8 @@ def test_create_role_beyond_own_rights(manager):
     assert "would grant permissions the user does not hold" in response.json()["message"]
 
 
-def test_create_role_within_own_rights(manager):
+def test_create_role_within_own_rights(api, manager):
+    create_user(api, "someone")
     rules = [{"verbs": ["get", "list"], "resources": ["jobs"], "namespaces": ["dev"]}]
     body = {"kind": "Role", "metadata": {"name": "reader"}, "spec": {"rules": rules, "users": ["someone"]}}
 
@@ -89,6 +90,7 @@ def test_json_patch_role_to_escalate(manager):
 
 
 def test_unbinding_others_needs_no_extra_rights(api, manager):
+    create_user(api, "someone-else")
     viewer = api.get("/api/v1/roles/viewer").json()
     viewer["spec"]["users"] = ["someone-else"]
     assert api.put("/api/v1/roles/viewer", json=viewer).status_code == 200

@@ -9,6 +9,7 @@ from auth_helpers import bind, create_role
 
 from skyshift_core.auth.invites import invite_path, parse_invite
 from skyshift_core.errors import UnauthorizedError
+from skyshift_core.objects import Role
 from skyshift_core.objects.meta import utc_now
 
 JOBS = "/api/v1/namespaces/default/jobs"
@@ -166,3 +167,35 @@ def test_role_bound_by_invite_then_rebind_is_idempotent(api, anonymous_api):
     bind(api, "viewer", "ivan")
 
     assert api.get("/api/v1/roles/viewer").json()["spec"]["users"].count("ivan") == 1
+
+
+def test_binding_a_user_who_does_not_exist_rejected(api):
+    # Whoever registered the name first would get the Role.
+    create_role(api, "group-b-jobs", [{"verbs": ["*"], "resources": ["jobs"], "namespaces": ["group-b"]}])
+    role = api.get("/api/v1/roles/group-b-jobs").json()
+    role["spec"]["users"] = ["bobb"]
+
+    response = api.put("/api/v1/roles/group-b-jobs", json=role)
+
+    assert response.status_code == 422
+    assert response.json()["message"].startswith(
+        "invalid spec.users of Role 'group-b-jobs': no user named 'bobb'; a binding to a name that no user holds "
+        "would go to whoever registers that name"
+    )
+    assert api.get("/api/v1/roles/group-b-jobs").json()["spec"]["users"] == []
+
+
+async def test_register_gets_only_the_invite_roles(api, anonymous_api, client_as, store):
+    # A binding that names a user before it exists, written by an older version or in a race with a
+    # user's deletion, does not pass to the user who registers the name.
+    create_role(api, "group-b-jobs", [{"verbs": ["*"], "resources": ["jobs"], "namespaces": ["group-b"]}])
+    stale = await store.get(Role, None, "group-b-jobs")
+    stale.spec.users = ["bobb"]
+    await store.update(stale)
+    code = invite(api, "viewer")["invite"]
+
+    response = register(anonymous_api, code, "bobb")
+
+    assert response.status_code == 201, response.text
+    assert client_as(response.json()["token"]).get("/api/v1/whoami").json()["roles"] == ["viewer"]
+    assert api.get("/api/v1/roles/group-b-jobs").json()["spec"]["users"] == []
