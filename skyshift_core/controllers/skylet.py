@@ -37,6 +37,7 @@ from skyshift_core.objects import (
     Condition,
     Job,
     JobPhase,
+    RestartPolicy,
     Service,
     TaskStatus,
     set_condition,
@@ -398,9 +399,18 @@ class Skylet:
             (key, job, unit)
             for key, (job, unit) in sorted(desired.items())
             if (key not in statuses or statuses[key].partial)
-            # Finished work that the backend has since purged is not run again.
+            # Finished work that the backend has since purged is not run again: neither a finished
+            # Job's, nor a share whose replicas the Job records as Succeeded.
             and job.status.phase not in (JobPhase.SUCCEEDED, JobPhase.FAILED)
+            and not (key not in statuses and self._succeeded_in_job(job, unit))
         ]
+        for key, job, unit in missing:
+            if key not in statuses and self._started_in_job(job, unit):
+                logger.warning(
+                    "Skylet %s: the backend no longer lists work %s of Job %s/%s, whose replicas %s had started; "
+                    "submitting them again",
+                    self.cluster, key, job.metadata.namespace, job.metadata.name, list(unit.replica_indices),
+                )  # fmt: skip
         slots = asyncio.Semaphore(max(1, self.manager.max_parallel_submits))
 
         async def submit(key: str, job: Job, unit: WorkUnit) -> bool:
@@ -412,6 +422,23 @@ class Skylet:
             if isinstance(result, BaseException):
                 raise result
         return changed or any(results)
+
+    def _recorded_tasks(self, job: Job, unit: WorkUnit) -> list:
+        """The Job's recorded task of each replica of `unit` on this cluster; None for a replica without one."""
+        share = job.status.clusters.get(self.cluster)
+        tasks = share.tasks if share is not None else {}
+        return [tasks.get(str(index)) for index in unit.replica_indices]
+
+    def _succeeded_in_job(self, job: Job, unit: WorkUnit) -> bool:
+        """Tell whether the Job records every replica of `unit` as Succeeded, so that work the backend
+        purged after it ended is not run again. Under restart_policy Always a replica is meant to run
+        again whatever its end, as a Kubernetes pod's container is."""
+        if job.spec.restart_policy is RestartPolicy.ALWAYS:
+            return False
+        return all(task is not None and task.state == "Succeeded" for task in self._recorded_tasks(job, unit))
+
+    def _started_in_job(self, job: Job, unit: WorkUnit) -> bool:
+        return any(task is not None and task.state != "Pending" for task in self._recorded_tasks(job, unit))
 
     async def _submit(self, key: str, job: Job, unit: WorkUnit, statuses: dict[str, WorkStatus]) -> bool:
         """Submit one share, record an Event, and return True when the backend returned a status,

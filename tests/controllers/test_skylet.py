@@ -111,9 +111,10 @@ async def run_skylet(async_client):
     await jobs.stop()
 
 
-async def place(client, name: str, replicas: int = 1) -> None:
+async def place(client, name: str, replicas: int = 1, restart_policy: str = "Always") -> None:
     """Create a Job and place all its replicas on `edge`, as the scheduler would."""
-    await client.create({"kind": "Job", "metadata": {"name": name}, "spec": {"run": "serve", "replicas": replicas}})
+    spec = {"run": "serve", "replicas": replicas, "restart_policy": restart_policy}
+    await client.create({"kind": "Job", "metadata": {"name": name}, "spec": spec})
     share = {"replicas": replicas, "replica_indices": list(range(replicas)), "generation": 1}
     status = {"placement": {CLUSTER: replicas}, "placement_generation": 1, "clusters": {CLUSTER: share}}
     await client.patch("Job", name, {"status": status}, "default", subresource="status")
@@ -538,3 +539,40 @@ async def test_missing_method_named_on_cluster(async_client, run_skylet):
         f"NotImplementedError: cluster manager {NoStatusesManager.__module__}.NoStatusesManager does not implement "
         "statuses(); this is a bug in the plugin: report it to its authors"
     )
+
+
+class PurgingManager(ScriptedManager):
+    """The scripted backend, counting its status reads, whose work the test can purge as Slurm
+    purges ended jobs after MinJobAge, or as a restarted in-memory backend forgets them."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.reads = 0
+        self.submissions = 0
+
+    async def submit(self, unit: WorkUnit) -> WorkStatus:
+        self.submissions += 1
+        return await super().submit(unit)
+
+    async def statuses(self) -> dict[str, WorkStatus]:
+        self.reads += 1
+        return await super().statuses()
+
+
+@pytest.mark.parametrize(("restart_policy", "submissions"), [("Never", 1), ("OnFailure", 1), ("Always", 2)])
+async def test_purged_succeeded_replicas_not_run_again(async_client, run_skylet, restart_policy, submissions):
+    # As a Kubernetes Job never reruns a completed pod; under Always a replica runs again whatever its end.
+    manager = PurgingManager(CLUSTER)
+    await run_skylet(manager, fast_poll_interval=0.05, fast_poll_window=SLOW_POLL)
+    await place(async_client, "train", restart_policy=restart_policy)
+    await wait_for(lambda: task_state(async_client, "train", "Pending"))
+    manager.set_state("Succeeded")
+    await wait_for(lambda: task_state(async_client, "train", "Succeeded"))
+
+    manager.submitted.clear()
+    reads = manager.reads
+    await wait_for(lambda: is_true(lambda: manager.reads >= reads + 5), timeout=10)
+
+    assert manager.submissions == submissions
+    # The Job keeps the recorded outcome of the purged work.
+    assert await task_state(async_client, "train", "Succeeded")
