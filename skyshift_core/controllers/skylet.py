@@ -29,7 +29,15 @@ from typing import Any
 from skyshift_core.client import AsyncSkyShiftClient
 from skyshift_core.cluster_manager import SUBMIT_REJECTED, ClusterManager, ClusterManagerError, WorkStatus, WorkUnit
 from skyshift_core.controllers.events import record_event, single_line
-from skyshift_core.errors import ConflictError, InvalidError, NotFoundError, SkyShiftError
+from skyshift_core.errors import (
+    ConflictError,
+    ForbiddenError,
+    InvalidError,
+    NotFoundError,
+    SkyShiftError,
+    UnauthorizedError,
+    UnavailableError,
+)
 from skyshift_core.objects import (
     Cluster,
     ClusterPhase,
@@ -154,6 +162,16 @@ class Skylet:
                     delay = self.fast_poll_interval if time.monotonic() < self._fast_until else self.poll_interval
                 except asyncio.CancelledError:
                     raise
+                except (UnavailableError, UnauthorizedError, ForbiddenError) as error:
+                    # The API server is unreachable or refused a request: the cluster is not at fault,
+                    # so its status is left as it is (and could not be written now anyway).
+                    backoff = min(backoff * 2, _MAX_BACKOFF)
+                    delay = backoff
+                    last_error = describe_error(error)
+                    logger.warning(
+                        "Skylet %s: cycle failed at the API server, retrying in %.1f s: %s",
+                        self.cluster, backoff, last_error,
+                    )  # fmt: skip
                 except Exception as error:  # A backend failure must not end the skylet.
                     backoff = min(backoff * 2, _MAX_BACKOFF)
                     delay = backoff
@@ -540,6 +558,14 @@ class Skylet:
                 logger.info(
                     "Skylet %s: skipped a stale status write for Job %s: %s", self.cluster, job.metadata.name, error
                 )
+                continue
+            except ForbiddenError as error:
+                # One Job's refused write must not hold back the others, nor fail the cluster.
+                logger.warning(
+                    "Skylet %s: may not write the status of Job %s/%s, so its replicas' states are not recorded; "
+                    "the controller manager's Role may predate this version (run skyshift bootstrap again): %s",
+                    self.cluster, job.metadata.namespace, job.metadata.name, error.message,
+                )  # fmt: skip
                 continue
             changed = True
             version = str(written.get("metadata", {}).get("resource_version") or "")

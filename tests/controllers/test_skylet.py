@@ -14,6 +14,7 @@ import pytest
 from skyshift_core.cluster_manager import ClusterHealth, ClusterManager, ClusterManagerError, WorkStatus, WorkUnit
 from skyshift_core.controllers.manager import ControllerManagerConfig
 from skyshift_core.controllers.skylet import Skylet
+from skyshift_core.errors import ForbiddenError, ServerUnreachableError
 from skyshift_core.objects import Job, JobPhase, NodeResources, TaskStatus
 from skyshift_core.runtime.informer import Informer
 from skyshift_core.testing.controlplane import simulated_cluster, wait_for, wait_for_ready_clusters
@@ -93,8 +94,8 @@ async def run_skylet(async_client):
     jobs.start()
     tasks: list[asyncio.Task] = []
 
-    async def start(manager: ClusterManager, **settings) -> Skylet:
-        skylet = Skylet(CLUSTER, manager, async_client, jobs, poll_interval=SLOW_POLL, **settings)
+    async def start(manager: ClusterManager, client=None, **settings) -> Skylet:
+        skylet = Skylet(CLUSTER, manager, client or async_client, jobs, poll_interval=SLOW_POLL, **settings)
         jobs.add_event_handler(
             on_add=lambda job: skylet.wake(),
             on_update=lambda old, new: skylet.wake() if skylet.affected_by(old, new) else None,
@@ -576,3 +577,50 @@ async def test_purged_succeeded_replicas_not_run_again(async_client, run_skylet,
     assert manager.submissions == submissions
     # The Job keeps the recorded outcome of the purged work.
     assert await task_state(async_client, "train", "Succeeded")
+
+
+class ForbiddingClient:
+    """The API client, except that writing the status of Job `forbidden` is denied, as for a
+    controller manager whose Role predates a new controller."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name: str):
+        return getattr(self._client, name)
+
+    async def patch(self, kind, name, *args, **kwargs):
+        if name == "forbidden" and kwargs.get("subresource") == "status":
+            raise ForbiddenError("user 'skyshift-controller-manager' may not patch jobs/status 'forbidden'")
+        return await self._client.patch(kind, name, *args, **kwargs)
+
+
+async def test_refused_status_write_fails_neither_other_jobs_nor_cluster(async_client, run_skylet, caplog):
+    manager = ScriptedManager(CLUSTER)
+    await run_skylet(manager, client=ForbiddingClient(async_client), fast_poll_interval=0.05, fast_poll_window=SLOW_POLL)
+    await place(async_client, "forbidden")
+    await place(async_client, "allowed")
+
+    manager.state = "Running"
+    assert await wait_for(lambda: task_state(async_client, "allowed", "Running"), timeout=10)
+
+    cluster = await async_client.get("Cluster", CLUSTER)
+    assert cluster["status"]["phase"] == "READY"
+    assert "may not write the status of Job default/forbidden" in caplog.text
+
+
+class UnreachableClient(ForbiddingClient):
+    """The API client while the API server cannot be reached: every write fails."""
+
+    async def update_status(self, *args, **kwargs):
+        raise ServerUnreachableError("cannot reach the API server at http://127.0.0.1:9: connection refused")
+
+
+async def test_unreachable_api_server_logged_without_traceback(async_client, run_skylet, caplog):
+    # The API server's outage is neither the cluster's failure nor a bug: one line per failed cycle.
+    manager = ScriptedManager(CLUSTER)
+    await run_skylet(manager, client=UnreachableClient(async_client))
+
+    assert await wait_for(lambda: is_true(lambda: "cycle failed at the API server" in caplog.text), timeout=10)
+    assert "Traceback" not in caplog.text
+    assert "cannot reach the API server at http://127.0.0.1:9" in caplog.text
