@@ -79,6 +79,8 @@ class LeaderElector:
             raise ValueError(f"invalid ttl {ttl!r}: expected a whole number of seconds >= 1")
         self.client = client
         self.lease_name = lease_name
+        # Creates the gauge's sample at 0 unless it exists, so a standby exports 0, as client-go does.
+        LEADING.labels(lease_name)
         self.identity = identity or default_identity()
         self.ttl = ttl
         self.renew_every = renew_every if renew_every is not None else ttl / 3

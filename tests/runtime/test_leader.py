@@ -149,3 +149,9 @@ def test_elector_rejects_unsafe_timing():
         LeaderElector(client, LEASE, "x", ttl=10, renew_deadline=10)
     with pytest.raises(ValueError, match="renew_every"):
         LeaderElector(client, LEASE, "x", ttl=10, renew_every=8, renew_deadline=6)
+
+
+def test_standby_exports_zero(client):
+    LeaderElector(client, "standby-lease", "standby-1")
+
+    assert REGISTRY.get_sample_value("leader_election_master_status", {"name": "standby-lease"}) == 0
