@@ -140,6 +140,8 @@ def up(
     Running it again starts only what is not running and never restarts what runs. Logs go to STATE_DIR/logs.
     """
     plane = LocalControlPlane(state_dir, ready_timeout=timeout)
+    # Checked before the client config is read from it, so that its problem is named as such.
+    plane.prepare_state_dir()
     config = ClientConfig.load(plane.config_path)
     previous = next((context for context in config.contexts if context.name == LOCAL_CONTEXT), None)
     state = plane.up(
@@ -149,6 +151,7 @@ def up(
         progress=_EchoProgress(),
         admin_token=previous.token if previous is not None else None,
         controller_manager_config=controller_manager_config,
+        on_wait=lambda: _waiting_for_other_run(plane),
     )
 
     credentials = plane.bootstrap_result
@@ -170,7 +173,10 @@ def up(
 def down(state_dir: StateDirOption = DEFAULT_STATE_DIR) -> None:
     """Stop the processes that skyshift up started; etcd's data stays in STATE_DIR/etcd."""
     plane = LocalControlPlane(state_dir)
-    outcomes = plane.down(lambda component, outcome: typer.echo(f"{component:<{NAME_WIDTH}}{outcome}"))
+    outcomes = plane.down(
+        lambda component, outcome: typer.echo(f"{component:<{NAME_WIDTH}}{outcome}"),
+        on_wait=lambda: _waiting_for_other_run(plane),
+    )
     if not outcomes:
         typer.echo(f"Nothing to stop: no control plane is recorded in {plane.state_dir}")
 
@@ -480,3 +486,7 @@ def register(app: typer.Typer) -> None:
     app.command("api-server")(api_server)
     app.command("controller-manager")(controller_manager)
     app.command("bootstrap")(bootstrap_command)
+
+
+def _waiting_for_other_run(plane: LocalControlPlane) -> None:
+    typer.echo(f"Waiting for another skyshift up or down on {plane.state_dir} to finish...", err=True)

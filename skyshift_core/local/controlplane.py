@@ -11,7 +11,9 @@ pid is never signalled.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import hashlib
 import json
 import logging
@@ -21,7 +23,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,6 +54,8 @@ LOG_TAIL_LINES = 20
 FAILED_START_STOP_TIMEOUT = 3.0
 
 STATE_FILE = "state.json"
+# Held by `up` and `down` while they run (see `LocalControlPlane.exclusive`).
+LOCK_FILE = "lock"
 CONFIG_FILE = "config.yaml"
 READY_FILE = "controller-manager.ready"
 ADMIN_PASSWORD_FILE = "admin.password"
@@ -294,6 +298,37 @@ class LocalControlPlane:
     def load_state(self) -> ControlPlaneState:
         return ControlPlaneState.load(self.state_path)
 
+    def prepare_state_dir(self) -> None:
+        """Create the state directory and its logs folder; raise ControlPlaneError when that is not possible."""
+        advice = "choose a directory you may write with --state-dir or SKYSHIFT_STATE_DIR"
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            self.logs_dir.mkdir(exist_ok=True)
+        except OSError as error:
+            reason = error.strerror or str(error)
+            where = f" ({error.filename})" if error.filename and Path(error.filename) != self.state_dir else ""
+            raise ControlPlaneError(f"cannot use the state directory {self.state_dir}: {reason}{where}; {advice}") from error
+        if not os.access(self.state_dir, os.W_OK | os.X_OK):
+            raise ControlPlaneError(f"cannot use the state directory {self.state_dir}: it is not writable; {advice}")
+
+    @contextlib.contextmanager
+    def exclusive(self, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+        """Hold the state directory's lock, so that runs of `up` and `down` on it take turns.
+
+        Two runs at once would each start a controller manager, and state.json would record one.
+        `on_wait` is called once when another run holds the lock."""
+        with open(self.state_dir / LOCK_FILE, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if on_wait is not None:
+                    on_wait()
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def log_path(self, component: str) -> Path:
         return self.logs_dir / f"{component}.log"
 
@@ -308,6 +343,7 @@ class LocalControlPlane:
         progress: Progress | None = None,
         admin_token: str | None = None,
         controller_manager_config: str | Path | None = None,
+        on_wait: Callable[[], None] | None = None,
     ) -> ControlPlaneState:
         """Start whatever is not running, wait until everything is ready, and return the state.
 
@@ -328,8 +364,22 @@ class LocalControlPlane:
         plugins included, before anything starts. A running controller manager is never restarted,
         so ControlPlaneError is raised when it runs with another file, or with content that has
         changed since it started.
+
+        Runs of `up` and `down` on one state directory take turns (see `exclusive`).
         """
-        progress = progress or Progress()
+        self.prepare_state_dir()
+        with self.exclusive(on_wait):
+            return self._up(etcd, host, port, progress or Progress(), admin_token, controller_manager_config)
+
+    def _up(
+        self,
+        etcd: list[str] | None,
+        host: str | None,
+        port: int | None,
+        progress: Progress,
+        admin_token: str | None,
+        controller_manager_config: str | Path | None,
+    ) -> ControlPlaneState:
         state = self.load_state()
         running = {name for name, record in state.processes.items() if record.is_running()}
         self._check_settings(state, running, etcd, host, port)
@@ -347,8 +397,6 @@ class LocalControlPlane:
         self._check_controller_manager_server(state, running, host, port)
         self._preflight(state, running)
 
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.logs_dir.mkdir(exist_ok=True)
         started: list[str] = []
         component = ETCD
         try:
@@ -706,8 +754,16 @@ class LocalControlPlane:
 
     # ---- down and status --------------------------------------------------------------------
 
-    def down(self, report: Callable[[str, str], None] | None = None) -> list[tuple[str, str]]:
+    def down(
+        self, report: Callable[[str, str], None] | None = None, on_wait: Callable[[], None] | None = None
+    ) -> list[tuple[str, str]]:
         """Stop every recorded process that is still ours, controller manager first; return (component, outcome)."""
+        if not self.state_dir.is_dir():
+            return []
+        with self.exclusive(on_wait):
+            return self._down(report)
+
+    def _down(self, report: Callable[[str, str], None] | None) -> list[tuple[str, str]]:
         state = self.load_state()
         outcomes = []
         for component in reversed(COMPONENTS):
