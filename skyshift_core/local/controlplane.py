@@ -307,7 +307,8 @@ class LocalControlPlane:
         except OSError as error:
             reason = error.strerror or str(error)
             where = f" ({error.filename})" if error.filename and Path(error.filename) != self.state_dir else ""
-            raise ControlPlaneError(f"cannot use the state directory {self.state_dir}: {reason}{where}; {advice}") from error
+            message = f"cannot use the state directory {self.state_dir}: {reason}{where}; {advice}"
+            raise ControlPlaneError(message) from error
         if not os.access(self.state_dir, os.W_OK | os.X_OK):
             raise ControlPlaneError(f"cannot use the state directory {self.state_dir}: it is not writable; {advice}")
 
