@@ -20,7 +20,8 @@ import logging
 
 from skyshift_core.cluster_manager import ClusterManager, ConfigError
 from skyshift_core.errors import InvalidError, PluginError
-from skyshift_core.objects import Cluster, Job, Object
+from skyshift_core.auth.rbac import unserved_resources
+from skyshift_core.objects import Cluster, Job, Object, Role
 from skyshift_core.objects.base import suggest
 from skyshift_core.plugins import PluginCatalog, default_catalog, describe_error
 
@@ -94,6 +95,9 @@ def admit(obj: Object, catalog: PluginCatalog | None = None) -> list[str]:
         except Exception as error:
             raise _plugin_failure(obj.spec.manager, "validate_config", obj, "spec.config", error, catalog) from error
         return []
+
+    if isinstance(obj, Role):
+        return [f"Role {name!r}: {warning}" for warning in unserved_resources(obj.spec.rules)]
 
     warnings: list[str] = []
     if isinstance(obj, Job):

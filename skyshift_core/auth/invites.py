@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from skyshift_core.auth.passwords import password_path, password_record
 from skyshift_core.auth.rbac import Authorizer
 from skyshift_core.auth.tokens import SESSION, TokenRecord, add_token
-from skyshift_core.errors import AlreadyExistsError, ForbiddenError, InvalidError, NotFoundError, UnauthorizedError
+from skyshift_core.errors import AlreadyExistsError, ConflictError, ForbiddenError, InvalidError, NotFoundError, UnauthorizedError
 from skyshift_core.objects import Role, User
 from skyshift_core.objects.meta import utc_now
 from skyshift_core.store import Store
@@ -171,10 +171,22 @@ async def list_invites(store: Store) -> list[InviteRecord]:
 
 
 async def revoke_invite(store: Store, invite_id: str) -> InviteRecord:
+    """Delete a pending or expired invite. A used invite stays, as the record of who registered with
+    it: revoking it would change nothing, since it cannot be used again."""
     record = await get_invite(store, invite_id)
+    if record.used_by:
+        raise ConflictError(
+            f"invite {invite_id} was already used, by '{record.used_by}' at {record.used_at.isoformat()}, so "
+            f"revoking it changes nothing; to take the access away, unbind or delete the user: "
+            f"skyshift user delete {record.used_by}"
+        )
     transaction = store.transaction()
     transaction.delete_secret(invite_path(invite_id))
-    await transaction.commit()
+    transaction.require_revision(invite_path(invite_id), record.mod_revision)
+    if await transaction.commit() is None:
+        raise ConflictError(
+            f"invite {invite_id} changed while it was revoked (it may have just been used); list the invites again"
+        )
     return record
 
 

@@ -17,6 +17,7 @@ Nothing denies: a request is allowed when any rule of any of the user's Roles al
 from __future__ import annotations
 
 import asyncio
+import difflib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -90,6 +91,51 @@ class Attributes:
         where = f"in namespace '{self.namespace}'" if self.namespace else "across all namespaces (or cluster-scoped)"
         target = f" '{self.name}'" if self.name else ""
         return f"{self.verb} {self.resource}{target} {where}"
+
+
+# Resources that are not a kind or its status, which routes authorize by name.
+_ROUTE_RESOURCES = ("jobs/logs", "jobs/explain", "users/password", "users/tokens", "invites", "leases", "metrics")
+
+
+def served_resources() -> set[str]:
+    """Every resource name a request can be authorized for: each kind's plural, the status of kinds
+    that have one, and the resources of routes (logs, explain, tokens, invites, ...)."""
+    from skyshift_core.objects import kinds
+
+    served = set(_ROUTE_RESOURCES)
+    for model in kinds().values():
+        served.add(model.plural)
+        if "status" in model.model_fields:
+            served.add(f"{model.plural}/status")
+    return served
+
+
+def unserved_resources(rules: list[PolicyRule]) -> list[str]:
+    """Return a warning for each resource of `rules` that names nothing this server serves.
+
+    Such a rule allows nothing, which is almost always a misspelling. It is a warning, not an
+    error, because a plugin installed later may add the kind."""
+    served = served_resources()
+    plurals = {resource.partition("/")[0] for resource in served}
+    subresources = {resource.partition("/")[2] for resource in served if "/" in resource}
+    warnings = []
+    for rule in rules:
+        for resource in rule.resources:
+            kind, slash, subresource = resource.partition("/")
+            if resource == ALL or resource in served:
+                continue
+            if slash and subresource == ALL and kind in plurals:
+                continue
+            if slash and kind == ALL and subresource in subresources:
+                continue
+            candidates = sorted(served | {f"{plural}/*" for plural in plurals})
+            close = difflib.get_close_matches(resource, candidates, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            warnings.append(
+                f"resource {resource!r} names nothing this API server serves, so the rule allows nothing for it"
+                f"{hint} (kinds go by their plural, such as 'jobs'; a plugin installed later may add a kind)"
+            )
+    return warnings
 
 
 def resource_matches(pattern: str, resource: str) -> bool:

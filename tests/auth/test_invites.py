@@ -79,6 +79,19 @@ def test_revoked_invite_rejected(api, anonymous_api):
     assert api.get(f"/api/v1/invites/{created['id']}").status_code == 404
 
 
+def test_used_invite_cannot_be_revoked(api, anonymous_api):
+    # It stays as the record of who registered with it; the user's access is what to take away.
+    created = invite(api, "viewer")
+    assert register(anonymous_api, created["invite"], "uma").status_code == 201
+
+    response = api.delete(f"/api/v1/invites/{created['id']}")
+
+    assert response.status_code == 409
+    assert response.json()["message"].startswith(f"invite {created['id']} was already used, by 'uma' at ")
+    assert response.json()["message"].endswith("unbind or delete the user: skyshift user delete uma")
+    assert api.get(f"/api/v1/invites/{created['id']}").json()["state"] == "Used"
+
+
 def test_wrong_secret_rejected(api, anonymous_api):
     created = invite(api, "viewer")
     forged = created["invite"].rsplit(".", 1)[0] + "." + "0" * 64

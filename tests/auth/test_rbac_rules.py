@@ -131,3 +131,34 @@ def test_invalid_rule_rejected(field: str, value: list[str], message: str):
     with pytest.raises(InvalidError) as raised:
         parse_object(manifest)
     assert message in raised.value.message
+
+
+def test_role_with_unserved_resource_gets_warning(api):
+    # A misspelt resource allows nothing; Kubernetes accepts it in silence, SkyShift warns.
+    body = {
+        "kind": "Role",
+        "metadata": {"name": "typo-x"},
+        "spec": {"rules": [{"verbs": ["get"], "resources": ["job", "jobs/log", "jobs", "jobs/*", "*/logs"]}]},
+    }
+
+    created = api.post("/api/v1/roles", json=body)
+
+    assert created.status_code == 201, created.text
+    warnings = created.headers.get_list("warning")
+    assert len(warnings) == 2
+    assert warnings[0].startswith(
+        '299 - "Role \'typo-x\': resource \'job\' names nothing this API server serves, so the rule allows nothing '
+        "for it; did you mean 'jobs'?"
+    )
+    assert "resource 'jobs/log' names nothing" in warnings[1]
+    assert "did you mean 'jobs/logs'?" in warnings[1]
+
+
+def test_role_of_served_resources_gets_no_warning(api):
+    rules = [{"verbs": ["*"], "resources": ["jobs", "jobs/status", "jobs/logs", "users/tokens", "invites", "metrics"]}]
+    body = {"kind": "Role", "metadata": {"name": "plain"}, "spec": {"rules": rules}}
+
+    created = api.post("/api/v1/roles", json=body)
+
+    assert created.status_code == 201, created.text
+    assert created.headers.get_list("warning") == []
