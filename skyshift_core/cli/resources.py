@@ -469,16 +469,24 @@ def _get_once(
         across = all_namespaces and model.namespaced
         items: list[dict[str, Any]] = []
         resource_version = None
-        if target.names:
-            items, not_found = _get_named(client, model, target.names, target_namespace)
-            missing += not_found
-        else:
-            listing = client.list_all(
-                model, target_namespace, all_namespaces=across,
-                label_selector=selectors.labels, field_selector=selectors.fields,
-            )  # fmt: skip
-            items = listing["items"]
-            resource_version = listing["metadata"]["resource_version"]
+        try:
+            if target.names:
+                items, not_found = _get_named(client, model, target.names, target_namespace)
+                missing += not_found
+            else:
+                listing = client.list_all(
+                    model, target_namespace, all_namespaces=across,
+                    label_selector=selectors.labels, field_selector=selectors.fields,
+                )  # fmt: skip
+                items = listing["items"]
+                resource_version = listing["metadata"]["resource_version"]
+        except ForbiddenError as error:
+            if not several:
+                raise
+            # As kubectl does, the kinds the user may read are printed, and the denial of this one is named.
+            typer.echo(f"Error: {error.message}", err=True)
+            missing += 1
+            continue
         printer = _Printer(model, output, namespace_column=across, kind_in_name=several, headers=headers)
         printed.append((printer, items, resource_version))
 

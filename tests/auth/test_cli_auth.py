@@ -302,3 +302,16 @@ def test_set_context_empty_namespace_removes_it(cli, config_path: Path, root):
 
     assert result.stdout == "Context 'default' modified: no namespace (default)\n"
     assert "namespace" not in contexts(config_path)["default"]
+
+
+def test_get_of_several_kinds_prints_those_allowed(api, cli):
+    # As kubectl does: the kinds the user may list are printed, and the denied one is named.
+    create_role(api, "job-reader", [{"verbs": ["list"], "resources": ["jobs"]}])
+    token = create_user(api, "jo", ("job-reader",))
+    api.post("/api/v1/namespaces/default/jobs", json={"kind": "Job", "metadata": {"name": "visible"}})
+
+    result = cli("--token", token, "get", "jobs,clusters")
+
+    assert result.exit_code == 1
+    assert "visible" in result.stdout
+    assert "Error: user 'jo' may not list clusters" in result.stderr
