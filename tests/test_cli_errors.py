@@ -121,6 +121,16 @@ def test_invite_lifetime_above_server_maximum(cli):
     assert f"invalid --lifetime '1000h': the server's maximum is {maximum}" in result.stderr
 
 
+def test_invite_lifetime_below_server_minimum(cli):
+    result = cli("invite", "create", "--role", "viewer", "--lifetime", "2s")
+
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        "Error: invalid --lifetime '2s': an invite lasts at least 1m, time for its user to register; "
+        "pass --lifetime 1m or more"
+    )
+
+
 def test_lifetime_unparsable_names_option(cli):
     result = cli("token", "create", "--lifetime", "5w")
 

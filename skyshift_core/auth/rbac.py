@@ -88,9 +88,12 @@ class Attributes:
     name: str | None = None
 
     def describe(self) -> str:
-        where = f"in namespace '{self.namespace}'" if self.namespace else "across all namespaces (or cluster-scoped)"
+        if self.namespace:
+            where = f" in namespace '{self.namespace}'"
+        else:
+            where = " across all namespaces" if _is_namespaced(self.resource) else ""
         target = f" '{self.name}'" if self.name else ""
-        return f"{self.verb} {self.resource}{target} {where}"
+        return f"{self.verb} {self.resource}{target}{where}"
 
 
 # Resources that are not a kind or its status, which routes authorize by name.

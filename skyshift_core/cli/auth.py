@@ -42,6 +42,8 @@ PasswordStdinOption = Annotated[
 ]
 
 
+# The shortest invite lifetime that the API server accepts (skyshift_core.auth.routes).
+MIN_INVITE_LIFETIME_SECONDS = 60
 # The API server's message when a requested lifetime exceeds its maximum (skyshift_core.auth.routes).
 _SERVER_LIFETIME_MAXIMUM = re.compile(r"^invalid lifetime_seconds \d+: the maximum is (\d+)$")
 
@@ -270,6 +272,11 @@ def invite_create(
     body: dict[str, Any] = {"roles": roles, "description": description}
     if lifetime is not None:
         body["lifetime_seconds"] = parse_duration(lifetime, "--lifetime")
+        if body["lifetime_seconds"] < MIN_INVITE_LIFETIME_SECONDS:
+            raise InvalidError(
+                f"invalid --lifetime {lifetime!r}: an invite lasts at least 1m, time for its user to register; "
+                "pass --lifetime 1m or more"
+            )
     with client_for(ctx, server) as client:
         result = _call_with_lifetime(client, "/api/v1/invites", body, lifetime)
         server_url, ca_file = client.server_url, client.ca_file

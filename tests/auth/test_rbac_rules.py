@@ -162,3 +162,18 @@ def test_role_of_served_resources_gets_no_warning(api):
 
     assert created.status_code == 201, created.text
     assert created.headers.get_list("warning") == []
+
+
+@pytest.mark.parametrize(
+    ("attributes", "described"),
+    [
+        (Attributes("list", "users"), "list users"),
+        (Attributes("get", "roles", None, "group-a-jobs"), "get roles 'group-a-jobs'"),
+        (Attributes("list", "jobs"), "list jobs across all namespaces"),
+        (Attributes("get", "jobs", "team-a", "train"), "get jobs 'train' in namespace 'team-a'"),
+        (Attributes("get", "metrics"), "get metrics"),
+    ],
+)
+def test_request_described_by_its_scope(attributes, described):
+    # A cluster-scoped kind has no namespace to name.
+    assert attributes.describe() == described
