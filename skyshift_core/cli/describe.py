@@ -8,7 +8,8 @@ from typing import Any
 from skyshift_core.cli.common import kind_name, to_yaml
 from skyshift_core.cli.tables import NONE, Table, age, format_labels, parse_timestamp
 from skyshift_core.client import SkyShiftClient
-from skyshift_core.objects import Object
+from skyshift_core.errors import ForbiddenError
+from skyshift_core.objects import DEFAULT_NAMESPACE, Object
 
 # Top-level fields shown in the header instead of as sections.
 _ENVELOPE = ("kind", "api_version", "metadata", "status")
@@ -188,7 +189,14 @@ def related_events(client: SkyShiftClient, model: type[Object], obj: dict[str, A
     """
     metadata = obj.get("metadata") or {}
     namespace = metadata.get("namespace") if model.namespaced else None
-    listing = client.list_all("events", namespace, all_namespaces=not model.namespaced)
+    try:
+        listing = client.list_all("events", namespace, all_namespaces=not model.namespaced)
+    except ForbiddenError:
+        if model.namespaced:
+            raise
+        # SkyShift's controllers record the Events of cluster-scoped objects in `default`, which a
+        # user who may not list Events everywhere may still read.
+        listing = client.list_all("events", DEFAULT_NAMESPACE)
     kind = kind_name(model)
     related = []
     for event in listing["items"]:

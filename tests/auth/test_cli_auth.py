@@ -315,3 +315,27 @@ def test_get_of_several_kinds_prints_those_allowed(api, cli):
     assert result.exit_code == 1
     assert "visible" in result.stdout
     assert "Error: user 'jo' may not list clusters" in result.stderr
+
+
+def test_describe_cluster_shows_events_from_default_namespace(cli, api):
+    # The controllers record a Cluster's Events in `default`; reading them needs no access to every namespace.
+    response = api.post("/api/v1/clusters", json={"kind": "Cluster", "metadata": {"name": "hpc-b"},
+                                                  "spec": {"manager": "nosuchmanager", "config": {}}})  # fmt: skip
+    assert response.status_code == 201, response.text
+    event = {
+        "kind": "Event", "metadata": {"name": "hpc-b-ready"}, "reason": "ClusterReady", "message": "cluster is ready",
+        "involved_object": {"kind": "Cluster", "name": "hpc-b", "uid": response.json()["metadata"]["uid"]},
+    }  # fmt: skip
+    assert api.post("/api/v1/namespaces/default/events", json=event).status_code == 201
+    rules = [
+        {"verbs": ["get", "list"], "resources": ["clusters"]},
+        {"verbs": ["list"], "resources": ["events"], "namespaces": ["default"]},
+    ]
+    create_role(api, "cluster-and-events-reader", rules)
+    token = create_user(api, "bea", ("cluster-and-events-reader",))
+
+    result = cli("--token", token, "describe", "cluster", "hpc-b")
+
+    assert result.exit_code == 0, result.output
+    assert "cluster is ready" in result.stdout
+    assert "not shown" not in result.stdout
