@@ -39,6 +39,8 @@ from skyshift_core.store.tls import EtcdTls
 
 logger = logging.getLogger(__name__)
 
+# Seconds the API server waits at startup for its first writes to etcd before it listens anyway.
+INITIALIZE_WAIT = 3.0
 # Seconds /readyz waits for etcd before it responds 503. The store alone would retry for up to
 # `Store.deadline` (15 s by default), far longer than a readiness probe waits. Kubernetes' probe
 # timeoutSeconds defaults to 1 s, so a probe of /readyz needs a timeoutSeconds above this bound.
@@ -89,12 +91,24 @@ def create_app(settings: ApiSettings) -> FastAPI:
         app.state.store = store
         app.state.auth = AuthService(store, settings.auth)
         await asyncio.to_thread(passwords.warm_up)
-        await _ensure_default_namespace(store)
-        await _ensure_builtin_roles(store)
-        logger.info("API server ready, etcd at %s", ", ".join(settings.etcd_endpoints))
+        endpoints = ", ".join(settings.etcd_endpoints)
+        initializing = asyncio.ensure_future(_initialize(store, endpoints))
+        app.state.initializing = initializing
+        # Wait briefly, so that a server on a working etcd serves its first request initialized; with
+        # etcd down it listens anyway, /healthz answers, and /readyz says what it waits for.
+        done, _ = await asyncio.wait({initializing}, timeout=INITIALIZE_WAIT)
+        if done:
+            logger.info("API server initialized; etcd at %s", endpoints)
+        else:
+            logger.warning(
+                "API server listening before etcd at %s answered; it writes the default namespace and the built-in "
+                "Roles once etcd answers, and /readyz reports 503 until then", endpoints,
+            )  # fmt: skip
         try:
             yield
         finally:
+            initializing.cancel()
+            await asyncio.gather(initializing, return_exceptions=True)
             await store.close()
             app.state.auth.close()
 
@@ -158,6 +172,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     @app.get("/readyz", tags=["health"], summary="Readiness: etcd answers")
     async def readyz(request: Request) -> Response:
+        initializing = getattr(request.app.state, "initializing", None)
+        if initializing is not None and not initializing.done():
+            message = (
+                f"not ready: waiting for etcd at {endpoints} to write the default namespace and the built-in Roles; "
+                "check that etcd runs and that this API server can reach it"
+            )
+            return json_response(status_body(503, "ServiceUnavailable", message), 503)
         try:
             # Not asyncio.wait_for, because up to Python 3.11 it can hide a cancellation of the
             # calling task that arrives as the awaited call finishes (fixed in Python 3.12).
@@ -241,20 +262,23 @@ def _allowed_methods(app: FastAPI, path: str) -> list[str]:
     return allowed
 
 
-async def _ensure_default_namespace(store: Store) -> None:
-    try:
-        await store.create(Namespace(metadata={"name": DEFAULT_NAMESPACE}))
-    except AlreadyExistsError:
-        pass
-    except UnavailableError as error:
-        # Serve anyway: /readyz reports the outage and requests fail with 503 until etcd returns.
-        logger.warning("Could not ensure the default namespace: %s", error.message)
-
-
-async def _ensure_builtin_roles(store: Store) -> None:
+async def _initialize(store: Store, endpoints: str) -> None:
+    """Write the default namespace and the built-in Roles, retrying until etcd answers."""
     from skyshift_core.auth.bootstrap import ensure_builtin_roles
 
-    try:
-        await ensure_builtin_roles(store)
-    except UnavailableError as error:
-        logger.warning("Could not ensure the built-in Roles: %s", error.message)
+    delay = 1.0
+    while True:
+        try:
+            try:
+                await store.create(Namespace(metadata={"name": DEFAULT_NAMESPACE}))
+            except AlreadyExistsError:
+                pass
+            await ensure_builtin_roles(store)
+            return
+        except UnavailableError as error:
+            logger.warning(
+                "Could not write the default namespace and the built-in Roles to etcd at %s, retrying in %.0f s: %s",
+                endpoints, delay, error.message,
+            )  # fmt: skip
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 30.0)
