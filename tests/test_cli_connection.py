@@ -185,8 +185,8 @@ def test_unauthorized_lists_saved_servers(
 
     assert result.exit_code == 1
     assert "authentication required" in result.stderr
-    assert f"no saved login in {path} matches {other} (it has tokens for: {api_server})" in result.stderr
-    assert f"log in with: skyshift login --server {other} --username NAME" in result.stderr
+    assert f"no saved login in {path} matches {other} (it has tokens for: {api_server}, and a token goes" in result.stderr
+    assert f"log in with: skyshift login --server {other} --username NAME, or pass --token" in result.stderr
     assert admin_token not in result.output
 
 
@@ -210,12 +210,35 @@ def test_unauthorized_without_config(isolated_env: Path, api_server: str):
     assert f"no token was sent because there is no client config at {expected}" in result.stderr
 
 
-def test_unauthorized_with_token_keeps_config_hint(isolated_env: Path, api_server: str):
+def test_unauthorized_with_token_names_its_source(isolated_env: Path, api_server: str):
     result = CliRunner().invoke(app, ["--server", api_server, "--token", "sks_admin.00.wrong", "get", "jobs"])
 
     assert result.exit_code == 1
     assert "no token was sent" not in result.stderr
-    assert "(client configuration:" in result.stderr
+    assert "(the token was given with --token)" in result.stderr
+
+
+def test_unauthorized_with_token_from_context_names_client_config(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, api_server: str
+):
+    path = _saved_login(isolated_env, monkeypatch, api_server, "sks_admin.00.revoked")
+
+    result = CliRunner().invoke(app, ["--server", api_server, "get", "jobs"])
+
+    assert result.exit_code == 1
+    assert f"(client configuration: {path}; set SKYSHIFT_CONFIG or --token to use another)" in result.stderr
+
+
+def test_unauthorized_with_token_from_environment_names_it(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, api_server: str
+):
+    monkeypatch.setenv("SKYSHIFT_TOKEN", "sks_admin.00.wrong")
+
+    result = CliRunner().invoke(app, ["--server", api_server, "get", "jobs"])
+
+    assert result.exit_code == 1
+    assert "(the token came from $SKYSHIFT_TOKEN; unset it or pass --token to use another)" in result.stderr
+    assert "client configuration" not in result.stderr
 
 
 # ---- https against a plain-HTTP server ------------------------------------------------------

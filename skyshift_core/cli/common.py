@@ -253,6 +253,10 @@ def unauthorized_hint(ctx: click.Context) -> str:
         return ""
     path = default_config_path()
     if connection.token is not None:
+        if connection.token_source == "--token":
+            return " (the token was given with --token)"
+        if connection.token_source is not None and connection.token_source.startswith("$"):
+            return f" (the token came from {connection.token_source}; unset it or pass --token to use another)"
         return f" (client configuration: {path}; set SKYSHIFT_CONFIG or --token to use another)"
 
     url = connection.server
@@ -270,7 +274,8 @@ def unauthorized_hint(ctx: click.Context) -> str:
     servers = ", ".join(sorted({context.server for context in with_tokens})) or "none"
     return (
         f"; no token was sent because no saved login in {path} matches {url} "
-        f"(it has tokens for: {servers}); log in with: {login}"
+        f"(it has tokens for: {servers}, and a token goes only to the server it was issued for); log in with: "
+        f"{login}, or pass --token"
     )
 
 
