@@ -44,3 +44,15 @@ def test_etcd_given_port_taken_fails(tmp_path):
             EtcdProcess(data_dir=tmp_path / "data", client_port=port).start()
     finally:
         blocker.close()
+
+
+def test_etcd_data_dir_private(tmp_path):
+    # etcd recommends 0700 and warns at every start about a wider mode; the data holds password hashes.
+    (tmp_path / "data").mkdir(mode=0o755)
+
+    etcd = EtcdProcess(data_dir=tmp_path / "data").start()
+    try:
+        assert (tmp_path / "data").stat().st_mode & 0o777 == 0o700
+        assert "permission" not in etcd.log_path.read_text()
+    finally:
+        etcd.stop()

@@ -69,7 +69,10 @@ class EtcdProcess:
         """Start etcd and wait until it listens. Ports left at 0 are chosen free; when another
         process takes one of them before etcd binds it, etcd starts again on other free ports."""
         self.data_dir = Path(self.data_dir)
+        # Private, as etcd recommends (it warns at every start about a wider mode): the data holds
+        # password hashes and token digests.
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)
         self.log_path = self.log_path or self.data_dir.parent / f"{self.data_dir.name}.log"
         chosen = (self.client_port == 0, self.peer_port == 0)
         for attempt in range(1, _PORT_ATTEMPTS + 1):
