@@ -489,7 +489,7 @@ async def _freeze_after_sync(informers: list[Informer]) -> None:
         await informer.wait_for_sync()
     gc.collect()
     gc.freeze()
-    logger.info("Caches filled; %d objects exempted from garbage collection", gc.get_freeze_count())
+    logger.debug("Caches filled; %d objects exempted from garbage collection", gc.get_freeze_count())
 
 
 def run_controller_manager(

@@ -233,7 +233,7 @@ class LeaderElector:
                 except LeaseLostError as error:
                     raise _LeadershipLost(error.message) from error
                 except (SkyShiftError, asyncio.TimeoutError) as error:
-                    left = deadline - loop.time()
+                    left = max(deadline - loop.time(), 0.0)
                     logger.warning(
                         "%s: renewing lease '%s' failed: %s; trying again, %.1f s left before giving up leadership",
                         self.identity, self.lease_name, getattr(error, "message", None) or repr(error), left,

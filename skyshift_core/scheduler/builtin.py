@@ -29,11 +29,11 @@ class ClusterReady(FilterPlugin):
 
     def filter(self, state: CycleState, job: Job, cluster: ClusterInfo) -> Status:
         if cluster.deleting:
-            return Status.unschedulable("cluster being deleted", plugin=self.name)
+            return Status.unschedulable("being deleted", plugin=self.name)
         if not cluster.ready:
-            return Status.unschedulable("cluster not ready", plugin=self.name)
+            return Status.unschedulable("not ready", plugin=self.name)
         if cluster.cordoned:
-            return Status.unschedulable("cluster cordoned", plugin=self.name)
+            return Status.unschedulable("cordoned", plugin=self.name)
         return Status.success()
 
 

@@ -96,7 +96,7 @@ class Decision:
 
 
 def summarize(total: int, verdicts: list[ClusterVerdict]) -> str:
-    """Kubernetes-style summary: `0/3 clusters available: 2 insufficient cpus, 1 cluster not ready.`"""
+    """Kubernetes-style summary: `0/3 clusters available: 2 insufficient cpus, 1 not ready.`"""
     if total == 0:
         return "0/0 clusters available: no cluster is attached; attach one with skyshift apply -f CLUSTER.yaml."
     available = sum(1 for verdict in verdicts if verdict.feasible)

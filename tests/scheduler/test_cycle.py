@@ -55,7 +55,7 @@ def test_waits_with_reasons_per_cluster():
     assert decision.placement is None
     # Every cluster fails the placement filter first ("c" has the wrong label, a and b have none),
     # except b whose readiness is checked before placement.
-    assert decision.message == "0/3 clusters available: 2 did not match placement filter 'site-y', 1 cluster not ready."
+    assert decision.message == "0/3 clusters available: 2 did not match placement filter 'site-y', 1 not ready."
 
 
 def busy_node(name: str, cpus: float, free_cpus: float, memory: float = 4096, free_memory: float = 4096) -> NodeInfo:
@@ -139,7 +139,7 @@ def test_cordoned_cluster_skipped():
     clusters = [cluster("a", node("a1", 4), cordoned=True), cluster("b", node("b1", 4))]
     decision = schedule(profile(), job(replicas=1), clusters, [])
     assert decision.placement == {"b": 1}
-    assert [v.reasons for v in decision.verdicts if v.cluster == "a"] == [["cluster cordoned"]]
+    assert [v.reasons for v in decision.verdicts if v.cluster == "a"] == [["cordoned"]]
 
 
 def test_preferences_order_candidates():
