@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from skyshift_core.client import AsyncSkyShiftClient
-from skyshift_core.controllers.events import single_line
+from skyshift_core.controllers.events import record_event, single_line
 from skyshift_core.objects import Condition, Job, JobPhase, RestartPolicy, set_condition, utc_now
 from skyshift_core.runtime.informer import Informer
 from skyshift_core.runtime.reconcile import Request, Result
@@ -97,4 +97,8 @@ class JobStatusReconciler:
             )
         await self.client.update_status(updated)
         logger.info("Job %s/%s is %s: %s", request.namespace, request.name, phase.value, message)
+        if phase in (JobPhase.SUCCEEDED, JobPhase.FAILED):
+            # As Kubernetes' Job controller records Completed, or a Warning when a Job fails.
+            event_type, reason = ("Normal", "Completed") if phase is JobPhase.SUCCEEDED else ("Warning", "Failed")
+            await record_event(self.client, updated, event_type, reason, message, "job-status-controller")
         return None

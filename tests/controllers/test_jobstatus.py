@@ -24,10 +24,15 @@ class RecordingClient:
 
     def __init__(self):
         self.written: list[Job] = []
+        self.events: list = []
 
     async def update_status(self, job: Job) -> dict:
         self.written.append(job)
         return job.model_dump(mode="json")
+
+    async def create(self, obj) -> dict:
+        self.events.append(obj)
+        return obj.model_dump(mode="json")
 
 
 def job_with_tasks(*states: str) -> Job:
@@ -156,3 +161,31 @@ def test_restarting_replica_keeps_job_running():
     job.status.clusters["a"].tasks["0"] = TaskStatus(state="Pending", reason="Restarting", restarts=2)
 
     assert aggregate_phase(job) == (JobPhase.RUNNING, "0 of 1 replicas running, 0 succeeded")
+
+
+@pytest.mark.parametrize(
+    ("states", "event_type", "reason", "message"),
+    [
+        (("Succeeded", "Succeeded"), "Normal", "Completed", "all 2 replicas succeeded"),
+        (("Succeeded", "Failed"), "Warning", "Failed", "replica 1 on a failed"),
+    ],
+    ids=["succeeded", "failed"],
+)
+async def test_finished_job_gets_event(states, event_type, reason, message):
+    # As Kubernetes' Job controller records Completed, or a Warning when the Job fails.
+    client = RecordingClient()
+
+    await JobStatusReconciler(client, OneJob(job_with_tasks(*states))).reconcile(Request("Job", "default", "train"))  # type: ignore[arg-type]
+
+    (event,) = client.events
+    assert (event.type, event.reason, event.source) == (event_type, reason, "job-status-controller")
+    assert event.message.startswith(message)
+    assert event.involved_object.name == "train"
+
+
+async def test_running_job_gets_no_event():
+    client = RecordingClient()
+
+    await JobStatusReconciler(client, OneJob(job_with_tasks("Running"))).reconcile(Request("Job", "default", "train"))  # type: ignore[arg-type]
+
+    assert client.events == []
