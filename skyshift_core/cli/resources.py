@@ -105,6 +105,22 @@ def _fail_before_sending(errors: list[str], documents: int, past_tense: str) -> 
 # ---- apply ----------------------------------------------------------------------------------
 
 
+def _same_as_stored(manifest: ParsedManifest, current: dict[str, Any]) -> bool:
+    """Tell whether replacing `current` with the manifest would change nothing the manifest sets:
+    every field but metadata and status, the labels and annotations, and the finalizers if given."""
+    try:
+        stored = manifest.model.model_validate(current)
+    except ValueError:
+        return False  # The server's object has fields this client does not know: let the server decide.
+    wanted = manifest.obj
+    if wanted.metadata.labels != stored.metadata.labels or wanted.metadata.annotations != stored.metadata.annotations:
+        return False
+    if "finalizers" in wanted.metadata.model_fields_set and wanted.metadata.finalizers != stored.metadata.finalizers:
+        return False
+    excluded = {"metadata", "status"}
+    return wanted.model_dump(mode="json", exclude=excluded) == stored.model_dump(mode="json", exclude=excluded)
+
+
 def apply_manifest(client: SkyShiftClient, manifest: ParsedManifest) -> str:
     """Create the object or replace it, keeping its status; return created, configured or unchanged.
 
@@ -123,6 +139,10 @@ def apply_manifest(client: SkyShiftClient, manifest: ParsedManifest) -> str:
                 # Another writer created it since our read: apply again as an update.
                 continue
 
+        if _same_as_stored(manifest, current):
+            # As kubectl skips an empty patch: nothing is sent, so applying an unchanged manifest
+            # needs no update permission.
+            return "unchanged"
         body = copy.deepcopy(request_body(manifest))
         metadata = body["metadata"]
         metadata.pop("resourceVersion", None)

@@ -339,3 +339,23 @@ def test_describe_cluster_shows_events_from_default_namespace(cli, api):
     assert result.exit_code == 0, result.output
     assert "cluster is ready" in result.stdout
     assert "not shown" not in result.stdout
+
+
+def test_apply_unchanged_needs_no_update_permission(api, cli, tmp_path: Path):
+    # As kubectl apply sends nothing for an empty patch, a pipeline that may create but not update
+    # can apply the same manifests again.
+    create_role(api, "ci", [{"verbs": ["create", "get", "list", "delete"], "resources": ["jobs"]}])
+    token = create_user(api, "ci-bot", ("ci",))
+    manifest = tmp_path / "job.yaml"
+    manifest.write_text("kind: Job\nmetadata: {name: ci-run, labels: {app: ci}}\nspec: {run: 'true', env: [{A: '1'}]}\n")
+
+    first = cli("--token", token, "apply", "-f", str(manifest))
+    again = cli("--token", token, "apply", "-f", str(manifest))
+    manifest.write_text("kind: Job\nmetadata: {name: ci-run, labels: {app: ci}}\nspec: {run: 'false'}\n")
+    changed = cli("--token", token, "apply", "-f", str(manifest))
+
+    assert first.stdout.strip() == "job.skyshift/ci-run created"
+    assert again.exit_code == 0, again.output
+    assert again.stdout.strip() == "job.skyshift/ci-run unchanged"
+    assert changed.exit_code == 1
+    assert "may not update jobs 'ci-run'" in changed.stderr
