@@ -49,6 +49,8 @@ def validate_password(password: str) -> str:
         raise InvalidError(
             f"invalid password: expected {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters, got {length}"
         )
+    if not password.strip():
+        raise InvalidError("invalid password: it is only whitespace; choose one with other characters too")
     return password
 
 

@@ -181,6 +181,13 @@ def test_short_password_rejected(api, alice):
     assert "expected 8 to 1024 characters, got 5" in response.json()["message"]
 
 
+def test_whitespace_password_rejected(api, alice):
+    response = api.put("/api/v1/users/alice/password", json={"password": " " * 12})
+
+    assert response.status_code == 422
+    assert response.json()["message"] == "invalid password: it is only whitespace; choose one with other characters too"
+
+
 def test_deleted_user_loses_tokens_and_bindings(api, client_as, anonymous_api, alice):
     client = client_as(login(anonymous_api, alice, "correct horse")["token"])
     assert api.delete("/api/v1/users/alice").status_code == 200
