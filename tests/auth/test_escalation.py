@@ -125,6 +125,19 @@ def test_take_over_admin_by_service_token(manager):
     assert response.status_code == 403
 
 
+def test_list_tokens_of_stronger_user_needs_only_list(api, user_client):
+    # Listing shows ids, descriptions and expiry, never a secret, so it hands out nothing.
+    created = api.post("/api/v1/users/admin/tokens", json={"description": "ops"}).json()
+    create_role(api, "token-auditor", [{"verbs": ["list"], "resources": ["users/tokens"]}])
+    auditor = user_client("audrey", "token-auditor")
+
+    listed = auditor.get("/api/v1/users/admin/tokens")
+
+    assert listed.status_code == 200, listed.text
+    assert created["id"] in [item["id"] for item in listed.json()["items"]]
+    assert "token" not in listed.json()["items"][0]
+
+
 def test_act_for_weaker_user_allowed(api, manager, user_client):
     create_role(api, "jobs-reader", [{"verbs": ["get"], "resources": ["jobs"]}])
     user_client("weak", "jobs-reader")
