@@ -26,6 +26,17 @@ def test_state_dir_under_a_file_named(tmp_path: Path):
     assert raised.value.message.endswith("choose a directory you may write with --state-dir or SKYSHIFT_STATE_DIR")
 
 
+def test_state_dir_that_is_a_file_named(tmp_path: Path):
+    (tmp_path / "plain-file").write_text("not a directory\n")
+
+    with pytest.raises(ControlPlaneError) as raised:
+        LocalControlPlane(tmp_path / "plain-file").prepare_state_dir()
+
+    assert raised.value.message.startswith(
+        f"cannot use the state directory {tmp_path / 'plain-file'}: it is a file, not a directory; "
+    )
+
+
 def test_up_names_the_state_dir_not_the_client_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     (tmp_path / "plain-file").write_text("not a directory\n")
     monkeypatch.setenv("SKYSHIFT_CONFIG", str(tmp_path / "client.yaml"))

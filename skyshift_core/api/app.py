@@ -40,7 +40,7 @@ from skyshift_core.store.tls import EtcdTls
 logger = logging.getLogger(__name__)
 
 # Seconds the API server waits at startup for its first writes to etcd before it listens anyway.
-INITIALIZE_WAIT = 3.0
+INITIALIZE_WAIT = 2.0
 # Seconds /readyz waits for etcd before it responds 503. The store alone would retry for up to
 # `Store.deadline` (15 s by default), far longer than a readiness probe waits. Kubernetes' probe
 # timeoutSeconds defaults to 1 s, so a probe of /readyz needs a timeoutSeconds above this bound.

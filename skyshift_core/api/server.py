@@ -64,7 +64,7 @@ def serve(
 # Such a failure does not pass with time, unlike etcd being down.
 _TLS_FAILURE_MARKERS = ("handshake", "ssl", "tsi_", "certificate", "socket closed")
 # Seconds the start-up check waits for etcd before the server starts without it.
-STARTUP_ETCD_WAIT = 5.0
+STARTUP_ETCD_WAIT = 2.0
 
 
 def check_startup(settings: ApiSettings) -> None:

@@ -301,6 +301,10 @@ class LocalControlPlane:
     def prepare_state_dir(self) -> None:
         """Create the state directory and its logs folder; raise ControlPlaneError when that is not possible."""
         advice = "choose a directory you may write with --state-dir or SKYSHIFT_STATE_DIR"
+        if self.state_dir.exists() and not self.state_dir.is_dir():
+            raise ControlPlaneError(
+                f"cannot use the state directory {self.state_dir}: it is a file, not a directory; {advice}"
+            )
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             self.logs_dir.mkdir(exist_ok=True)

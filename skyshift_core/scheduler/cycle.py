@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 from skyshift_core.objects import FilterPolicy, Job
@@ -129,14 +129,36 @@ def schedule(
         return _schedule(profile, job, clusters, policies, replicas, current or {}, step)
     except (Exception, SystemExit) as error:
         # SystemExit too: a helper library that calls sys.exit() must not stop the controller manager.
-        logger.exception("Scheduling cycle of Job %s/%s failed in %s", job.metadata.namespace, job.metadata.name, step.name)
-        unreserve_all(step.reserved, step.state, job, step.placement)
         message = f"{step.name} raised {describe_error(error)}; this is a bug in that plugin: report it to its authors"
+        _log_failure(job, message)
+        unreserve_all(step.reserved, step.state, job, step.placement)
         return Decision(profile.name, replicas, None, [], message, error=True)
     finally:
         elapsed = time.perf_counter() - started
         if elapsed > SLOW_CYCLE_SECONDS:
             step.report_slow(job, profile, elapsed)
+
+
+# Failures whose traceback was logged, by Job and message, so that a Job whose cycle is retried on
+# the same plugin bug logs the traceback once and then one line per retry. The oldest are forgotten.
+_LOGGED_FAILURES: OrderedDict[tuple, None] = OrderedDict()
+_MAX_LOGGED_FAILURES = 1024
+
+
+def _log_failure(job: Job, message: str) -> None:
+    """Log a cycle's plugin failure; with its traceback the first time for this Job and message."""
+    metadata = job.metadata
+    key = (metadata.namespace, metadata.name, metadata.uid, message)
+    first = key not in _LOGGED_FAILURES
+    if first:
+        _LOGGED_FAILURES[key] = None
+        if len(_LOGGED_FAILURES) > _MAX_LOGGED_FAILURES:
+            _LOGGED_FAILURES.popitem(last=False)
+    logger.error(
+        "Scheduling cycle of Job %s/%s failed: %s%s",
+        metadata.namespace, metadata.name, message, "" if first else " (its traceback was logged before)",
+        exc_info=first,
+    )  # fmt: skip
 
 
 def unreserve_all(plugins: list[ReservePlugin], state: CycleState | None, job: Job, placement: dict[str, int]) -> None:

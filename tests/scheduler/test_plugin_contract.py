@@ -265,3 +265,25 @@ def test_fast_cycle_not_logged(caplog):
         schedule(with_plugins(), job(), clusters(), [])
 
     assert not [record for record in caplog.records if "took" in record.getMessage()]
+
+
+class RaisingFilter(FilterPlugin):
+    name = "raising"
+
+    def filter(self, state, job, cluster):
+        raise RuntimeError("table of sites is empty")
+
+
+def test_repeated_failure_logs_traceback_once(caplog):
+    # A Job whose cycle is retried on the same plugin bug logs one line per retry after the first.
+    failing = job()
+    failing.metadata.uid = "uid-of-repeated-failure"
+
+    with caplog.at_level(logging.ERROR, logger="skyshift_core.scheduler.cycle"):
+        for _ in range(3):
+            schedule(with_plugins(filters=[RaisingFilter()]), failing, clusters(), [])
+
+    records = [record for record in caplog.records if "failed: filter plugin 'raising'" in record.getMessage()]
+    assert len(records) == 3
+    assert [bool(record.exc_info) for record in records] == [True, False, False]
+    assert records[1].getMessage().endswith("(its traceback was logged before)")
