@@ -66,6 +66,9 @@ DELETED_KEY_MEMORY_SECONDS = 3600.0
 REQUEUE_STATES = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"})
 # Seconds a one-shot `skyshift exec` command may run before it is stopped.
 EXEC_TIMEOUT_SECONDS = 300.0
+# Seconds after a restart during which a record that still shows the restarted attempt ended is
+# taken as read before slurmctld showed the restart. Past it, the restart is taken as lost and made again.
+STALE_RESTART_SECONDS = 60.0
 
 
 @dataclass
@@ -119,6 +122,9 @@ class SlurmClusterManager(ClusterManager):
         self._units: dict[str, WorkUnit] = {}
         self._rejected: dict[str, WorkStatus] = {}
         self._restart_due: dict[str, float] = {}
+        # Restarts this manager made (task id -> (restart count it acted on, when)). A record that
+        # still shows that attempt ended predates the restart, and must not restart it again.
+        self._restarted: dict[str, tuple[int, float]] = {}
         self._observation: tuple[float, dict[str, list[_Replica]]] | None = None
         # One queue read at a time for submit's check of what exists.
         self._observe_lock = asyncio.Lock()
@@ -479,7 +485,13 @@ class SlurmClusterManager(ClusterManager):
         policy, limit = identity.restart_policy, self.settings.max_restarts
         if not record.is_terminal:
             self._restart_due.pop(record.task_id, None)
+            self._restarted.pop(record.task_id, None)
             return task_status(record, restarts)
+        acted = self._restarted.pop(record.task_id, None)
+        if acted is not None and acted[0] >= restarts and time.monotonic() - acted[1] < STALE_RESTART_SECONDS:
+            # Read before slurmctld showed the requeue (a slow queue read that overlapped it).
+            self._restarted[record.task_id] = acted
+            return _restarting_status(record, restarts)
         if identity.key in self._cancelled or not wants_restart(record, policy, restarts, limit):
             self._restart_due.pop(record.task_id, None)
             return final_status(record, restarts, limit, policy)
@@ -510,14 +522,14 @@ class SlurmClusterManager(ClusterManager):
             status.message += f"; the last restart attempt failed: {error}"
             return status
         self._restart_due.pop(record.task_id, None)
+        now = time.monotonic()
+        # Entries past their time are of restarts that Slurm showed long ago (or of superseded tasks).
+        expired = [task_id for task_id, (_, when) in self._restarted.items() if now - when >= STALE_RESTART_SECONDS]
+        for task_id in expired:
+            del self._restarted[task_id]
+        self._restarted[record.task_id] = (restarts, now)
         self._observation = None
-        return TaskStatus(
-            state="Pending",
-            reason="Restarting",
-            exit_code=task_status(record, restarts).exit_code,
-            message=f"Slurm job {record.task_id} ended ({record.state}); restart {restarts + 1} submitted",
-            restarts=restarts + 1,
-        )
+        return _restarting_status(record, restarts)
 
     async def _restart(self, replica: _Replica, restarts: int, can_requeue: bool) -> None:
         identity, record = replica.identity, replica.record
@@ -725,3 +737,14 @@ def _check_key(key: str) -> None:
         raise ClusterManagerError(
             f"invalid work key {key!r}: expected a Job uid and generation without dots or spaces", retryable=False
         )
+
+
+def _restarting_status(record: JobRecord, restarts: int) -> TaskStatus:
+    """The status of a replica whose restart after attempt `restarts` was submitted."""
+    return TaskStatus(
+        state="Pending",
+        reason="Restarting",
+        exit_code=task_status(record, restarts).exit_code,
+        message=f"Slurm job {record.task_id} ended ({record.state}); restart {restarts + 1} submitted",
+        restarts=restarts + 1,
+    )
