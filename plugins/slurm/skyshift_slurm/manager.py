@@ -740,7 +740,7 @@ def _check_key(key: str) -> None:
 
 
 def _restarting_status(record: JobRecord, restarts: int) -> TaskStatus:
-    """The status of a replica whose restart after attempt `restarts` was submitted."""
+    """Return the status of a replica whose restart after attempt `restarts` was submitted."""
     return TaskStatus(
         state="Pending",
         reason="Restarting",
