@@ -95,14 +95,14 @@ def create_app(settings: ApiSettings) -> FastAPI:
         initializing = asyncio.ensure_future(_initialize(store, endpoints))
         app.state.initializing = initializing
         # Wait briefly, so that a server on a working etcd serves its first request initialized; with
-        # etcd down it listens anyway, /healthz answers, and /readyz says what it waits for.
+        # etcd down it listens anyway, /healthz responds, and /readyz says what it waits for.
         done, _ = await asyncio.wait({initializing}, timeout=INITIALIZE_WAIT)
         if done:
             logger.info("API server initialized; etcd at %s", endpoints)
         else:
             logger.warning(
-                "API server listening before etcd at %s answered; it writes the default namespace and the built-in "
-                "Roles once etcd answers, and /readyz reports 503 until then", endpoints,
+                "API server listening before etcd at %s responded; it writes the default namespace and the built-in "
+                "Roles once etcd responds, and /readyz reports 503 until then", endpoints,
             )  # fmt: skip
         try:
             yield
@@ -263,7 +263,7 @@ def _allowed_methods(app: FastAPI, path: str) -> list[str]:
 
 
 async def _initialize(store: Store, endpoints: str) -> None:
-    """Write the default namespace and the built-in Roles, retrying until etcd answers."""
+    """Write the default namespace and the built-in Roles, retrying until etcd responds."""
     from skyshift_core.auth.bootstrap import ensure_builtin_roles
 
     delay = 1.0

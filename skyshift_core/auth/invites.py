@@ -245,8 +245,8 @@ async def redeem_invite(
                 bound.spec.users.append(name)
                 bound.metadata.generation = role.metadata.generation + 1
                 transaction.replace(bound, int(role.metadata.resource_version))
-        # A binding that names the user before it existed would hand its Role to whoever picks the
-        # name: the new user gets the invite's Roles and nothing more.
+        # A binding that names the user before it existed would hand its Role to the first user to
+        # register that name: the new user gets the invite's Roles and nothing more.
         await store.unbind_everywhere(transaction, name, keep=frozenset(role.metadata.name for role in roles))
         token, token_record = await add_token(
             transaction, store, name, SESSION, token_lifetime_seconds, require_user=False

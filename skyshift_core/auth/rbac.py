@@ -101,7 +101,7 @@ _ROUTE_RESOURCES = ("jobs/logs", "jobs/explain", "users/password", "users/tokens
 
 
 def served_resources() -> set[str]:
-    """Every resource name a request can be authorized for: each kind's plural, the status of kinds
+    """Return every resource name a request can be authorized for: each kind's plural, the status of kinds
     that have one, and the resources of routes (logs, explain, tokens, invites, ...)."""
     from skyshift_core.objects import kinds
 

@@ -143,7 +143,7 @@ async def check_role_write(request: Request, role: Role, current: Role | None) -
 
 
 async def _check_users_exist(request: Request, role: Role, added: list[str]) -> None:
-    """Reject binding users that do not exist: the binding would go to whoever registers the name first."""
+    """Reject binding users that do not exist: the binding would go to the first user to register the name."""
     store = auth_of(request).store
     missing = []
     for name in added:
@@ -155,7 +155,7 @@ async def _check_users_exist(request: Request, role: Role, added: list[str]) -> 
         names = ", ".join(repr(name) for name in missing)
         raise InvalidError(
             f"invalid spec.users of Role '{role.metadata.name}': no user named {names}; a binding to a name "
-            "that no user holds would go to whoever registers that name. Check the spelling (skyshift get users), "
+            "that no user holds would go to the first user to register that name. Check the spelling (skyshift get users), "
             "or invite the user with this Role: skyshift invite create --role " + role.metadata.name
         )
 

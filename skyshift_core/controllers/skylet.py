@@ -442,7 +442,7 @@ class Skylet:
         return changed or any(results)
 
     def _recorded_tasks(self, job: Job, unit: WorkUnit) -> list:
-        """The Job's recorded task of each replica of `unit` on this cluster; None for a replica without one."""
+        """Return the Job's recorded task of each replica of `unit` on this cluster; None for a replica without one."""
         share = job.status.clusters.get(self.cluster)
         tasks = share.tasks if share is not None else {}
         return [tasks.get(str(index)) for index in unit.replica_indices]

@@ -69,7 +69,7 @@ class EtcdProcess:
         """Start etcd and wait until it listens. Ports left at 0 are chosen free; when another
         process takes one of them before etcd binds it, etcd starts again on other free ports."""
         self.data_dir = Path(self.data_dir)
-        # Private, as etcd recommends (it warns at every start about a wider mode): the data holds
+        # Private, as etcd recommends (it warns at every start about a wider mode): the data contains
         # password hashes and token digests.
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.chmod(0o700)

@@ -260,16 +260,16 @@ def _schedule(
         step.plugin = plugin
         started = time.perf_counter()
         check = plugin.filter
-        kept = []
+        passed = []
         for cluster in remaining:
             status = check(state, job, cluster)
             if status is SUCCESS:
-                kept.append(cluster)  # The common case, without looking at the status.
+                passed.append(cluster)  # The common case, without looking at the status.
                 continue
             if not isinstance(status, Status):
                 return _failed(profile, replicas, [], _returned(step, "filter", status, "a Status", cluster.name))
             if status.ok:
-                kept.append(cluster)
+                passed.append(cluster)
             elif status.code is Code.ERROR:
                 message = f"filter plugin {plugin.name!r} failed: {'; '.join(status.reasons)}"
                 return _failed(profile, replicas, [], message)
@@ -280,7 +280,7 @@ def _schedule(
             else:
                 reasons = list(status.reasons) or [f"rejected by {plugin.name}"]
                 rejected[cluster.name] = ClusterVerdict(cluster.name, False, reasons, status.plugin or plugin.name)
-        remaining = kept
+        remaining = passed
         step.timed(started)
 
     step.plugin = None

@@ -193,7 +193,7 @@ def test_binding_a_user_who_does_not_exist_rejected(api):
     assert response.status_code == 422
     assert response.json()["message"].startswith(
         "invalid spec.users of Role 'group-b-jobs': no user named 'bobb'; a binding to a name that no user holds "
-        "would go to whoever registers that name"
+        "would go to the first user to register that name"
     )
     assert api.get("/api/v1/roles/group-b-jobs").json()["spec"]["users"] == []
 
