@@ -155,8 +155,9 @@ async def _check_users_exist(request: Request, role: Role, added: list[str]) -> 
         names = ", ".join(repr(name) for name in missing)
         raise InvalidError(
             f"invalid spec.users of Role '{role.metadata.name}': no user named {names}; a binding to a name "
-            "that no user holds would go to the first user to register that name. Check the spelling (skyshift get users), "
-            "or invite the user with this Role: skyshift invite create --role " + role.metadata.name
+            "that no user holds would go to the first user to register that name. Check the spelling "
+            "(skyshift get users), or invite the user with this Role: skyshift invite create --role "
+            + role.metadata.name
         )
 
 
