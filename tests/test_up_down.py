@@ -197,13 +197,32 @@ def test_up_refuses_etcd_data_dir_in_use(state_dir: Path):
         foreign.stop()
 
 
-def test_up_failure_stops_what_it_started(state_dir: Path):
-    # Nothing listens on this etcd endpoint, so the API server never becomes ready.
+def test_up_with_unreachable_external_etcd_starts_nothing(state_dir: Path):
     dead_etcd = f"127.0.0.1:{free_port()}"
 
-    result = skyshift(
-        "up", "--state-dir", str(state_dir), "--port", str(free_port()), "--etcd", dead_etcd, "--timeout", "1"
-    )
+    result = skyshift("up", "--state-dir", str(state_dir), "--port", str(free_port()), "--etcd", dead_etcd)
+
+    assert result.returncode == 1
+    expected = f"cannot connect to etcd at {dead_etcd}: Connection refused; start etcd there or correct --etcd"
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+    assert recorded_pids(state_dir) == {}
+
+
+def test_up_failure_stops_what_it_started(state_dir: Path):
+    # This endpoint accepts connections but never answers, as no etcd does, so the API server never
+    # becomes ready.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    silent_etcd = f"127.0.0.1:{silent.getsockname()[1]}"
+
+    try:
+        result = skyshift(
+            "up", "--state-dir", str(state_dir), "--port", str(free_port()), "--etcd", silent_etcd, "--timeout", "1"
+        )
+    finally:
+        silent.close()
 
     assert result.returncode == 1
     assert "api-server" in result.stdout

@@ -201,6 +201,32 @@ def server_url(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
+# Seconds `up` waits for a connection to an external etcd endpoint before it tries the next one.
+EXTERNAL_ETCD_CONNECT_TIMEOUT = 2.0
+
+
+def _check_external_etcd(endpoints: list[str]) -> None:
+    """Raise ControlPlaneError unless some endpoint of `--etcd` accepts a connection.
+
+    Without this, the API server would start, wait for etcd, and `up` would report it not ready."""
+    from skyshift_core.store.etcd import parse_endpoint
+
+    failures = []
+    for endpoint in endpoints:
+        try:
+            host, port = parse_endpoint(endpoint)
+        except ValueError as error:
+            raise ControlPlaneError(f"{error}; correct --etcd") from error
+        try:
+            with socket.create_connection((host, port), timeout=EXTERNAL_ETCD_CONNECT_TIMEOUT):
+                return
+        except OSError as error:
+            failures.append(f"{endpoint}: {error.strerror or error}")
+    raise ControlPlaneError(
+        f"cannot connect to etcd at {', '.join(failures)}; start etcd there or correct --etcd. Nothing was started"
+    )
+
+
 def port_in_use(host: str, port: int) -> bool:
     """Return True when something listens on host:port. SO_REUSEADDR matches how uvicorn binds, so TIME_WAIT is no obstacle."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -587,6 +613,8 @@ class LocalControlPlane:
                         "running API server expects etcd on them; run skyshift down, then skyshift up"
                     )
                 state.etcd_client_port, state.etcd_peer_port = free_port(), free_port()
+        if state.external_etcd is not None and API_SERVER not in running:
+            _check_external_etcd(state.external_etcd)
         if API_SERVER not in running:
             self._check_api_port(state, running)
 
