@@ -141,6 +141,20 @@ def unserved_resources(rules: list[PolicyRule]) -> list[str]:
     return warnings
 
 
+def limit_rules(rules: list[PolicyRule], namespace: str) -> list[PolicyRule]:
+    """Return `rules` as they apply through a binding in `namespace` alone.
+
+    A rule for every namespace applies in that one; a rule that names namespaces applies only if
+    it names that one. A rule limited to `namespace` never matches a cluster-scoped kind, whose
+    requests have no namespace, as a Kubernetes RoleBinding grants no cluster-scoped access.
+    """
+    limited = []
+    for rule in rules:
+        if ALL in rule.namespaces or namespace in rule.namespaces:
+            limited.append(rule.model_copy(update={"namespaces": [namespace]}))
+    return limited
+
+
 def resource_matches(pattern: str, resource: str) -> bool:
     """True when a rule's resource pattern matches a request's resource (see the module doc)."""
     if pattern in (ALL, resource):
@@ -261,9 +275,9 @@ def _grant_advice(user: str, attributes: Attributes, roles: Sequence[Role]) -> s
     """Return advice on how an administrator could allow the request.
 
     The advice names the first Role of SUGGESTED_ROLES that allows the request by its stored rules
-    and that the user does not hold. It names admin only when none of them does, and it always
-    offers a Role of the request's own, which a namespaced request gets for its namespace alone,
-    and then first.
+    and that the user does not hold, bound in the request's namespace alone when it has one. It
+    names admin only when none of them does, and it always offers a Role of the request's own,
+    which a namespaced request gets for its namespace alone.
     """
     bound_names = {role.metadata.name for role in roles if user in role.spec.users}
     stored = {role.metadata.name: role for role in roles}
@@ -282,10 +296,10 @@ def _grant_advice(user: str, attributes: Attributes, roles: Sequence[Role]) -> s
         if role is None or name in bound_names or not rules_allow(role.spec.rules, attributes):
             continue
         if namespace:
-            # The Role limited to the namespace comes first, so that groups stay apart by default.
+            # Bindings limited to the namespace, so that groups stay apart by default.
             return (
-                f"ask an administrator for {own_rule}, or to bind the built-in Role {name}, which allows it "
-                f"in every namespace (skyshift role bind {name} {user})"
+                f"ask an administrator to bind the built-in Role {name} in namespace '{namespace}' alone "
+                f"(skyshift role bind {name} {user} -n {namespace}), or for {own_rule}"
             )
         return (
             f"ask an administrator to bind the built-in Role {name} (skyshift role bind {name} {user}), "
@@ -331,10 +345,32 @@ class Authorizer:
             return self._roles
 
     async def roles_of(self, user: str) -> list[Role]:
+        """Return the Roles bound to `user` in every namespace (not those bound in one namespace)."""
         return [role for role in await self.roles() if user in role.spec.users]
 
+    async def namespaced_roles_of(self, user: str) -> dict[str, list[Role]]:
+        """Return the Roles bound to `user` in one namespace alone, by namespace."""
+        bound: dict[str, list[Role]] = {}
+        for role in await self.roles():
+            for namespace in role.spec.bound_in(user):
+                bound.setdefault(namespace, []).append(role)
+        return bound
+
     async def rules_of(self, user: str) -> list[PolicyRule]:
-        return [rule for role in await self.roles_of(user) for rule in role.spec.rules]
+        """Return every rule that applies to `user`: those of its Roles, and those of the Roles bound
+        to it in one namespace, limited to that namespace."""
+        rules: list[PolicyRule] = []
+        scoped: dict[str, list[PolicyRule]] = {}
+        # One pass over the Roles, since every request of the user comes here.
+        for role in await self.roles():
+            if user in role.spec.users:
+                rules.extend(role.spec.rules)
+            for namespace, users in role.spec.namespace_users.items():
+                if user in users:
+                    scoped.setdefault(namespace, []).extend(role.spec.rules)
+        for namespace, scoped_rules in scoped.items():
+            rules.extend(limit_rules(scoped_rules, namespace))
+        return rules
 
     async def allows(self, user: str, attributes: Attributes) -> bool:
         return rules_allow(await self.rules_of(user), attributes)

@@ -141,13 +141,19 @@ async def whoami(request: Request) -> Response:
     identity = identity_of(request)
     authorizer = auth_of(request).authorizer
     roles = await authorizer.roles_of(identity.user)
+    namespaced = await authorizer.namespaced_roles_of(identity.user)
     return _json(
         {
             "kind": "WhoAmI",
             "api_version": "v1",
             "user": identity.user,
             "roles": sorted(role.metadata.name for role in roles),
-            "rules": [rule.model_dump(mode="json") for role in roles for rule in role.spec.rules],
+            # Roles bound in one namespace alone, by namespace.
+            "namespace_roles": {
+                namespace: sorted(role.metadata.name for role in bound)
+                for namespace, bound in sorted(namespaced.items())
+            },
+            "rules": [rule.model_dump(mode="json") for rule in await authorizer.rules_of(identity.user)],
             "token": {
                 "id": identity.token_id,
                 "type": identity.token_kind,

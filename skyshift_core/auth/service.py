@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import Request
 
 from skyshift_core.auth.audit import AuditLog
-from skyshift_core.auth.rbac import Attributes, Authorizer
+from skyshift_core.auth.rbac import Attributes, Authorizer, limit_rules
 from skyshift_core.auth.ratelimit import LoginLimiter
 from skyshift_core.auth.settings import AuthSettings
 from skyshift_core.auth.tokens import Identity, TokenAuthenticator
@@ -124,25 +124,33 @@ async def check_role_write(request: Request, role: Role, current: Role | None) -
     """Reject a Role create or update that would hand out permissions the caller does not hold.
 
     Writing rules, or adding users to the binding, requires holding every permission in the new
-    rules. A write that only removes users or changes labels needs no such check. Such a write is
-    pinned to the version it was compared with (through its resource_version), so it cannot
-    overwrite a concurrent change to the rules with rules the caller may not grant.
+    rules. Binding a user in one namespace alone requires holding the rules as limited to that
+    namespace. A write that only removes users or changes labels needs no such check. Such a
+    write, and one that binds in a namespace, is pinned to the version it was compared with
+    (through its resource_version), so it cannot overwrite a concurrent change to the rules with
+    rules the caller may not grant.
     """
-    granting = (
-        current is None or role.spec.rules != current.spec.rules or bool(set(role.spec.users) - set(current.spec.users))
-    )
     added = sorted(set(role.spec.users) - set(current.spec.users if current is not None else ()))
-    await _check_users_exist(request, role, added)
-    if granting:
+    added_in = _namespace_bindings(role) - (_namespace_bindings(current) if current is not None else set())
+    await _check_users_exist(request, role, added, "spec.users")
+    await _check_users_exist(request, role, sorted({user for _, user in added_in}), "spec.namespace_users")
+    if current is None or role.spec.rules != current.spec.rules or added:
         await check_grant(request, role.spec.rules, f"write Role '{role.metadata.name}'")
         return role
+    for namespace in sorted({namespace for namespace, _ in added_in}):
+        rules = limit_rules(role.spec.rules, namespace)
+        await check_grant(request, rules, f"bind Role '{role.metadata.name}' in namespace '{namespace}'")
     if role.metadata.resource_version is None:
         role = role.model_copy(deep=True)
         role.metadata.resource_version = current.metadata.resource_version
     return role
 
 
-async def _check_users_exist(request: Request, role: Role, added: list[str]) -> None:
+def _namespace_bindings(role: Role) -> set[tuple[str, str]]:
+    return {(namespace, user) for namespace, users in role.spec.namespace_users.items() for user in users}
+
+
+async def _check_users_exist(request: Request, role: Role, added: list[str], field: str) -> None:
     """Reject binding users that do not exist: the binding would go to the first user to register the name."""
     store = auth_of(request).store
     missing = []
@@ -154,7 +162,7 @@ async def _check_users_exist(request: Request, role: Role, added: list[str]) -> 
     if missing:
         names = ", ".join(repr(name) for name in missing)
         raise InvalidError(
-            f"invalid spec.users of Role '{role.metadata.name}': no user named {names}; a binding to a name "
+            f"invalid {field} of Role '{role.metadata.name}': no user named {names}; a binding to a name "
             "that no user holds would go to the first user to register that name. Check the spelling "
             "(skyshift get users), or invite the user with this Role: skyshift invite create --role "
             + role.metadata.name

@@ -163,7 +163,13 @@ def whoami(ctx: typer.Context, output: DocumentOutputOption = None, server: Serv
     if print_document(result, output):
         return
     typer.echo(f"User:    {result['user']}")
-    typer.echo(f"Roles:   {', '.join(result['roles']) or '<none>'}")
+    # A Role bound in one namespace alone shows as ROLE (in NAMESPACE).
+    scoped = [
+        f"{role} (in {namespace})"
+        for namespace, roles in (result.get("namespace_roles") or {}).items()
+        for role in roles
+    ]
+    typer.echo(f"Roles:   {', '.join([*result['roles'], *scoped]) or '<none>'}")
     token = result["token"]
     typer.echo(f"Token:   {token['id']} ({token['type']}, expires {_when(token['expires_at'])})")
 
@@ -388,17 +394,31 @@ def user_set_password(
 # ---- roles ----------------------------------------------------------------------------------------
 
 
-def _change_binding(ctx: typer.Context, server: str | None, role_name: str, user: str, bind: bool) -> bool:
-    """Add or remove `user` in the Role's binding; return False when there was nothing to change."""
+def _change_binding(
+    ctx: typer.Context, server: str | None, role_name: str, user: str, bind: bool, namespace: str | None
+) -> bool:
+    """Add or remove `user` in the Role's binding, in every namespace or in `namespace` alone;
+    return False when there was nothing to change."""
     with client_for(ctx, server) as client:
         try:
             role = client.get(Role, role_name)
         except NotFoundError as error:
             raise NotFoundError(not_found_message(Role, role_name, None)) from error
-        users: list[str] = list(role["spec"].get("users") or [])
+        spec = role["spec"]
+        if namespace is None:
+            users: list[str] = list(spec.get("users") or [])
+        else:
+            spec["namespace_users"] = dict(spec.get("namespace_users") or {})
+            users = list(spec["namespace_users"].get(namespace) or [])
         if (user in users) == bind:
             return False
-        role["spec"]["users"] = [*users, user] if bind else [name for name in users if name != user]
+        users = [*users, user] if bind else [name for name in users if name != user]
+        if namespace is None:
+            spec["users"] = users
+        elif users:
+            spec["namespace_users"][namespace] = users
+        else:
+            spec["namespace_users"].pop(namespace, None)
         # The resource_version in `role` makes the update fail rather than overwrite a concurrent change.
         client.update(role)
     return True
@@ -409,11 +429,20 @@ def role_bind(
     ctx: typer.Context,
     role: Annotated[str, typer.Argument(help="Role to bind.")],
     user: Annotated[str, typer.Argument(help="User who gets the Role.")],
+    namespace: Annotated[
+        str | None,
+        typer.Option(
+            "--namespace", "-n",
+            help="Bind the Role in this namespace alone, as a Kubernetes RoleBinding does: its rules then apply "
+            "there and to no cluster-scoped kind. Default: every namespace.",
+        ),
+    ] = None,
     server: ServerOption = None,
 ) -> None:
-    """Give a user a Role. You must hold every permission of that Role yourself."""
-    changed = _change_binding(ctx, server, role, user, bind=True)
-    typer.echo(f"role.skyshift/{role} {'bound to' if changed else 'was already bound to'} user {user}")
+    """Give a user a Role. You must hold every permission of that Role yourself (in the namespace, with -n)."""
+    changed = _change_binding(ctx, server, role, user, bind=True, namespace=namespace)
+    where = f" in namespace {namespace}" if namespace else ""
+    typer.echo(f"role.skyshift/{role} {'bound to' if changed else 'was already bound to'} user {user}{where}")
 
 
 @role_app.command("unbind")
@@ -421,11 +450,18 @@ def role_unbind(
     ctx: typer.Context,
     role: Annotated[str, typer.Argument(help="Role to unbind.")],
     user: Annotated[str, typer.Argument(help="User who loses the Role.")],
+    namespace: Annotated[
+        str | None,
+        typer.Option(
+            "--namespace", "-n", help="Remove the binding in this namespace. Default: the one in every namespace."
+        ),
+    ] = None,
     server: ServerOption = None,
 ) -> None:
     """Take a Role away from a user."""
-    changed = _change_binding(ctx, server, role, user, bind=False)
-    typer.echo(f"role.skyshift/{role} {'unbound from' if changed else 'was not bound to'} user {user}")
+    changed = _change_binding(ctx, server, role, user, bind=False, namespace=namespace)
+    where = f" in namespace {namespace}" if namespace else ""
+    typer.echo(f"role.skyshift/{role} {'unbound from' if changed else 'was not bound to'} user {user}{where}")
 
 
 # ---- tokens ---------------------------------------------------------------------------------------

@@ -156,12 +156,29 @@ class RoleSpec(SkyModel):
     # Names of the Users this Role is bound to: the role binding. Deleting a User removes its name here.
     users: list[str] = Field(default_factory=list)
 
+    # Users bound in one namespace only (namespace -> user names), as a Kubernetes RoleBinding binds
+    # a ClusterRole: the Role's rules apply to them in that namespace, and to no cluster-scoped kind.
+    namespace_users: dict[str, list[str]] = Field(default_factory=dict)
+
     @field_validator("users")
     @classmethod
     def _check_users(cls, users: list[str]) -> list[str]:
         for user in users:
             validate_name(user, "user name")
         return users
+
+    @field_validator("namespace_users")
+    @classmethod
+    def _check_namespace_users(cls, namespace_users: dict[str, list[str]]) -> dict[str, list[str]]:
+        for namespace, users in namespace_users.items():
+            validate_name(namespace, "namespace")
+            for user in users:
+                validate_name(user, "user name")
+        return namespace_users
+
+    def bound_in(self, user: str) -> list[str]:
+        """Return the namespaces in which `user` is bound to the Role alone, sorted."""
+        return sorted(namespace for namespace, users in self.namespace_users.items() if user in users)
 
 
 class Role(Object):
@@ -175,7 +192,10 @@ class Role(Object):
     status: dict = Field(default_factory=dict)
 
     def table_row(self) -> dict[str, str]:
-        return {"USERS": ",".join(self.spec.users) or "<none>"}
+        # A user bound in one namespace shows as NAMESPACE/USER.
+        namespace_users = sorted(self.spec.namespace_users.items())
+        scoped = [f"{namespace}/{user}" for namespace, users in namespace_users for user in users]
+        return {"USERS": ",".join([*self.spec.users, *scoped]) or "<none>"}
 
 
 class UserSpec(SkyModel):

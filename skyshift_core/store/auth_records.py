@@ -197,16 +197,25 @@ class SecretStoreMixin:
     async def unbind_everywhere(
         self: "Store", transaction: Transaction, name: str, keep: frozenset[str] = frozenset()
     ) -> None:
-        """Add to `transaction` the removal of user `name` from every Role binding but those of the Roles in `keep`.
+        """Add to `transaction` the removal of user `name` from every Role binding, in every namespace and in
+        one, but the bindings in every namespace of the Roles in `keep`.
 
         Each Role is written only if it is unchanged since it was read here."""
         prefix = list_prefix(Role, None, self.root)
         response = await self._range(prefix, prefix_range_end(prefix))
         for kv in response.kvs:
             role = self._decode(Role, kv.value, kv.mod_revision)
-            if name not in role.spec.users or role.metadata.name in keep:
+            bound = name in role.spec.users and role.metadata.name not in keep
+            if not bound and not role.spec.bound_in(name):
                 continue
             updated = role.model_copy(deep=True)
-            updated.spec.users = [user for user in role.spec.users if user != name]
+            if bound:
+                updated.spec.users = [user for user in role.spec.users if user != name]
+            # Bindings in one namespace go too; a kept Role stays bound in every namespace.
+            updated.spec.namespace_users = {
+                namespace: [user for user in users if user != name]
+                for namespace, users in role.spec.namespace_users.items()
+                if [user for user in users if user != name]
+            }
             updated.metadata.generation = role.metadata.generation + 1
             transaction.replace(updated, kv.mod_revision)

@@ -204,11 +204,15 @@ async def test_register_gets_only_the_invite_roles(api, anonymous_api, client_as
     create_role(api, "group-b-jobs", [{"verbs": ["*"], "resources": ["jobs"], "namespaces": ["group-b"]}])
     stale = await store.get(Role, None, "group-b-jobs")
     stale.spec.users = ["bobb"]
+    stale.spec.namespace_users = {"group-b": ["bobb"]}
     await store.update(stale)
     code = invite(api, "viewer")["invite"]
 
     response = register(anonymous_api, code, "bobb")
 
     assert response.status_code == 201, response.text
-    assert client_as(response.json()["token"]).get("/api/v1/whoami").json()["roles"] == ["viewer"]
+    whoami = client_as(response.json()["token"]).get("/api/v1/whoami").json()
+    assert whoami["roles"] == ["viewer"]
+    assert whoami["namespace_roles"] == {}
     assert api.get("/api/v1/roles/group-b-jobs").json()["spec"]["users"] == []
+    assert api.get("/api/v1/roles/group-b-jobs").json()["spec"]["namespace_users"] == {}

@@ -38,11 +38,11 @@ def test_viewer_write_suggests_editor(user_client):
     message = denial(user_client("vera", "viewer").post("/api/v1/namespaces/default/jobs", json=JOB))
 
     assert "user 'vera' may not create jobs in namespace 'default'" in message
-    assert "bind the built-in Role editor, which allows it in every namespace" in message
-    assert "skyshift role bind editor vera" in message
+    # Bound in the request's namespace alone, so that groups stay apart by default.
+    expected = "bind the built-in Role editor in namespace 'default' alone (skyshift role bind editor vera -n default)"
+    assert expected in message
     assert "role bind viewer" not in message
-    # The Role limited to the namespace is offered before the one that spans every namespace.
-    assert message.index("which allows it in namespace 'default' alone") < message.index("role bind editor")
+    assert "which allows it in namespace 'default' alone" in message
 
 
 def test_no_role_read_suggests_viewer(user_client):
