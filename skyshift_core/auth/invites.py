@@ -18,7 +18,14 @@ from datetime import datetime, timedelta
 from skyshift_core.auth.passwords import password_path, password_record
 from skyshift_core.auth.rbac import Authorizer
 from skyshift_core.auth.tokens import SESSION, TokenRecord, add_token
-from skyshift_core.errors import AlreadyExistsError, ConflictError, ForbiddenError, InvalidError, NotFoundError, UnauthorizedError
+from skyshift_core.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    ForbiddenError,
+    InvalidError,
+    NotFoundError,
+    UnauthorizedError,
+)
 from skyshift_core.objects import Role, User
 from skyshift_core.objects.meta import utc_now
 from skyshift_core.store import Store

@@ -344,32 +344,30 @@ class Authorizer:
                 self._read_at = read_at
             return self._roles
 
+    async def bindings_of(self, user: str) -> tuple[list[Role], dict[str, list[Role]]]:
+        """Return the Roles bound to `user` in every namespace, and those bound to it in one namespace
+        alone, by namespace, in one pass over the Roles, since every request of the user comes here."""
+        everywhere: list[Role] = []
+        scoped: dict[str, list[Role]] = {}
+        for role in await self.roles():
+            if user in role.spec.users:
+                everywhere.append(role)
+            for namespace, users in role.spec.namespace_users.items():
+                if user in users:
+                    scoped.setdefault(namespace, []).append(role)
+        return everywhere, scoped
+
     async def roles_of(self, user: str) -> list[Role]:
         """Return the Roles bound to `user` in every namespace (not those bound in one namespace)."""
-        return [role for role in await self.roles() if user in role.spec.users]
-
-    async def namespaced_roles_of(self, user: str) -> dict[str, list[Role]]:
-        """Return the Roles bound to `user` in one namespace alone, by namespace."""
-        bound: dict[str, list[Role]] = {}
-        for role in await self.roles():
-            for namespace in role.spec.bound_in(user):
-                bound.setdefault(namespace, []).append(role)
-        return bound
+        return (await self.bindings_of(user))[0]
 
     async def rules_of(self, user: str) -> list[PolicyRule]:
         """Return every rule that applies to `user`: those of its Roles, and those of the Roles bound
         to it in one namespace, limited to that namespace."""
-        rules: list[PolicyRule] = []
-        scoped: dict[str, list[PolicyRule]] = {}
-        # One pass over the Roles, since every request of the user comes here.
-        for role in await self.roles():
-            if user in role.spec.users:
-                rules.extend(role.spec.rules)
-            for namespace, users in role.spec.namespace_users.items():
-                if user in users:
-                    scoped.setdefault(namespace, []).extend(role.spec.rules)
-        for namespace, scoped_rules in scoped.items():
-            rules.extend(limit_rules(scoped_rules, namespace))
+        everywhere, scoped = await self.bindings_of(user)
+        rules = [rule for role in everywhere for rule in role.spec.rules]
+        for namespace, roles in scoped.items():
+            rules.extend(limit_rules([rule for role in roles for rule in role.spec.rules], namespace))
         return rules
 
     async def allows(self, user: str, attributes: Attributes) -> bool:

@@ -140,8 +140,7 @@ async def logout(request: Request) -> Response:
 async def whoami(request: Request) -> Response:
     identity = identity_of(request)
     authorizer = auth_of(request).authorizer
-    roles = await authorizer.roles_of(identity.user)
-    namespaced = await authorizer.namespaced_roles_of(identity.user)
+    roles, namespaced = await authorizer.bindings_of(identity.user)
     return _json(
         {
             "kind": "WhoAmI",

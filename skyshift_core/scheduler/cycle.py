@@ -205,7 +205,7 @@ class _Step:
         plugins = plugins or "no plugin was timed"
         logger.warning(
             "Scheduling cycle of Job %s/%s (profile %r) took %.2f s: %s. Plugins run on the controller manager's "
-            "event loop, so a slow one delays every controller and may cost the lease; a plugin must answer "
+            "event loop, so a slow one delays every controller and may cost the lease; a plugin must work "
             "from memory, in well under a millisecond per cluster",
             job.metadata.namespace, job.metadata.name, profile.name, elapsed, plugins,
         )  # fmt: skip

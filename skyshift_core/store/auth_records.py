@@ -211,11 +211,11 @@ class SecretStoreMixin:
             updated = role.model_copy(deep=True)
             if bound:
                 updated.spec.users = [user for user in role.spec.users if user != name]
-            # Bindings in one namespace go too; a kept Role stays bound in every namespace.
-            updated.spec.namespace_users = {
+            # Bindings in one namespace go too, and a kept Role stays bound in every namespace.
+            remaining = {
                 namespace: [user for user in users if user != name]
                 for namespace, users in role.spec.namespace_users.items()
-                if [user for user in users if user != name]
             }
+            updated.spec.namespace_users = {namespace: users for namespace, users in remaining.items() if users}
             updated.metadata.generation = role.metadata.generation + 1
             transaction.replace(updated, kv.mod_revision)
