@@ -1,5 +1,5 @@
-"""An API server started before its etcd: it listens at once, /readyz says what it waits for, and it
-writes the default namespace and the built-in Roles once etcd answers."""
+"""An API server started before its etcd: it listens at once, /readyz reports what it waits for, and it
+writes the default namespace and the built-in Roles once etcd responds."""
 
 from __future__ import annotations
 

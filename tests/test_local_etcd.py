@@ -47,7 +47,7 @@ def test_etcd_given_port_taken_fails(tmp_path):
 
 
 def test_etcd_data_dir_private(tmp_path):
-    # etcd recommends 0700 and warns at every start about a wider mode; the data holds password hashes.
+    # etcd recommends 0700 and warns at every start about a wider mode; the data contains password hashes.
     (tmp_path / "data").mkdir(mode=0o755)
 
     etcd = EtcdProcess(data_dir=tmp_path / "data").start()

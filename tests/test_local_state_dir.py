@@ -37,7 +37,7 @@ def test_state_dir_that_is_a_file_named(tmp_path: Path):
     )
 
 
-def test_up_names_the_state_dir_not_the_client_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_up_names_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     (tmp_path / "plain-file").write_text("not a directory\n")
     monkeypatch.setenv("SKYSHIFT_CONFIG", str(tmp_path / "client.yaml"))
 

@@ -663,9 +663,9 @@ def test_hook_alias_registered_once():
     assert [name for name, _ in manager.list_name_plugin()] == ["gadgets"]
 
 
-def test_duplicate_driver_quiet_until_used_and_duplicate_hook_warned_once(caplog):
+def test_duplicate_names_warned_where_used(caplog):
     # Every CLI command discovers plugins, so a clash among scheduler plugins must not print a
-    # warning on `skyshift get jobs`; a clash among hooks, which every command loads, does.
+    # warning on `skyshift get jobs`. A clash among hooks does, because every command loads them.
     drivers = PluginCatalog(
         [
             entry("spread", plugin=SpreadSample, distribution="skyshift-scheduler-spread"),

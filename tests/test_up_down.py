@@ -210,7 +210,7 @@ def test_up_with_unreachable_external_etcd_starts_nothing(state_dir: Path):
 
 
 def test_up_failure_stops_what_it_started(state_dir: Path):
-    # This endpoint accepts connections but never answers, as no etcd does, so the API server never
+    # This endpoint accepts connections but never responds, unlike etcd, so the API server never
     # becomes ready.
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))

@@ -95,7 +95,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         initializing = asyncio.ensure_future(_initialize(store, endpoints))
         app.state.initializing = initializing
         # Wait briefly, so that a server on a working etcd serves its first request initialized; with
-        # etcd down it listens anyway, /healthz responds, and /readyz says what it waits for.
+        # etcd down it listens anyway, /healthz responds, and /readyz reports what it waits for.
         done, _ = await asyncio.wait({initializing}, timeout=INITIALIZE_WAIT)
         if done:
             logger.info("API server initialized; etcd at %s", endpoints)

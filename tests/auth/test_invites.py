@@ -183,7 +183,7 @@ def test_role_bound_by_invite_then_rebind_is_idempotent(api, anonymous_api):
 
 
 def test_binding_a_user_who_does_not_exist_rejected(api):
-    # Whoever registered the name first would get the Role.
+    # The first user to register the name would get the Role.
     create_role(api, "group-b-jobs", [{"verbs": ["*"], "resources": ["jobs"], "namespaces": ["group-b"]}])
     role = api.get("/api/v1/roles/group-b-jobs").json()
     role["spec"]["users"] = ["bobb"]

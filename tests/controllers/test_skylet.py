@@ -544,7 +544,7 @@ async def test_missing_method_named_on_cluster(async_client, run_skylet):
 
 class PurgingManager(ScriptedManager):
     """The scripted backend, counting its status reads, whose work the test can purge as Slurm
-    purges ended jobs after MinJobAge, or as a restarted in-memory backend forgets them."""
+    purges ended jobs after MinJobAge, or as a restarted in-memory backend loses them."""
 
     def __init__(self, name: str):
         super().__init__(name)
@@ -595,7 +595,7 @@ class ForbiddingClient:
         return await self._client.patch(kind, name, *args, **kwargs)
 
 
-async def test_refused_status_write_fails_neither_other_jobs_nor_cluster(async_client, run_skylet, caplog):
+async def test_refused_status_write_isolated(async_client, run_skylet, caplog):
     manager = ScriptedManager(CLUSTER)
     await run_skylet(manager, client=ForbiddingClient(async_client), fast_poll_interval=0.05, fast_poll_window=SLOW_POLL)
     await place(async_client, "forbidden")

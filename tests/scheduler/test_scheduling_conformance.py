@@ -24,7 +24,7 @@ def tier_job(tier: str | None):
 
 
 class RequireTier(FilterPlugin, ScorePlugin):
-    """Keeps clusters whose `tier` label is the one a Job's annotation asks for, in the PreFilter style
+    """Keeps clusters whose `tier` label is the one a Job's annotation requests, in the PreFilter style
     of Kubernetes: pre_filter reads the annotation once, and filter and score read it from the state."""
 
     name = "require-tier"
@@ -63,7 +63,7 @@ class RequireTierSuite(FilterPluginConformance, ScorePluginConformance):
         "test_scores_within_range_after_normalization",
     ],
 )
-def test_state_from_pre_filter_and_pre_score_reaches_the_plugin(check):
+def test_pre_hook_state_reaches_plugin(check):
     getattr(RequireTierSuite(), check)()
 
 
