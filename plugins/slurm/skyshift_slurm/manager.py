@@ -67,8 +67,26 @@ REQUEUE_STATES = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"
 # Seconds a one-shot `skyshift exec` command may run before it is stopped.
 EXEC_TIMEOUT_SECONDS = 300.0
 # Seconds after a restart during which a record that still shows the restarted attempt ended is
-# taken as read before slurmctld showed the restart. Past it, the restart is taken as lost and made again.
+# taken as out of date. Past it, the restart is taken as lost and made again.
 STALE_RESTART_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class _EndedAttempt:
+    """An ended attempt of a task, as this manager saw it when it restarted the task."""
+
+    restarts: int
+    start_time: float | None
+    end_time: float | None
+
+    def shown_by(self, record: JobRecord, restarts: int) -> bool:
+        """Tell whether an ended record of the task shows this attempt rather than a later one.
+
+        The times tell, because slurmctld may raise RestartCnt before it shows the requeued task
+        PENDING. Without them, a record whose restart count is not higher shows this attempt."""
+        if self.end_time is not None and record.end_time is not None:
+            return (record.start_time, record.end_time) == (self.start_time, self.end_time)
+        return restarts <= self.restarts
 
 
 @dataclass
@@ -122,9 +140,9 @@ class SlurmClusterManager(ClusterManager):
         self._units: dict[str, WorkUnit] = {}
         self._rejected: dict[str, WorkStatus] = {}
         self._restart_due: dict[str, float] = {}
-        # Restarts this manager made (task id -> (restart count it acted on, when)). A record that
-        # still shows that attempt ended predates the restart, and must not restart it again.
-        self._restarted: dict[str, tuple[int, float]] = {}
+        # Restarts this manager made (task id -> the ended attempt it restarted, and when). A record
+        # that still shows that attempt ended is out of date, and must not restart it again.
+        self._restarted: dict[str, tuple[_EndedAttempt, float]] = {}
         self._observation: tuple[float, dict[str, list[_Replica]]] | None = None
         # One queue read at a time for submit's check of what exists.
         self._observe_lock = asyncio.Lock()
@@ -484,14 +502,20 @@ class SlurmClusterManager(ClusterManager):
         )
         policy, limit = identity.restart_policy, self.settings.max_restarts
         if not record.is_terminal:
+            # The entry in _restarted stays: a slower read may yet show the restarted attempt ended.
             self._restart_due.pop(record.task_id, None)
-            self._restarted.pop(record.task_id, None)
             return task_status(record, restarts)
         acted = self._restarted.pop(record.task_id, None)
-        if acted is not None and acted[0] >= restarts and time.monotonic() - acted[1] < STALE_RESTART_SECONDS:
-            # Read before slurmctld showed the requeue (a slow queue read that overlapped it).
+        if (
+            acted is not None
+            and acted[0].shown_by(record, restarts)
+            and time.monotonic() - acted[1] < STALE_RESTART_SECONDS
+        ):
+            # The attempt already restarted: a queue read that overlapped the requeue, or slurmctld
+            # between the requeue and the task's return to PENDING, when it shows the old end with
+            # RestartCnt already raised.
             self._restarted[record.task_id] = acted
-            return _restarting_status(record, restarts)
+            return _restarting_status(record, acted[0].restarts)
         if identity.key in self._cancelled or not wants_restart(record, policy, restarts, limit):
             self._restart_due.pop(record.task_id, None)
             return final_status(record, restarts, limit, policy)
@@ -527,7 +551,7 @@ class SlurmClusterManager(ClusterManager):
         expired = [task_id for task_id, (_, when) in self._restarted.items() if now - when >= STALE_RESTART_SECONDS]
         for task_id in expired:
             del self._restarted[task_id]
-        self._restarted[record.task_id] = (restarts, now)
+        self._restarted[record.task_id] = (_EndedAttempt(restarts, record.start_time, record.end_time), now)
         self._observation = None
         return _restarting_status(record, restarts)
 
@@ -539,8 +563,9 @@ class SlurmClusterManager(ClusterManager):
             # Always Job that end together take one statuses() call of that many round trips.
             await self.client.requeue(record.task_id)
             logger.info(
-                "Requeued Slurm task %s (replica %s of work %s) on cluster %s after %s",
-                record.task_id, index, identity.key, self.name, record.state,
+                "Requeued Slurm task %s (replica %s of work %s) on cluster %s after %s with exit code %s, as "
+                "restart %d",
+                record.task_id, index, identity.key, self.name, record.state, record.exit_status, restarts + 1,
             )  # fmt: skip
             return
         # slurmrestd cannot requeue, and slurmctld may have purged the job, so the replica is
@@ -666,6 +691,7 @@ class SlurmClusterManager(ClusterManager):
                 del self._finished[task_id]
                 self._requeues.pop(task_id, None)
                 self._restart_due.pop(task_id, None)
+                self._restarted.pop(task_id, None)
 
     # ---- paths ----------------------------------------------------------------------------
 
