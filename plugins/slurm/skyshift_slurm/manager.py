@@ -38,7 +38,7 @@ from skyshift_slurm.naming import JobIdentity, array_spec, job_name, name_prefix
 from skyshift_slurm.nodes import gpu_gres, node_resources, parse_gpus
 from skyshift_slurm.records import JobRecord, RecordSource, SubmitRequest
 from skyshift_slurm.rest import RestClient
-from skyshift_slurm.script import batch_script
+from skyshift_slurm.script import batch_script, exec_command
 from skyshift_slurm.states import (
     MAX_RESTART_DELAY_SECONDS,
     backoff_status,
@@ -356,10 +356,12 @@ class SlurmClusterManager(ClusterManager):
         """Run `command` once as a step of the replica's Slurm job (`srun --jobid=ID --overlap`) and
         return its output and exit code.
 
-        The step runs on the replica's node, within its allocation, with the environment that the
-        transport passes to Slurm's commands, and outside any container of `container_runtime`.
+        The step runs on the replica's node, within its allocation, in the replica's work directory
+        and with its variables (SkyShift's and the Job's envs) added to the environment that the
+        transport passes to Slurm's commands, outside any container of `container_runtime`.
         `tty` is ignored here: a one-shot command gets no terminal."""
         transport, job_id = await self._exec_target(key, replica, command)
+        command = await self._in_replica(key, replica, command)
         data: bytes | None = None
         if stdin is True:
             data = b""
@@ -373,7 +375,12 @@ class SlurmClusterManager(ClusterManager):
         """Connect this process's terminal to `command`, run as a step of the replica's Slurm job
         (`srun --pty` with `tty`); return its exit code."""
         transport, job_id = await self._exec_target(key, replica, command)
+        command = await self._in_replica(key, replica, command)
         return await transport.run_attached(commands.srun_command(job_id, command, pty=tty), tty=tty)
+
+    async def _in_replica(self, key: str, replica: int, command: list[str]) -> list[str]:
+        """Wrap an exec command so that it starts in the replica's work directory with its variables."""
+        return exec_command(f"{await self._resolved_output_root()}/{key}", replica, command)
 
     async def _exec_target(self, key: str, replica: int, command: list[str]) -> tuple[Transport, str]:
         """Return the transport and the Slurm job id of the running replica `replica` of work `key`,

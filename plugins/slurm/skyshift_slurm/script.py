@@ -3,7 +3,9 @@
 The manager calls `batch_script` on submit. Each array task of the script finds its global
 replica index from SLURM_ARRAY_TASK_ID and exports SkyShift's variables and the Job's envs. It
 sends its output to `<work dir>/replica-<index>.out` and runs the Job's `run` command, on the
-host (`container_runtime: none`) or in the Job's image with apptainer, podman or enroot.
+host (`container_runtime: none`) or in the Job's image with apptainer, podman or enroot. It also
+writes those variables to `<work dir>/replica-<index>.env`, from which `exec_command` gives the
+commands of `skyshift exec` the replica's environment.
 """
 
 from __future__ import annotations
@@ -35,6 +37,21 @@ class ContainerSpec:
 def output_file(work_dir: str, replica_index: int | str) -> str:
     """Return the path of a replica's output file in a work directory."""
     return f"{work_dir}/replica-{replica_index}.out"
+
+
+def environment_file(work_dir: str, replica_index: int | str) -> str:
+    """Return the path of the file with a replica's exported variables."""
+    return f"{work_dir}/replica-{replica_index}.env"
+
+
+def exec_command(work_dir: str, replica_index: int, command: list[str]) -> list[str]:
+    """Wrap `command` so that it runs in the replica's work directory with its variables, as the
+    replica's own command does. Work submitted before the variables file existed runs without it."""
+    setup = (
+        'cd -- "$1" 2>/dev/null; unset OLDPWD; if [ -r "$2" ]; then . "$2"; fi; shift 2; '
+        'command -v -- "$1" >/dev/null || { echo "$1: command not found" >&2; exit 127; }; exec "$@"'
+    )
+    return ["bash", "-c", setup, "skyshift-exec", work_dir, environment_file(work_dir, replica_index), *command]
 
 
 def batch_script(unit: WorkUnit, indices: Sequence[int], work_dir: str, runtime: str) -> tuple[str, list[str]]:
@@ -70,9 +87,14 @@ def batch_script(unit: WorkUnit, indices: Sequence[int], work_dir: str, runtime:
         else:
             lines.append(f"export {name}={shlex.quote(value)}")
 
+    exported = " ".join(f'{name} "${name}"' for name in ("SKYSHIFT_WORK_KEY", *environment))
+    variables_file = environment_file("$work_dir", "${" + REPLICA_VARIABLE + "}")
     lines += [
         f"work_dir={shlex.quote(work_dir)}",
         'mkdir -p "$work_dir" && cd "$work_dir" || exit 1',
+        "# For the commands of `skyshift exec`, which run as later steps of this job. The file may",
+        "# hold secrets from the Job's envs, so only its owner may read it.",
+        f"(umask 077 && printf 'export %s=%q\\n' {exported} >\"{variables_file}\")",
         f'exec >>"$work_dir/replica-${REPLICA_VARIABLE}.out" 2>&1',
     ]
     body, warnings = runtime_lines(runtime, spec)

@@ -104,11 +104,11 @@ async def test_delete_cancels_running_job(mode, make_manager, make_job, make_uni
 
 
 @pytest.mark.parametrize("mode", ("cli", "ssh"))
-async def test_exec_runs_in_replica_job(mode, make_manager, make_job, make_unit, wait_for, sites):
+async def test_exec_runs_in_replica_job(mode, make_manager, make_job, make_unit, wait_for, sites, output_root):
     manager = await make_manager("alpha", mode)
-    unit = make_unit(make_job("exec-me", "sleep 300", replicas=2), manager.name)
+    unit = make_unit(make_job("exec-me", "sleep 300", replicas=2, envs={"GREETING": "it's me"}), manager.name)
     await manager.submit(unit)
-    script = "echo job $SLURM_JOB_ID; cat; echo to stderr >&2; exit 3"
+    script = 'echo job $SLURM_JOB_ID; cat; echo "$SKYSHIFT_REPLICA_INDEX $GREETING $PWD"; echo to stderr >&2; exit 3'
     try:
         await wait_for(manager, unit.key, lambda status: all(task.state == "Running" for task in status.tasks.values()))
         result = await manager.exec(unit.key, 1, ["sh", "-c", script], stdin="typed\n")
@@ -118,7 +118,9 @@ async def test_exec_runs_in_replica_job(mode, make_manager, make_job, make_unit,
 
     # Replica 1 is array task 1, whose own Slurm job id the step runs in.
     job_ids = dict(line.split() for line in tasks if line.strip())
-    assert result.stdout == f"job {job_ids['1']}\ntyped\n"
+    # The command runs where the replica's own command runs, with its variables.
+    work_dir = f"{output_root}/alpha-{mode}/{unit.key}"
+    assert result.stdout == f"job {job_ids['1']}\ntyped\n1 it's me {work_dir}\n"
     assert result.stderr == "to stderr\n"
     assert result.exit_code == 3
 

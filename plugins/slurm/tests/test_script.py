@@ -16,6 +16,7 @@ from skyshift_slurm.script import (
     batch_script,
     enroot_image,
     enroot_lines,
+    exec_command,
     podman_command,
     qualified_image,
     runtime_lines,
@@ -60,7 +61,7 @@ def test_task_runs_its_replica_with_skyshift_variables(tmp_path):
     # Array task 1 runs the replica at position 1 of (3, 5, 8): replica 5.
     assert result.returncode == 0, result.stderr
     assert (work_dir / "replica-5.out").read_text() == f"train research site-a 5/9 {work_dir}\n"
-    assert sorted(path.name for path in work_dir.iterdir()) == ["replica-5.out"]
+    assert sorted(path.name for path in work_dir.iterdir()) == ["replica-5.env", "replica-5.out"]
 
 
 def test_task_keeps_env_values_verbatim(tmp_path):
@@ -99,6 +100,57 @@ def test_task_outside_replica_list_fails(tmp_path):
 
     assert result.returncode == 1
     assert "array task 2 has no replica; replicas: 3 5" in result.stderr
+
+
+def run_exec(work_dir: Path, index: int, command: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Run an exec command as srun would start it: from another directory, with the caller's environment."""
+    environment = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    return subprocess.run(
+        exec_command(str(work_dir), index, command),
+        cwd="/", env=environment, capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+
+
+def test_exec_gets_replica_variables(tmp_path):
+    envs = {"QUOTED": 'it\'s "here" $HOME `date`', "MULTI": "a\nb"}
+    work_dir = tmp_path / "work dir"
+    script, _ = batch_script(unit("true", envs=envs), [3, 5, 8], str(work_dir), "none")
+    run_task(script, 1, tmp_path)
+
+    printed = 'printf "%s|%s|%s|%s|%s" "$QUOTED" "$MULTI" "$SKYSHIFT_REPLICA_INDEX" "$SKYSHIFT_WORK_KEY" "$PWD"'
+    result = run_exec(work_dir, 5, ["sh", "-c", printed], tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f'it\'s "here" $HOME `date`|a\nb|5|{unit("true").key}|{work_dir}'
+    # The Job's envs may hold secrets.
+    assert (work_dir / "replica-5.env").stat().st_mode & 0o777 == 0o600
+
+
+def test_exec_without_variables_file(tmp_path):
+    # Work submitted by an earlier version of the plugin has no variables file.
+    printed = 'echo "${SKYSHIFT_REPLICA_INDEX:-unset}"; exit 4'
+
+    result = run_exec(tmp_path / "missing", 0, ["sh", "-c", printed], tmp_path)
+
+    assert (result.returncode, result.stdout, result.stderr) == (4, "unset\n", "")
+
+
+def test_exec_missing_program_exits_127(tmp_path):
+    result = run_exec(tmp_path, 0, ["no-such-program", "x"], tmp_path)
+
+    assert (result.returncode, result.stdout, result.stderr) == (127, "", "no-such-program: command not found\n")
+
+
+def test_exec_leaves_out_the_callers_directory(tmp_path):
+    result = run_exec(tmp_path, 0, ["sh", "-c", 'echo "${OLDPWD-unset} $PWD"'], tmp_path)
+
+    assert result.stdout == f"unset {tmp_path}\n"
+
+
+def test_exec_keeps_arguments_verbatim(tmp_path):
+    result = run_exec(tmp_path, 0, ["printf", "%s|", "two words", "$HOME", "-c"], tmp_path)
+
+    assert result.stdout == "two words|$HOME|-c|"
 
 
 def test_job_env_may_set_replica_index(tmp_path):
