@@ -34,8 +34,10 @@ def test_unplaced_job_is_error():
 
 
 def test_unplaced_replica_names_the_range():
-    with pytest.raises(InvalidError, match="replica 5 of Job 'train' is not placed on any cluster; the Job has replicas 0 to 2"):
-        share_of(placed_job({"a": [0, 1, 2]}), 5)
+    # Right after a scale-up, replica 2 exists but is not placed yet.
+    message = "replica 2 of Job 'train' is not placed on any cluster; the Job has replicas 0 to 2"
+    with pytest.raises(InvalidError, match=message):
+        share_of(placed_job({"a": [0, 1]}), 2)
 
 
 def place(client, manager: str) -> None:
@@ -75,3 +77,11 @@ def test_exec_missing_job_not_found(cli):
 
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: Job 'default/ghost' not found")
+
+
+def test_replica_out_of_range_rejected():
+    job = placed_job({"a": [0, 1, 2]})
+
+    for replica in (-1, 3):
+        with pytest.raises(InvalidError, match=rf"invalid replica {replica}: Job 'train' has replicas 0 to 2; pass"):
+            share_of(job, replica)

@@ -37,6 +37,11 @@ def share_of(job: Job, replica: int | None) -> tuple[str, WorkUnit, int]:
         )
     if replica is None:
         replica = min(index for share in placed.values() for index in share.replica_indices)
+    elif not 0 <= replica < job.spec.replicas:
+        raise InvalidError(
+            f"invalid replica {replica}: Job {job.metadata.name!r} has replicas 0 to {job.spec.replicas - 1}; "
+            "pass one of them to --replica"
+        )
     for cluster, share in sorted(placed.items()):
         for part in share.work_units():
             if replica in part.replica_indices:
@@ -65,7 +70,8 @@ def exec_command(
     job: Annotated[str, typer.Argument(help="Name of the Job, or job/NAME.")],
     command: Annotated[list[str], typer.Argument(help="The command and its arguments, after '--'.", metavar="COMMAND")],
     replica: Annotated[
-        int | None, typer.Option("--replica", "-r", help="Global index of the replica. Default: the lowest placed one.")
+        int | None,
+        typer.Option("--replica", "-r", help="Global index of the replica. Default: the lowest placed one."),
     ] = None,
     stdin: Annotated[bool, typer.Option("--stdin", "-i", help="Pass this terminal's input to the command.")] = False,
     tty: Annotated[bool, typer.Option("--tty", "-t", help="Allocate a TTY for the command (best effort).")] = False,
