@@ -17,6 +17,7 @@ import inspect
 import logging
 import re
 import threading
+import types
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -155,6 +156,8 @@ class PluginCatalog:
         _mark_conflicts(self._entries)
         # Reentrant, because a plugin's module may itself call into the catalog while it is imported.
         self._lock = threading.RLock()
+        # The distributions that `discover` read, searched for misspelt groups when a driver is missing.
+        self._distributions: list[importlib.metadata.Distribution] = []
 
     @classmethod
     def discover(cls, distributions: Iterable[importlib.metadata.Distribution] | None = None) -> PluginCatalog:
@@ -162,8 +165,7 @@ class PluginCatalog:
 
         Only metadata is read here; modules are imported when an entry is first listed or loaded.
         """
-        if distributions is None:
-            distributions = importlib.metadata.distributions()
+        distributions = list(importlib.metadata.distributions() if distributions is None else distributions)
         entries = []
         for distribution_name, distribution in _first_of_each_name(distributions):
             for entry_point in distribution.entry_points:
@@ -178,7 +180,9 @@ class PluginCatalog:
                         entry_point=entry_point,
                     )
                 )
-        return cls(entries)
+        catalog = cls(entries)
+        catalog._distributions = distributions
+        return catalog
 
     def entries(self, group: str | None = None) -> list[PluginEntry]:
         """Load and return the entries of `group` (default: every group), in listing order."""
@@ -224,6 +228,10 @@ class PluginCatalog:
             close = difflib.get_close_matches(name, installed + failed, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             broken = f" (failed to load, see skyshift plugins list: {', '.join(failed)})" if failed else ""
+            # A plugin of that name in a misspelt group explains the miss better than any other hint.
+            strays = stray_entry_points(self._distributions, name=name)
+            if strays:
+                hint = f". {'; '.join(strays)}"
             raise PluginError(
                 f"No {singular} named {name!r} in group {group!r}; installed: {', '.join(installed) or 'none'}"
                 f"{broken}{hint}",
@@ -288,6 +296,18 @@ class _WrappedLoadError(Exception):
     """Carries an error that stevedore would not pass to the failure callback; the original is its __cause__."""
 
 
+def _names_missing_target(target: str, error: BaseException) -> bool:
+    """Tell whether a load error shows that the entry point's own module or object does not exist,
+    as a typo in its value does, rather than that the plugin failed inside its module."""
+    module = target.partition(":")[0].strip()
+    if isinstance(error, ModuleNotFoundError) and error.name:
+        return module == error.name or module.startswith(error.name + ".")
+    if isinstance(error, AttributeError):
+        owner = getattr(error, "obj", None)
+        return isinstance(owner, types.ModuleType) and owner.__name__ == module
+    return False
+
+
 def _load_with_stevedore(group: str, entries: list[PluginEntry]) -> None:
     by_entry_point = {id(entry.entry_point): entry for entry in entries}
 
@@ -295,6 +315,11 @@ def _load_with_stevedore(group: str, entries: list[PluginEntry]) -> None:
         if isinstance(error, _WrappedLoadError) and error.__cause__ is not None:
             error = error.__cause__
         entry = by_entry_point[id(entry_point)]
+        if _names_missing_target(entry.target, error):
+            error = PluginError(
+                f"{describe_error(error)}; the entry point names {entry.target!r}: correct that value in the "
+                f"distribution's entry points, or reinstall {entry.distribution}"
+            )
         entry.error = error
         logger.warning(
             "Plugin %r in group %s from %s %s failed to load, so it is skipped: %s",
@@ -391,9 +416,12 @@ def _first_of_each_name(
         yield name, distribution
 
 
-def stray_entry_points(distributions: Iterable[importlib.metadata.Distribution] | None = None) -> list[str]:
+def stray_entry_points(
+    distributions: Iterable[importlib.metadata.Distribution] | None = None, name: str | None = None
+) -> list[str]:
     """Describe the entry points in a `skyshift` group that SkyShift does not read, such as a
-    misspelt `skyshift.cluster_manager`, one line each with the closest group it reads."""
+    misspelt `skyshift.cluster_manager`, one line each with the closest group it reads; only
+    those called `name` when it is given."""
     if distributions is None:
         distributions = importlib.metadata.distributions()
     found = []
@@ -401,6 +429,8 @@ def stray_entry_points(distributions: Iterable[importlib.metadata.Distribution] 
         for entry_point in distribution.entry_points:
             group = entry_point.group
             if group in GROUPS or not group.lower().startswith("skyshift"):
+                continue
+            if name is not None and entry_point.name != name:
                 continue
             close = difflib.get_close_matches(group, list(GROUPS), n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else f"; SkyShift reads {', '.join(GROUPS)}"

@@ -441,6 +441,22 @@ def test_misspelt_group_named_with_closest():
     ]
 
 
+def test_missing_driver_names_its_misspelt_group():
+    distributions = [
+        SampleDistribution("skyshift-localproc", "1", {"skyshift.cluster_manager": {"localproc": "localproc:Manager"}}),
+    ]
+    catalog = PluginCatalog.discover(distributions)
+
+    with pytest.raises(PluginError) as raised:
+        catalog.load_driver(CLUSTER_MANAGERS, "localproc")
+
+    assert raised.value.message == (
+        "No cluster manager named 'localproc' in group 'skyshift.cluster_managers'; installed: none. "
+        "skyshift-localproc declares entry point 'localproc' in group 'skyshift.cluster_manager', which SkyShift "
+        "does not read; did you mean 'skyshift.cluster_managers'?"
+    )
+
+
 @pytest.mark.parametrize(
     ("target", "expected_error"),
     [
@@ -461,12 +477,16 @@ def test_misspelt_group_named_with_closest():
         ),
         pytest.param(
             "skyshift_sample_absent:Plugin",
-            "ModuleNotFoundError: No module named 'skyshift_sample_absent'",
+            "ModuleNotFoundError: No module named 'skyshift_sample_absent'; the entry point names "
+            "'skyshift_sample_absent:Plugin': correct that value in the distribution's entry points, or reinstall "
+            "skyshift-broken",
             id="missing-module",
         ),
         pytest.param(
             "skyshift_sample_good:Absent",
-            "AttributeError: module 'skyshift_sample_good' has no attribute 'Absent'",
+            "AttributeError: module 'skyshift_sample_good' has no attribute 'Absent'; the entry point names "
+            "'skyshift_sample_good:Absent': correct that value in the distribution's entry points, or reinstall "
+            "skyshift-broken",
             id="missing-attribute",
         ),
     ],

@@ -136,9 +136,11 @@ class SchedulerReconciler:
 
         profile = self.profiles.get(job.spec.scheduler_name)
         if profile is None:
+            available = ", ".join(sorted(self.profiles)) or "none (install a plugin such as skyshift-scheduler-spread)"
             message = (
-                f"spec.scheduler_name {job.spec.scheduler_name!r} names no scheduler profile; "
-                f"available: {', '.join(sorted(self.profiles)) or 'none (install a policy plugin such as skyshift-scheduler-spread)'}"
+                f"spec.scheduler_name {job.spec.scheduler_name!r} names no scheduler profile; available: {available}. "
+                "Profiles beyond the built-in ones come from the controller manager's configuration file "
+                "(skyshift up --controller-manager-config FILE)"
             )
             await self._write_unscheduled(job, "UnknownProfile", message, None)
             return None

@@ -23,6 +23,7 @@ receives, for whichever extension point lists it.
 from __future__ import annotations
 
 import inspect
+import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -61,9 +62,18 @@ def _load_plugin(name: str, args: Mapping[str, Any], resolve: Callable[[str], ty
         raise PluginError(f"invalid arguments for scheduler plugin {name!r}: {error}") from error
     except (Exception, SystemExit) as error:
         raise PluginError(
-            f"scheduler plugin {name!r} failed to start: {describe_error(error)}; fix what it names, or leave the "
-            "plugin out of the profile"
+            f"scheduler plugin {name!r} failed to start: {describe_error(error)}{_raised_at(error)}; fix what it "
+            "names, or leave the plugin out of the profile"
         ) from error
+
+
+def _raised_at(error: BaseException) -> str:
+    """Return where an error was raised, as a traceback's last line names it, for a message."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return ""
+    frame = frames[-1]
+    return f" (raised in {frame.filename}, line {frame.lineno}, in {frame.name})"
 
 
 def _expect(plugin: Plugin, kind: type, point: str, profile: str) -> None:

@@ -70,6 +70,22 @@ async def test_no_cluster_gives_reason(client, control_plane):
     )
 
 
+async def test_unknown_profile_gives_reason(client, control_plane):
+    control_plane()
+    await client.create(dict(JOB, spec={**JOB["spec"], "scheduler_name": "glod"}))
+
+    async def unknown_profile():
+        conditions = {c["type"]: c for c in (await job_status(client))["conditions"]}
+        scheduled = conditions.get("Scheduled", {})
+        return scheduled if scheduled.get("reason") == "UnknownProfile" else None
+
+    condition = await wait_for(unknown_profile)
+    assert condition["status"] == "False"
+    assert condition["message"].startswith("spec.scheduler_name 'glod' names no scheduler profile; available: ")
+    assert "binpack, default." in condition["message"]
+    assert condition["message"].endswith("(skyshift up --controller-manager-config FILE)")
+
+
 async def test_burst_never_overcommits(client, control_plane):
     # Two clusters of 4 CPUs each hold 8 one-CPU replicas at once; 20 Always jobs arrive together.
     control_plane()

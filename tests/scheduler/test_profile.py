@@ -157,7 +157,8 @@ def test_profile_shares_one_instance_per_plugin():
         (
             {"filters": ["config-reading"]},
             "profile 'p': scheduler plugin 'config-reading' failed to start: RuntimeError: cannot read "
-            "/etc/rc-sched.conf; fix what it names, or leave the plugin out of the profile",
+            r"/etc/rc-sched.conf \(raised in .*test_profile.py, line \d+, in __init__\); fix what it names, or leave "
+            "the plugin out of the profile",
         ),
         (
             {"filters": ["no-args"]},
