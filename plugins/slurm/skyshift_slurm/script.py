@@ -47,9 +47,12 @@ def environment_file(work_dir: str, replica_index: int | str) -> str:
 def exec_command(work_dir: str, replica_index: int, command: list[str]) -> list[str]:
     """Wrap `command` so that it runs in the replica's work directory with its variables, as the
     replica's own command does. Work submitted before the variables file existed runs without it."""
+    # A name without a slash is looked up in PATH, where bash's own message for a miss would name
+    # this wrapper. A path is left to exec, whose errors differ for a missing file and one that cannot run.
     setup = (
         'cd -- "$1" 2>/dev/null; unset OLDPWD; if [ -r "$2" ]; then . "$2"; fi; shift 2; '
-        'command -v -- "$1" >/dev/null || { echo "$1: command not found" >&2; exit 127; }; exec "$@"'
+        'case "$1" in */*) ;; *) command -v -- "$1" >/dev/null || { echo "$1: command not found" >&2; exit 127; };; '
+        'esac; exec "$@"'
     )
     return ["bash", "-c", setup, "skyshift-exec", work_dir, environment_file(work_dir, replica_index), *command]
 
