@@ -73,17 +73,19 @@ STALE_RESTART_SECONDS = 60.0
 
 @dataclass(frozen=True)
 class _EndedAttempt:
-    """An ended attempt of a task, as this manager saw it when it restarted the task."""
+    """An ended attempt of a task that this manager restarted, with the time of the restart."""
 
     restarts: int
     start_time: float | None
     end_time: float | None
+    restarted_at: float
 
     def shown_by(self, record: JobRecord, restarts: int) -> bool:
         """Tell whether an ended record of the task shows this attempt rather than a later one.
 
-        The times tell, because slurmctld may raise RestartCnt before it shows the requeued task
-        PENDING. Without them, a record whose restart count is not higher shows this attempt."""
+        The start and end times decide, because slurmctld may raise RestartCnt before it lists the
+        requeued task as PENDING. Without times, a record whose restart count is not higher shows
+        this attempt."""
         if self.end_time is not None and record.end_time is not None:
             return (record.start_time, record.end_time) == (self.start_time, self.end_time)
         return restarts <= self.restarts
@@ -140,9 +142,9 @@ class SlurmClusterManager(ClusterManager):
         self._units: dict[str, WorkUnit] = {}
         self._rejected: dict[str, WorkStatus] = {}
         self._restart_due: dict[str, float] = {}
-        # Restarts this manager made (task id -> the ended attempt it restarted, and when). A record
-        # that still shows that attempt ended is out of date, and must not restart it again.
-        self._restarted: dict[str, tuple[_EndedAttempt, float]] = {}
+        # Restarts this manager made (task id -> the ended attempt it restarted). A record that still
+        # shows that attempt ended is out of date, and must not restart it again.
+        self._restarted: dict[str, _EndedAttempt] = {}
         self._observation: tuple[float, dict[str, list[_Replica]]] | None = None
         # One queue read at a time for submit's check of what exists.
         self._observe_lock = asyncio.Lock()
@@ -214,7 +216,7 @@ class SlurmClusterManager(ClusterManager):
         except ConfigError as error:
             return self._reject(unit, str(error))
 
-        work_dir = f"{await self._resolved_output_root()}/{key}"
+        work_dir = await self._work_dir(key)
         if self.settings.interface != "rest":
             await self.client.prepare_directory(work_dir)
         try:
@@ -294,7 +296,7 @@ class SlurmClusterManager(ClusterManager):
         if tail is not None and tail < 0:
             raise ClusterManagerError(f"invalid tail {tail}: expected a number of lines >= 0", retryable=False)
         transport = self._log_transport()
-        work_dir = f"{await self._resolved_output_root()}/{key}"
+        work_dir = await self._work_dir(key)
 
         listing = await transport.run(log_files.list_command(work_dir), timeout=self.settings.command_timeout_seconds)
         indices = set(log_files.replica_files(listing.output))
@@ -380,7 +382,7 @@ class SlurmClusterManager(ClusterManager):
 
     async def _in_replica(self, key: str, replica: int, command: list[str]) -> list[str]:
         """Wrap an exec command so that it starts in the replica's work directory with its variables."""
-        return exec_command(f"{await self._resolved_output_root()}/{key}", replica, command)
+        return exec_command(await self._work_dir(key), replica, command)
 
     async def _exec_target(self, key: str, replica: int, command: list[str]) -> tuple[Transport, str]:
         """Return the transport and the Slurm job id of the running replica `replica` of work `key`,
@@ -509,20 +511,18 @@ class SlurmClusterManager(ClusterManager):
         )
         policy, limit = identity.restart_policy, self.settings.max_restarts
         if not record.is_terminal:
-            # The entry in _restarted stays: a slower read may yet show the restarted attempt ended.
+            # The entry in _restarted stays, because a slower read may yet show the restarted attempt ended.
             self._restart_due.pop(record.task_id, None)
             return task_status(record, restarts)
-        acted = self._restarted.pop(record.task_id, None)
+        restarted = self._restarted.get(record.task_id)
         if (
-            acted is not None
-            and acted[0].shown_by(record, restarts)
-            and time.monotonic() - acted[1] < STALE_RESTART_SECONDS
+            restarted is not None
+            and restarted.shown_by(record, restarts)
+            and time.monotonic() - restarted.restarted_at < STALE_RESTART_SECONDS
         ):
-            # The attempt already restarted: a queue read that overlapped the requeue, or slurmctld
-            # between the requeue and the task's return to PENDING, when it shows the old end with
-            # RestartCnt already raised.
-            self._restarted[record.task_id] = acted
-            return _restarting_status(record, acted[0].restarts)
+            # This attempt was restarted already. The record comes from a queue read that overlapped
+            # the requeue, or from slurmctld before it lists the requeued task as PENDING.
+            return _restarting_status(record, restarted.restarts)
         if identity.key in self._cancelled or not wants_restart(record, policy, restarts, limit):
             self._restart_due.pop(record.task_id, None)
             return final_status(record, restarts, limit, policy)
@@ -555,10 +555,14 @@ class SlurmClusterManager(ClusterManager):
         self._restart_due.pop(record.task_id, None)
         now = time.monotonic()
         # Entries past their time are of restarts that Slurm showed long ago (or of superseded tasks).
-        expired = [task_id for task_id, (_, when) in self._restarted.items() if now - when >= STALE_RESTART_SECONDS]
+        expired = [
+            task_id
+            for task_id, attempt in self._restarted.items()
+            if now - attempt.restarted_at >= STALE_RESTART_SECONDS
+        ]
         for task_id in expired:
             del self._restarted[task_id]
-        self._restarted[record.task_id] = (_EndedAttempt(restarts, record.start_time, record.end_time), now)
+        self._restarted[record.task_id] = _EndedAttempt(restarts, record.start_time, record.end_time, now)
         self._observation = None
         return _restarting_status(record, restarts)
 
@@ -579,7 +583,7 @@ class SlurmClusterManager(ClusterManager):
         # submitted again as a new array of one task whose name carries the restart count.
         unit = self._units[identity.key]
         settings = parse_job_settings(unit.job.spec.backend.get(MANAGER_NAME))
-        work_dir = f"{await self._resolved_output_root()}/{identity.key}"
+        work_dir = await self._work_dir(identity.key)
         assert index is not None
         job_ids, _ = await self._submit_arrays(unit, [index], restarts + 1, settings, work_dir)
         logger.info(
@@ -701,6 +705,10 @@ class SlurmClusterManager(ClusterManager):
                 self._restarted.pop(task_id, None)
 
     # ---- paths ----------------------------------------------------------------------------
+
+    async def _work_dir(self, key: str) -> str:
+        """Return the directory of a share's output files and of its replicas' variables files."""
+        return f"{await self._resolved_output_root()}/{key}"
 
     async def _resolved_output_root(self) -> str:
         if self._output_root is None:
