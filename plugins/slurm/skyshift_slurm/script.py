@@ -4,8 +4,8 @@ The manager calls `batch_script` on submit. Each array task of the script finds 
 replica index from SLURM_ARRAY_TASK_ID and exports SkyShift's variables and the Job's envs. It
 sends its output to `<work dir>/replica-<index>.out` and runs the Job's `run` command, on the
 host (`container_runtime: none`) or in the Job's image with apptainer, podman or enroot. It also
-writes those variables to `<work dir>/replica-<index>.env`, from which `exec_command` gives the
-commands of `skyshift exec` the replica's environment.
+writes those variables to `<work dir>/replica-<index>.env`, which the commands of `skyshift exec`
+load through `exec_command`.
 """
 
 from __future__ import annotations

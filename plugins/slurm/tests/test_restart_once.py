@@ -25,7 +25,7 @@ class RecordingRequeues:
 
 
 def failed_replica(restart_count: int = 0, ran: tuple[float, float] | None = None) -> _Replica:
-    """Replica 1, FAILED; `ran` is the attempt's (StartTime, EndTime) when the record has them."""
+    """Return replica 1 as FAILED. `ran` is the attempt's (StartTime, EndTime) when the record has them."""
     identity = JobIdentity("alpha", "work-1", RestartPolicy.ON_FAILURE, 0, (0, 1))
     start, end = ran if ran is not None else (None, None)
     record = JobRecord(

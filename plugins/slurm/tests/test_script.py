@@ -141,7 +141,7 @@ def test_exec_missing_program_exits_127(tmp_path):
     assert (result.returncode, result.stdout, result.stderr) == (127, "", "no-such-program: command not found\n")
 
 
-def test_exec_path_that_cannot_run_exits_126(tmp_path):
+def test_exec_unrunnable_path_exits_126(tmp_path):
     (tmp_path / "notes.txt").write_text("not a program\n")
 
     result = run_exec(tmp_path, 0, ["./notes.txt"], tmp_path)
@@ -150,7 +150,7 @@ def test_exec_path_that_cannot_run_exits_126(tmp_path):
     assert "Permission denied" in result.stderr
 
 
-def test_exec_leaves_out_the_callers_directory(tmp_path):
+def test_exec_unsets_callers_oldpwd(tmp_path):
     result = run_exec(tmp_path, 0, ["sh", "-c", 'echo "${OLDPWD-unset} $PWD"'], tmp_path)
 
     assert result.stdout == f"unset {tmp_path}\n"
