@@ -184,6 +184,10 @@ class PluginCatalog:
         catalog._distributions = distributions
         return catalog
 
+    def warnings(self) -> list[str]:
+        """Describe the entry points that `discover` found in groups SkyShift does not read."""
+        return stray_entry_points(self._distributions)
+
     def entries(self, group: str | None = None) -> list[PluginEntry]:
         """Load and return the entries of `group` (default: every group), in listing order."""
         selected = [entry for entry in self._entries if group is None or entry.group == group]
@@ -522,8 +526,16 @@ def list_plugins(catalog: PluginCatalog | None = None) -> list[PluginInfo]:
 
 
 def plugins_payload(catalog: PluginCatalog | None = None) -> dict[str, Any]:
-    """Return the JSON body of `GET /api/v1/plugins` and `skyshift plugins list --json`."""
-    return {"kind": "PluginList", "items": [info.to_dict() for info in list_plugins(catalog)]}
+    """Return the JSON body of `GET /api/v1/plugins` and `skyshift plugins list --json`.
+
+    `warnings` names the entry points declared in misspelt groups, which no item lists.
+    """
+    catalog = catalog if catalog is not None else default_catalog()
+    return {
+        "kind": "PluginList",
+        "items": [info.to_dict() for info in list_plugins(catalog)],
+        "warnings": catalog.warnings(),
+    }
 
 
 def load_driver(group: str, name: str, catalog: PluginCatalog | None = None) -> Any:

@@ -331,6 +331,7 @@ def test_payload_shape():
     payload = plugins_payload(catalog)
 
     assert payload["kind"] == "PluginList"
+    assert payload["warnings"] == []
     assert [item["name"] for item in payload["items"]] == ["broken", "spread"]
     assert set(payload["items"][0]) == {"name", "group", "distribution", "version", "provides", "status", "error"}
     assert json.loads(json.dumps(payload)) == payload
@@ -439,6 +440,18 @@ def test_misspelt_group_named_with_closest():
         "skyshift-localproc declares entry point 'localproc' in group 'skyshift.cluster_manager', which SkyShift "
         "does not read; did you mean 'skyshift.cluster_managers'?"
     ]
+
+
+def test_payload_warns_of_misspelt_group():
+    distributions = [
+        SampleDistribution("skyshift-localproc", "1", {"skyshift.cluster_manager": {"localproc": "localproc:Manager"}}),
+    ]
+
+    payload = plugins_payload(PluginCatalog.discover(distributions))
+
+    assert payload["items"] == []
+    assert payload["warnings"] == stray_entry_points(distributions)
+    assert "did you mean 'skyshift.cluster_managers'?" in payload["warnings"][0]
 
 
 def test_missing_driver_names_its_misspelt_group():
@@ -881,6 +894,26 @@ def test_table_columns_and_status():
     status_column = lines[0].index("STATUS")
     assert lines[1][status_column:] == "loaded"
     assert lines[2][status_column:] == "failed: ImportError: x"
+
+
+@pytest.mark.parametrize("arguments", [["list"], ["list", "--json"]], ids=["table", "json"])
+def test_cli_warns_of_misspelt_group(monkeypatch, arguments):
+    from skyshift_core import plugins as plugins_module
+    from skyshift_core.cli.plugins_cmd import app as plugins_app
+
+    distributions = [
+        SampleDistribution("skyshift-localproc", "1", {"skyshift.cluster_manager": {"localproc": "localproc:Manager"}}),
+    ]
+    catalog = PluginCatalog.discover(distributions)
+    monkeypatch.setattr(plugins_module, "default_catalog", lambda: catalog)
+
+    result = CliRunner().invoke(plugins_app, arguments)
+
+    assert result.exit_code == 0
+    warning = stray_entry_points(distributions)[0]
+    assert result.stderr.splitlines()[-1] == f"Warning: {warning}"
+    if "--json" in arguments:
+        assert json.loads(result.stdout)["warnings"] == [warning]
 
 
 # Installed test distributions, in a fresh virtualenv.

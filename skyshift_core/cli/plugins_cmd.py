@@ -9,7 +9,7 @@ import json
 
 import typer
 
-from skyshift_core.plugins import PluginInfo, list_plugins, plugins_payload, stray_entry_points
+from skyshift_core.plugins import PluginInfo, list_plugins, plugins_payload
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -25,19 +25,22 @@ def plugins() -> None:
 
 @app.command("list")
 def list_command(
-    as_json: bool = typer.Option(False, "--json", help="Print the PluginList JSON that GET /api/v1/plugins returns."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the PluginList JSON that GET /api/v1/plugins returns, warnings included."
+    ),
 ) -> None:
     """List every plugin found: name, group, distribution, version, what it provides, and whether it loaded."""
+    payload = plugins_payload()
     if as_json:
-        typer.echo(json.dumps(plugins_payload(), indent=2))
+        typer.echo(json.dumps(payload, indent=2))
     else:
         infos = list_plugins()
         if infos:
             typer.echo(format_table(infos))
         else:
             typer.echo("No plugins found.", err=True)
-    for stray in stray_entry_points():
-        typer.echo(f"Warning: {stray}", err=True)
+    for warning in payload["warnings"]:
+        typer.echo(f"Warning: {warning}", err=True)
 
 
 def status_text(info: PluginInfo) -> str:
