@@ -725,3 +725,128 @@ def test_patch_of_spec_gets_no_warning_header(api):
 
     assert response.status_code == 200, response.text
     assert response.headers.get_list("warning") == []
+
+
+# ---- bodies that could be stored but not read back ---------------------------------------------
+
+
+def nested(depth: int) -> dict:
+    """A mapping `depth` objects deep: {"a": {"a": ... 1}}."""
+    value: object = 1
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+def deep_job(name: str, backend_depth: int) -> dict:
+    # The Job itself, spec and backend add three levels to the nested value.
+    return {"kind": "Job", "metadata": {"name": name}, "spec": {"run": "true", "backend": {"x": nested(backend_depth)}}}
+
+
+def test_deepest_allowed_body_is_stored_and_read_back(api):
+    response = api.post(JOBS, json=deep_job("deep-ok", 96))
+
+    assert response.status_code == 201, response.text
+    assert api.get(f"{JOBS}/deep-ok").status_code == 200
+    assert "deep-ok" in names(api.get(JOBS))
+    assert api.delete(f"{JOBS}/deep-ok").status_code == 200
+
+
+@pytest.mark.parametrize("depth", [198, 500, 5000], ids=["pydantic-parse-limit", "serialize-limit", "json-recursion"])
+def test_too_deep_body_is_400_and_not_stored(api, depth):
+    # Built as text: json.dumps itself cannot encode 5,000 levels.
+    body = '{"kind":"Job","metadata":{"name":"deep"},"spec":{"run":"true","backend":{"x":' + '{"a":' * depth + "1"
+    body += "}" * depth + "}}}"
+
+    response = api.post(JOBS, content=body, headers={"content-type": "application/json"})
+
+    message = assert_status(response, 400, "BadRequest")
+    assert "nests" in message and "the limit is 100" in message
+    assert api.get(f"{JOBS}/deep").status_code == 404
+    assert api.get(JOBS).status_code == 200
+
+
+def test_too_deep_message_names_where(api):
+    response = api.post(JOBS, json=deep_job("deep", 150))
+
+    message = assert_status(response, 400, "BadRequest")
+    assert message == (
+        "request body nests objects and lists more than 100 levels deep, at spec.backend.x.a.a.a... "
+        "(the limit is 100): flatten the value, or store it as a string"
+    )
+
+
+def test_patch_that_deepens_object_too_far_is_422(api):
+    make_job(api, "deepened")
+    patch = {"spec": {"backend": {"x": nested(60)}}}
+    assert api.patch(f"{JOBS}/deepened", json=patch, headers=MERGE).status_code == 200
+    path = "/spec/backend/x" + "/a" * 59
+
+    response = api.patch(
+        f"{JOBS}/deepened",
+        json=[{"op": "replace", "path": path, "value": nested(60)}],
+        headers={"content-type": "application/json-patch+json"},
+    )
+
+    message = assert_status(response, 422, "Invalid")
+    assert message.startswith("the patched object nests objects and lists more than 100 levels deep")
+    assert api.get(f"{JOBS}/deepened").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "where", ["spec.run", "metadata.labels", "spec.envs key"], ids=["value", "label-value", "mapping-key"]
+)
+def test_lone_surrogate_is_400(api, where):
+    body = {
+        "spec.run": '{"kind":"Job","metadata":{"name":"surr"},"spec":{"run":"echo \\ud800"}}',
+        "metadata.labels": '{"kind":"Job","metadata":{"name":"surr","labels":{"a":"\\udfff"}},"spec":{"run":"x"}}',
+        "spec.envs key": '{"kind":"Job","metadata":{"name":"surr"},"spec":{"run":"x","envs":{"\\ud83d":"1"}}}',
+    }[where]
+
+    response = api.post(JOBS, content=body, headers={"content-type": "application/json"})
+
+    message = assert_status(response, 400, "BadRequest")
+    assert "that is not valid Unicode: it holds the lone surrogate \\u" in message
+    assert api.get(f"{JOBS}/surr").status_code == 404
+
+
+def test_surrogate_pair_is_text(api):
+    body = '{"kind":"Job","metadata":{"name":"emoji"},"spec":{"run":"echo \\ud83d\\ude80"}}'
+
+    response = api.post(JOBS, content=body, headers={"content-type": "application/json"})
+
+    assert response.status_code == 201, response.text
+    assert api.get(f"{JOBS}/emoji").json()["spec"]["run"] == "echo \U0001F680"
+
+
+def test_repeated_member_is_400(api):
+    body = '{"kind":"Job","metadata":{"name":"twice"},"spec":{"run":"a","replicas":1,"replicas":2}}'
+
+    response = api.post(JOBS, content=body, headers={"content-type": "application/json"})
+
+    message = assert_status(response, 400, "BadRequest")
+    assert "the member 'replicas' appears twice in one object; keep one of them" in message
+    assert api.get(f"{JOBS}/twice").status_code == 404
+
+
+def test_repeated_member_in_patch_is_400(api):
+    make_job(api, "patched-twice")
+
+    response = api.patch(
+        f"{JOBS}/patched-twice", content=b'{"spec":{"replicas":2,"replicas":3}}', headers=MERGE
+    )
+
+    assert "appears twice" in assert_status(response, 400, "BadRequest")
+    assert api.get(f"{JOBS}/patched-twice").json()["spec"]["replicas"] == 1
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+def test_body_over_limit_is_413(api, method):
+    make_job(api, "target")
+    body = b'{"kind":"Job","metadata":{"name":"target"},"spec":{"run":"' + b"x" * (3 * 1024 * 1024) + b'"}}'
+    path, headers = (JOBS, {"content-type": "application/json"}) if method == "POST" else (f"{JOBS}/target", MERGE)
+
+    response = api.request(method, path, content=body, headers=headers)
+
+    message = assert_status(response, 413, "RequestEntityTooLarge")
+    assert f"request body is {len(body)} bytes; the limit is 3145728 bytes (3 MiB)" in message

@@ -12,7 +12,13 @@ from fastapi import Request
 from pydantic import BaseModel
 
 from skyshift_core import manifest_yaml
-from skyshift_core.errors import BadRequestError, InvalidError, UnsupportedMediaTypeError
+from skyshift_core.errors import (
+    BadRequestError,
+    InvalidError,
+    RequestEntityTooLargeError,
+    SkyShiftError,
+    UnsupportedMediaTypeError,
+)
 from skyshift_core.objects.aliases import canonical_json_patch, canonical_merge_patch
 
 JSON_TYPE = "application/json"
@@ -25,6 +31,9 @@ STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 PATCH_TYPES = (MERGE_PATCH, JSON_PATCH, STRATEGIC_MERGE_PATCH)
 
 MAX_BODY_BYTES = 3 * 1024 * 1024  # etcd's default request limit is 1.5 MiB; leave room for encoding.
+# Objects are stored as JSON that pydantic reads back, and its parser stops at about 200 levels;
+# no manifest comes near this depth, so a deeper body is refused before it can be stored.
+MAX_NESTING = 100
 # The hint names curl because its -d option sends application/x-www-form-urlencoded when no -H sets the type.
 _CONTENT_TYPE_HINT = "set the Content-Type header, for example with curl: -H 'Content-Type: application/json'"
 
@@ -46,26 +55,96 @@ async def read_manifest(request: Request) -> dict[str, Any]:
             f"or application/yaml (also {', '.join(YAML_TYPES[1:])}); {_CONTENT_TYPE_HINT}"
         )
     raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise BadRequestError(f"request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
+    check_body_size(raw)
     if not raw.strip():
         raise BadRequestError("request body is empty: send the object as JSON or YAML")
     try:
         if media in YAML_TYPES:
             data = manifest_yaml.load(raw, "request body")
         else:
-            data = json.loads(raw)
+            data = loads_json(raw, "request body")
     except (yaml.YAMLError, ValueError, UnicodeDecodeError) as error:
         if media in YAML_TYPES:
             raise BadRequestError(f"request body is not valid YAML: {error}") from error
         raise BadRequestError(
             f"request body is not valid JSON: {error}; for a YAML body, set Content-Type: application/yaml"
         ) from error
+    check_storable(data, "request body", BadRequestError)
     if not isinstance(data, dict):
         raise BadRequestError(
             f"request body must be an object with kind, metadata and spec, got {json_type(data)}"
         )
     return data
+
+
+def check_body_size(raw: bytes) -> None:
+    """Refuse a body over MAX_BODY_BYTES with 413, as Kubernetes does for a request that is too large."""
+    if len(raw) > MAX_BODY_BYTES:
+        raise RequestEntityTooLargeError(
+            f"request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES} bytes (3 MiB), and etcd stores "
+            "at most 1.5 MiB per object: keep large data out of the object, in a volume or an image"
+        )
+
+
+def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        repeated = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise ValueError(f"the member {repeated!r} appears twice in one object; keep one of them")
+    return result
+
+
+def loads_json(raw: bytes | str, what: str) -> Any:
+    """Parse JSON, refusing a member repeated in one object (YAML bodies refuse it too) and a
+    nesting too deep to parse; raises ValueError with the reason, or BadRequestError for the depth."""
+    try:
+        return json.loads(raw, object_pairs_hook=_no_repeated_keys)
+    except RecursionError as error:
+        raise BadRequestError(
+            f"{what} nests too deeply to parse; the limit is {MAX_NESTING} levels of objects and lists"
+        ) from error
+
+
+def check_storable(data: Any, what: str, error_type: type[SkyShiftError] = InvalidError) -> None:
+    """Raise `error_type` when `data` nests deeper than MAX_NESTING or holds a string that is not
+    valid Unicode (a lone surrogate such as \\ud800, which JSON can escape but UTF-8 cannot encode).
+    Both would be accepted and then fail when the object is stored or read back."""
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(data, ())]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, dict):
+            items: Any = value.items()
+        elif isinstance(value, list):
+            items = enumerate(value)
+        else:
+            if isinstance(value, str) and not value.isascii():
+                _check_text(value, what, path, error_type)
+            continue
+        if len(path) >= MAX_NESTING:
+            shown = ".".join(str(part) for part in path[:6])
+            raise error_type(
+                f"{what} nests objects and lists more than {MAX_NESTING} levels deep, at {shown}... "
+                f"(the limit is {MAX_NESTING}): flatten the value, or store it as a string"
+            )
+        for key, item in items:
+            if isinstance(key, str) and not key.isascii():
+                _check_text(key, what, path, error_type)
+            if isinstance(item, (dict, list)) or (isinstance(item, str) and not item.isascii()):
+                stack.append((item, (*path, key)))
+
+
+def _check_text(text: str, what: str, path: tuple[Any, ...], error_type: type[SkyShiftError]) -> None:
+    try:
+        text.encode()
+    except UnicodeEncodeError as error:
+        where = ".".join(str(part) for part in path) or "the top level"
+        character = text[error.start]
+        raise error_type(
+            f"{what} has a string at {where} that is not valid Unicode: it holds the lone surrogate "
+            f"\\u{ord(character):04x}, which UTF-8 cannot encode; send text as UTF-8, and escape a "
+            "character outside the Basic Multilingual Plane as a surrogate pair"
+        ) from None
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -97,22 +176,31 @@ async def apply_patch(request: Request, document: dict[str, Any], model: type[Ba
             f"-H 'Content-Type: {MERGE_PATCH}'"
         )
     raw = await request.body()
+    check_body_size(raw)
     try:
-        patch = manifest_yaml.load(raw, "patch body") if media in YAML_TYPES else json.loads(raw or b"null")
+        if media in YAML_TYPES:
+            patch = manifest_yaml.load(raw, "patch body")
+        else:
+            patch = loads_json(raw or b"null", "patch body")
     except (yaml.YAMLError, ValueError, UnicodeDecodeError) as error:
         form = "YAML" if media in YAML_TYPES else "JSON"
         raise BadRequestError(f"patch body is not valid {form}: {error}") from error
+    check_storable(patch, "patch body", BadRequestError)
     if media == JSON_PATCH:
         if not isinstance(patch, list):
             raise BadRequestError(
                 f"a JSON patch must be a list of operations, like [{{\"op\": \"replace\", ...}}], got {json_type(patch)}"
             )
-        return apply_json_patch(document, canonical_json_patch(model, patch) if model else patch)
-    if not isinstance(patch, dict):
+        patched = apply_json_patch(document, canonical_json_patch(model, patch) if model else patch)
+    elif not isinstance(patch, dict):
         raise BadRequestError(
             f"a merge patch must be an object, like {{\"spec\": {{\"replicas\": 2}}}}, got {json_type(patch)}"
         )
-    return merge_patch(document, canonical_merge_patch(model, patch) if model else patch)
+    else:
+        patched = merge_patch(document, canonical_merge_patch(model, patch) if model else patch)
+    # A patch of modest depth can still deepen the object past the limit.
+    check_storable(patched, "the patched object")
+    return patched
 
 
 # Exceptions that jsonpatch raises when an operation is malformed or does not fit the document.

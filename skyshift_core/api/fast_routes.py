@@ -26,7 +26,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +164,41 @@ def _earlier_routes(routes: list[Any], method: str) -> EarlierRoutes:
     return EarlierRoutes(frozenset(static), tuple(patterns))
 
 
+class ServerErrorKeepingConnection(ServerErrorMiddleware):
+    """Starlette's last-resort handler of unexpected exceptions, without its final re-raise.
+
+    Starlette responds 500 and then raises the exception again, so that the server logs it; uvicorn
+    then closes the connection, and a client that keeps connections alive fails its next request
+    on it. SkyShift's handler logs the traceback itself, so the exception ends here once the 500
+    response is sent. An exception after the response has started still propagates, because the
+    connection can carry nothing more for that request.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.handler is None or self.debug:
+            await super().__call__(scope, receive, send)
+            return
+        started = False
+
+        async def send_noting_start(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_start)
+        except Exception as error:
+            if started:
+                raise
+            request = Request(scope)
+            if inspect.iscoroutinefunction(self.handler):
+                response = await self.handler(request, error)
+            else:
+                response = self.handler(request, error)
+            await response(scope, receive, send)
+
+
 class SkyShiftApi(FastAPI):
     """FastAPI with direct dispatch of the routes whose endpoints are marked by `direct_route`.
 
@@ -176,6 +211,12 @@ class SkyShiftApi(FastAPI):
     direct_dispatch: bool = True
     _direct_table: ResourceRouteTable | None = None
     _direct_stack: ASGIApp | None = None
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        if type(stack) is ServerErrorMiddleware:
+            return ServerErrorKeepingConnection(stack.app, handler=stack.handler, debug=stack.debug)
+        return stack
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -203,7 +244,7 @@ class SkyShiftApi(FastAPI):
         app: ASGIApp = self._dispatch
         for cls, args, kwargs in reversed(self.user_middleware):
             app = cls(app, *args, **kwargs)
-        self._direct_stack = ServerErrorMiddleware(app, handler=error_handler, debug=self.debug)
+        self._direct_stack = ServerErrorKeepingConnection(app, handler=error_handler, debug=self.debug)
         self._direct_table = table
         logger.debug("Direct dispatch of %d resource routes", len(table))
         return table
@@ -236,7 +277,7 @@ class SkyShiftApi(FastAPI):
             return handlers[error.status_code]
         for cls in type(error).__mro__:
             if cls is Exception:
-                return None  # Handled by ServerErrorMiddleware, which responds 500 and re-raises.
+                return None  # Handled by ServerErrorKeepingConnection, which responds 500.
             if cls in handlers:
                 return handlers[cls]
         return None

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import AsyncIterator, Awaitable, Callable
+from typing import AsyncIterator, Awaitable, Callable, Sequence
 
 from fastapi import Response
 from fastapi.responses import StreamingResponse
@@ -70,6 +70,14 @@ def _line(event_type: str, obj: dict) -> bytes:
     return json.dumps({"type": event_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
 
 
+def _unreadable(kind: str, where: str, error: Exception) -> dict:
+    message = (
+        f"the watch of {kind} cannot read a stored change {where} ({type(error).__name__}); "
+        "see the API server's log"
+    )
+    return status_body(500, "InternalError", message)
+
+
 async def watch_response(
     store: Store,
     model: type[Object],
@@ -90,18 +98,26 @@ async def watch_response(
         raise BadRequestError(
             f"invalid timeout_seconds {timeout_seconds}: expected 1 to {MAX_TIMEOUT_SECONDS}, or leave it out"
         )
+    initial: list[Object] = []
     if resource_version:
         # Fail before the stream starts: with 504 when etcd has not reached the version (after a
         # short wait), with 410 when the version is already compacted.
         await store.wait_for_revision(resource_version)
         await store.check_revision(resource_version + 1)
+    else:
+        # As in Kubernetes, a watch without a version starts with the current objects as ADDED
+        # events. The stream starts at the list's revision, so its first bookmark carries that
+        # revision even when the newest object listed is older or nothing is listed.
+        listing = await store.list(model, namespace, selector=selector, field_selector=field_selector)
+        initial = listing.items
+        resource_version = int(listing.resource_version)
     events = store.watch(
         model, namespace, resource_version=resource_version, selector=selector, field_selector=field_selector
     )
     return StreamingResponse(
         _stream(
-            events, kind, resource_version or 0, timeout_seconds, bookmark_interval, metrics, drain or WatchDrain(),
-            recheck,
+            events, kind, resource_version, timeout_seconds, bookmark_interval, metrics, drain or WatchDrain(),
+            recheck, initial,
         ),
         media_type="application/json",
         headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
@@ -117,6 +133,7 @@ async def _stream(
     metrics: ApiMetrics,
     drain: WatchDrain,
     recheck: Callable[[], Awaitable[None]] | None = None,
+    initial: Sequence[Object] = (),
 ) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     end_at = loop.time() + timeout_seconds if timeout_seconds else None
@@ -127,6 +144,8 @@ async def _stream(
     next_event: asyncio.Task | None = None
     stop = drain.register()
     try:
+        for item in initial:
+            yield b'{"type":"ADDED","object":' + item.model_dump_json().encode() + b"}\n"
         while True:
             if stop.done():
                 return
@@ -165,8 +184,19 @@ async def _stream(
                 logger.warning("Watch of %s ended with an error: %s", kind, error.message)
                 yield _line("ERROR", status_body(error.status_code, error.reason, error.message))
                 return
+            except Exception as error:  # noqa: BLE001 - a stored value this server cannot read
+                logger.exception("Watch of %s ended after revision %d", kind, last_revision)
+                yield _line("ERROR", _unreadable(kind, f"after revision {last_revision}", error))
+                return
+            try:
+                line = b'{"type":"' + event.type.encode() + b'","object":' + event.object_json() + b"}\n"
+            except Exception as error:  # noqa: BLE001 - a stored value this server cannot read
+                # End with a Status the client can show, not a cut stream that it would retry blindly.
+                logger.exception("Watch of %s ended: the object at revision %d cannot be read", kind, event.revision)
+                yield _line("ERROR", _unreadable(kind, f"at revision {event.revision}", error))
+                return
             last_revision = event.revision
-            yield b'{"type":"' + event.type.encode() + b'","object":' + event.object_json() + b"}\n"
+            yield line
     finally:
         drain.unregister(stop)
         gauge.dec()
