@@ -485,10 +485,16 @@ class _ClientBase:
         return self._json_request("PATCH", path, patch if isinstance(patch, list) else dict(patch), content_type)
 
     def _delete_request(
-        self, kind: str | type[Object], name: str, namespace: str | None, resource_version: str | None
+        self, kind: str | type[Object], name: str, namespace: str | None, resource_version: str | None,
+        uid: str | None = None,
     ) -> ApiRequest:
         params = {"resource_version": str(resource_version)} if resource_version else {}
-        return ApiRequest("DELETE", self.item_path(resolve_model(kind), namespace, name), params)
+        path = self.item_path(resolve_model(kind), namespace, name)
+        if uid is None:
+            return ApiRequest("DELETE", path, params)
+        request = self._json_request("DELETE", path, {"preconditions": {"uid": uid}})
+        request.params.update(params)
+        return request
 
     def _watch_request(
         self,
@@ -675,10 +681,17 @@ class SkyShiftClient(_ClientBase):
         return self._send(self._patch_request(kind, name, patch, namespace, patch_type, subresource))
 
     def delete(
-        self, kind: str | type[Object], name: str, namespace: str | None = None, *, resource_version: str | None = None
+        self,
+        kind: str | type[Object],
+        name: str,
+        namespace: str | None = None,
+        *,
+        resource_version: str | None = None,
+        uid: str | None = None,
     ) -> dict[str, Any]:
-        """Delete an object and return its last state; with resource_version, only if it is still that version."""
-        return self._send(self._delete_request(kind, name, namespace, resource_version))
+        """Delete an object and return its last state; with resource_version, only if it is still that
+        version, and with uid, only if it is still the object of that uid (ConflictError otherwise)."""
+        return self._send(self._delete_request(kind, name, namespace, resource_version, uid))
 
     def watch(
         self,
@@ -970,10 +983,17 @@ class AsyncSkyShiftClient(_ClientBase):
         return await self._send(self._patch_request(kind, name, patch, namespace, patch_type, subresource))
 
     async def delete(
-        self, kind: str | type[Object], name: str, namespace: str | None = None, *, resource_version: str | None = None
+        self,
+        kind: str | type[Object],
+        name: str,
+        namespace: str | None = None,
+        *,
+        resource_version: str | None = None,
+        uid: str | None = None,
     ) -> dict[str, Any]:
-        """Delete an object and return its last state; with resource_version, only if it is still that version."""
-        return await self._send(self._delete_request(kind, name, namespace, resource_version))
+        """Delete an object and return its last state; with resource_version, only if it is still that
+        version, and with uid, only if it is still the object of that uid (ConflictError otherwise)."""
+        return await self._send(self._delete_request(kind, name, namespace, resource_version, uid))
 
     async def watch(
         self,

@@ -17,7 +17,15 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from skyshift_core.api.admission import admit
-from skyshift_core.api.bodies import PATCH_TYPES, apply_patch, json_type, read_manifest
+from skyshift_core.api.bodies import (
+    PATCH_TYPES,
+    apply_patch,
+    check_body_size,
+    check_storable,
+    json_type,
+    loads_json,
+    read_manifest,
+)
 from skyshift_core.api.fast_routes import direct_route
 from skyshift_core.api.leases import fence_from_request
 from skyshift_core.api.watch import MAX_TIMEOUT_SECONDS, watch_response
@@ -28,13 +36,15 @@ from skyshift_core.objects.base import suggest
 from skyshift_core.objects.meta import DEFAULT_NAMESPACE, Object
 from skyshift_core.objects.selectors import FieldRequirement, parse_field_selector
 from skyshift_core.store import Store
-from skyshift_core.store.etcd import MAX_REVISION
+from skyshift_core.store.etcd import MAX_REVISION, uid_conflict_message
 
 # Integer query parameters are int64 unless a route narrows them: etcd's revisions and limits are int64.
 _INT64_MIN = -(2**63)
 
-# Retries of a patch without a client precondition when another writer gets in between.
-_PATCH_ATTEMPTS = 5
+# Retries of a patch without a client precondition when another writer gets in between. Each
+# conflict means another write succeeded, so as in Kubernetes' GuaranteedUpdate the patch is
+# recomputed until it applies; the bound only stops a loop that something else keeps winning.
+_PATCH_ATTEMPTS = 100
 
 _MANIFEST_BODY = {
     "requestBody": {
@@ -95,6 +105,32 @@ def precondition(request: Request, in_body: str | None) -> str | None:
             "in the body; send the precondition in one place"
         )
     return in_query
+
+
+_RESOURCE_VERSION_MATCHES = ("NotOlderThan", "Exact")
+
+
+def resource_version_match(request: Request, resource_version: int | None, watching: bool) -> bool:
+    """Return True when the request asks to list exactly at its resource_version
+    (`resourceVersionMatch=Exact`), False for the default, not older than it.
+
+    Raises BadRequestError, as Kubernetes does, for another value, for a watch, and for a match
+    without a resource_version (or with 0 for Exact)."""
+    found = query_named(request, "resourceVersionMatch", "resource_version_match")
+    if found is None:
+        return False
+    name, value = found
+    if value not in _RESOURCE_VERSION_MATCHES:
+        hint = suggest(value, list(_RESOURCE_VERSION_MATCHES))
+        raise BadRequestError(
+            f"invalid query parameter {name}={value!r}{hint}: expected {' or '.join(_RESOURCE_VERSION_MATCHES)}"
+        )
+    if watching:
+        raise BadRequestError(f"query parameter {name} applies to lists, not to watches; leave it out of a watch")
+    if resource_version is None or (value == "Exact" and resource_version == 0):
+        needed = "a nonzero resourceVersion" if value == "Exact" else "a resourceVersion"
+        raise BadRequestError(f"query parameter {name}={value} needs {needed} to compare with; add one or leave it out")
+    return value == "Exact"
 
 
 def query_bool(request: Request, *names: str) -> bool:
@@ -262,6 +298,7 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
             raise BadRequestError(str(error)) from error
         field_selector = field_selector_of(request)
         resource_version = query_resource_version(request)
+        exact = resource_version_match(request, resource_version, watching)
         if query_bool(request, "watch"):
             timeout = query_int(request, "timeout_seconds", "timeoutSeconds", minimum=1, maximum=MAX_TIMEOUT_SECONDS)
             return await watch_response(
@@ -289,7 +326,8 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
             # A nonzero version means "not older than": the latest state qualifies once etcd has reached it.
             await store.wait_for_revision(resource_version)
         result = await store.list(
-            model, namespace, selector=selector, field_selector=field_selector, limit=limit, continue_token=continue_token
+            model, namespace, selector=selector, field_selector=field_selector, limit=limit,
+            continue_token=continue_token, revision=resource_version if exact else None,
         )
         metadata: dict[str, Any] = {"resource_version": result.resource_version}
         if result.continue_token:
@@ -367,6 +405,10 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
             metadata = patched.get("metadata") if isinstance(patched.get("metadata"), dict) else {}
             if metadata.get("name") != name or (model.namespaced and metadata.get("namespace") != namespace):
                 raise InvalidError("a patch must not change metadata.name or metadata.namespace")
+            if metadata.get("uid") not in (None, current.metadata.uid):
+                raise ConflictError(
+                    uid_conflict_message(Store._describe(model, namespace, name), metadata["uid"], current.metadata.uid)
+                )
             if "finalizers" not in metadata:
                 # The patch removed them (`"finalizers": null`); an update that omits them keeps them.
                 metadata = patched["metadata"] = {**metadata, "finalizers": []}
@@ -408,11 +450,14 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
         await check(request, "delete")
         resource_version = query_resource_version(request)
         raw = await request.body()
+        uid = None
         if raw.strip():
+            check_body_size(raw)
             try:
-                options = json.loads(raw)
-            except ValueError as error:
+                options = loads_json(raw, "delete options")
+            except (ValueError, UnicodeDecodeError) as error:
                 raise BadRequestError(f"delete options are not valid JSON: {error}") from error
+            check_storable(options, "delete options", BadRequestError)
             if not isinstance(options, dict):
                 raise BadRequestError(
                     "delete options must be an object like "
@@ -430,8 +475,13 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
                             preconditions[spelling], f"preconditions.{spelling}"
                         )
                         break
+                uid = preconditions.get("uid")
+                if uid is not None and not isinstance(uid, str):
+                    raise BadRequestError(
+                        f"preconditions.uid must be a string holding the object's metadata.uid, got {json_type(uid)}"
+                    )
         deleted = await get_store(request).delete(
-            model, namespace_of(request), name, resource_version, fence=fence_from_request(request)
+            model, namespace_of(request), name, resource_version, fence=fence_from_request(request), uid=uid or None
         )
         object_written(request, model, name)
         # An object with finalizers stays until they are removed, so the response is 202, as in Kubernetes.

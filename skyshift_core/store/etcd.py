@@ -193,6 +193,14 @@ class WatchEvent:
         return f"WatchEvent({self.type}, revision={self.revision})"
 
 
+def uid_conflict_message(described: str, requested: str, current: str | None) -> str:
+    """The 409 message of a write whose uid precondition names another object than the stored one."""
+    return (
+        f"Precondition failed: UID in precondition: {requested}, UID in object meta: {current}. {described} was "
+        "deleted and created again since the request's copy was read; get it again and decide anew"
+    )
+
+
 _METADATA = b'"metadata":{'
 
 
@@ -582,6 +590,10 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
             if precondition is not None and precondition != kv.mod_revision:
                 raise ConflictError(self._conflict_message(model, namespace, name, precondition, kv.mod_revision))
             current = self._decode(model, kv.value, kv.mod_revision)
+            if obj.metadata.uid is not None and obj.metadata.uid != current.metadata.uid:
+                raise ConflictError(
+                    uid_conflict_message(self._describe(model, namespace, name), obj.metadata.uid, current.metadata.uid)
+                )
             merged = self._merge(current, obj, subresource)
             _check_job_spec_change(current, merged)
             if current.metadata.deletion_timestamp is not None:
@@ -662,8 +674,10 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
         resource_version: str | int | None = None,
         *,
         fence: Fence | None = None,
+        uid: str | None = None,
     ) -> Object:
-        """Delete an object and return its last state; with resource_version, only that version."""
+        """Delete an object and return its last state; with resource_version, only that version, and
+        with uid, only the object of that uid (not another one created later under the same name)."""
         namespace = (namespace or DEFAULT_NAMESPACE) if model.namespaced else None
         if model is Namespace and name == DEFAULT_NAMESPACE:
             # Objects created without a namespace go to 'default', so it must always exist.
@@ -678,6 +692,9 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
             if precondition is not None and precondition != kv.mod_revision:
                 raise ConflictError(self._conflict_message(model, namespace, name, precondition, kv.mod_revision))
             current = self._decode(model, kv.value, kv.mod_revision)
+            if uid is not None and uid != current.metadata.uid:
+                described = self._describe(model, namespace, name)
+                raise ConflictError(uid_conflict_message(described, uid, current.metadata.uid))
             if current.metadata.finalizers:
                 marked = await self._mark_deleted(current, kv, fenced)
                 if marked is not None:
@@ -770,15 +787,20 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
         field_selector: tuple[FieldRequirement, ...] = (),
         limit: int | None = None,
         continue_token: str | None = None,
+        revision: int | None = None,
     ) -> ListResult:
         """List objects, optionally filtered by label and field selectors and split into pages.
 
         Every page of one listing reads etcd at the same revision, so a paginated list is a
-        consistent snapshot; a continue token whose revision was compacted raises GoneError.
+        consistent snapshot; a continue token whose revision was compacted raises GoneError. With
+        `revision`, the first page reads the state at that etcd revision (GoneError once compacted).
         """
         prefix, range_end = self._key_range(model, namespace, field_selector)
-        start, revision = prefix, 0
+        exact = revision
+        start, revision = prefix, revision or 0
         if continue_token:
+            if exact:
+                raise BadRequestError("a list takes a continue token or a revision to read at, not both")
             start, revision = self._decode_continue(continue_token, prefix)
         if limit is not None and not 0 <= limit <= MAX_REVISION:
             raise BadRequestError(f"invalid limit {limit}: expected an integer from 0 to {MAX_REVISION}, 0 for no limit")
@@ -793,6 +815,11 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
             try:
                 response = await self._range(start, range_end, limit=batch, revision=revision)
             except GoneError as error:
+                if exact:
+                    raise GoneError(
+                        f"resource_version {exact} is too old to list exactly: etcd has compacted its history up to "
+                        "a later revision; list without resourceVersionMatch=Exact to read the current state"
+                    ) from error
                 # etcd reports a future revision with the same gRPC code as a compacted one.
                 current = await self.ping()
                 if revision > current:
