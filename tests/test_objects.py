@@ -139,6 +139,55 @@ def test_invalid_job_spec_names_problem(spec, fragment):
     assert fragment in raised.value.message
 
 
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        pytest.param(
+            {"replicas": "3"},
+            "spec.replicas: invalid value '3': input should be a valid integer; write the number without quotes",
+            id="quoted-replicas",
+        ),
+        pytest.param({"replicas": True}, "spec.replicas: invalid value true: input should be a valid integer", id="bool"),
+        pytest.param({"replicas": 2.5}, "spec.replicas: invalid value 2.5: input should be a valid integer", id="float"),
+        pytest.param(
+            {"ports": ["80"]},
+            "spec.ports.0: invalid value '80': input should be a valid integer; write the number without quotes",
+            id="port",
+        ),
+        pytest.param(
+            {"volumes": {"d": {"container_dir": "/d", "type": "empty_dir", "read_only": "yes"}}},
+            "spec.volumes.d.read_only: invalid value 'yes': input should be a valid boolean; write true or false "
+            "without quotes",
+            id="read-only",
+        ),
+        pytest.param(
+            {"placement": {"preferences": [{"match_labels": {"a": "b"}, "weight": "5"}]}},
+            "spec.placement.preferences.0.weight: invalid value '5': input should be a valid integer; write the "
+            "number without quotes",
+            id="weight",
+        ),
+        pytest.param(
+            {"envs": {"A": None}},
+            "spec.envs: environment variable 'A' has no value (null); write an empty string \"\" for an empty value",
+            id="env-null",
+        ),
+    ],
+)
+def test_wrong_scalar_type_is_not_coerced(spec, message):
+    with pytest.raises(InvalidError) as raised:
+        parse_object({"kind": "Job", "metadata": {"name": "a"}, "spec": {"run": "true", **spec}})
+    assert raised.value.message == f"invalid Job: {message}"
+
+
+def test_spec_that_is_not_a_mapping_is_named_in_manifest_terms():
+    with pytest.raises(InvalidError) as raised:
+        parse_object({"kind": "Job", "metadata": {"name": "a", "labels": {"tier": 1}}, "spec": "echo hi"})
+    assert raised.value.message == (
+        "invalid Job: metadata.labels.tier: invalid value 1: input should be a valid string; quote it to make it "
+        "text: \"1\"; spec: expected a mapping of names to values, got the string 'echo hi'"
+    )
+
+
 @pytest.mark.parametrize("api_version", ["v1", "skyshift/v1"])
 def test_api_versions_accepted(api_version):
     job = parse_object({"apiVersion": api_version, "kind": "Job", "metadata": {"name": "a"}})

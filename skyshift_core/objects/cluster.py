@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, StrictBool, field_validator
 
 from skyshift_core.objects.base import SkyModel
 from skyshift_core.objects.meta import Condition, Object
@@ -27,7 +27,7 @@ class ClusterSpec(SkyModel):
     # Backend-specific settings; the manager plugin validates them when it is installed.
     config: dict[str, Any] = Field(default_factory=dict)
     # A cordoned cluster keeps its work but receives no new placements, as `kubectl cordon`.
-    cordoned: bool = False
+    cordoned: StrictBool = False
 
     @field_validator("manager")
     @classmethod

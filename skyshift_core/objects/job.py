@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, ClassVar, Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, StrictBool, StrictInt, field_validator, model_validator
 
 from skyshift_core.objects.base import SkyModel
 from skyshift_core.objects.meta import Condition, Object
@@ -53,7 +53,7 @@ class PlacementFilter(LabelSelector):
 class PlacementPreference(PlacementFilter):
     """Clusters matching a preference score higher, in proportion to its weight."""
 
-    weight: int = Field(default=1, ge=1, le=100)
+    weight: StrictInt = Field(default=1, ge=1, le=100)
 
 
 class Placement(SkyModel):
@@ -77,7 +77,7 @@ class Volume(SkyModel):
     container_dir: str
     host_path: str | None = None
     type: Literal["host_path", "empty_dir"] = "host_path"
-    read_only: bool = False
+    read_only: StrictBool = False
 
     @model_validator(mode="after")
     def _check(self) -> "Volume":
@@ -97,8 +97,8 @@ class JobSpec(SkyModel):
     image: str = DEFAULT_IMAGE
     run: str = ""
     envs: dict[str, str] = Field(default_factory=dict, validation_alias=AliasChoices("envs", "env"))
-    ports: list[int] = Field(default_factory=list)
-    replicas: int = Field(default=1, ge=1)
+    ports: list[StrictInt] = Field(default_factory=list)
+    replicas: StrictInt = Field(default=1, ge=1)
     resources: Resources = Field(default_factory=Resources)
     # Always is the original SkyShift's default, kept so its manifests mean the same here.
     restart_policy: RestartPolicy = RestartPolicy.ALWAYS
@@ -156,7 +156,14 @@ def _env_string(name: str, value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return str(value)
-    raise ValueError(f"invalid value for environment variable {name!r}: expected a string or number, got {value!r}")
+    if value is None:
+        raise ValueError(
+            f"environment variable {name!r} has no value (null); write an empty string \"\" for an empty value"
+        )
+    form = "a list" if isinstance(value, list) else "a mapping" if isinstance(value, dict) else type(value).__name__
+    raise ValueError(
+        f"invalid value for environment variable {name!r}: expected a string or number, got {form} {value!r}"
+    )
 
 
 class TaskStatus(SkyModel):

@@ -67,12 +67,50 @@ def validation_message(error: ValidationError, prefix: str = "") -> str:
         path = ".".join(str(part) for part in problem["loc"])
         path = f"{prefix}.{path}" if prefix and path else (prefix or path)
         message = problem["msg"].removeprefix("Value error, ")
+        given = problem.get("input")
         if problem["type"] == "missing":
             message = "required field is missing"
-        elif problem["type"] != "value_error" and isinstance(problem.get("input"), _SCALARS):
-            message = f"invalid value {problem['input']!r}: {message[:1].lower()}{message[1:]}"
+        elif problem["type"] in ("model_type", "dict_type") and not isinstance(given, dict):
+            message = f"expected a mapping of names to values, got {_json_type(given)}"
+        elif problem["type"] != "value_error" and isinstance(given, _SCALARS):
+            hint = _type_hint(problem["type"], given)
+            message = f"invalid value {_shown(given)}: {message[:1].lower()}{message[1:]}{hint}"
         lines.append(f"{path}: {message}" if path else message)
     return "; ".join(lines)
+
+
+def _shown(value: Any) -> str:
+    """A rejected scalar as a manifest writes it: null, true and false, or Python's repr otherwise."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return f"the string {value!r}" if len(value) <= 40 else "a string"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
+def _type_hint(error_type: str, given: Any) -> str:
+    """Say how to write a value that has the wrong type because of quoting, as YAML users often do."""
+    if error_type == "int_type" and isinstance(given, str) and given.strip().lstrip("-").isdigit():
+        return "; write the number without quotes"
+    if error_type == "bool_type" and isinstance(given, str):
+        return "; write true or false without quotes"
+    if error_type == "string_type" and isinstance(given, (bool, int, float)):
+        return f"; quote it to make it text: \"{_shown(given)}\""
+    return ""
 
 
 def parse_object(data: Any, expected: type[Object] | None = None) -> Object:

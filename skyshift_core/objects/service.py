@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, StrictInt, field_validator, model_validator
 
 from skyshift_core.objects.base import SkyModel
 from skyshift_core.objects.meta import Condition, Object
@@ -21,9 +21,9 @@ class ServiceType(str, Enum):
 class ServicePort(SkyModel):
     name: str = ""
     protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
-    port: int = Field(ge=1, le=65535)
-    target_port: int | None = Field(default=None, ge=1, le=65535)
-    node_port: int | None = Field(default=None, ge=1, le=65535)
+    port: StrictInt = Field(ge=1, le=65535)
+    target_port: StrictInt | None = Field(default=None, ge=1, le=65535)
+    node_port: StrictInt | None = Field(default=None, ge=1, le=65535)
 
 
 class ServiceSpec(SkyModel):
