@@ -100,6 +100,39 @@ def test_apply_namespace_then_job_in_it(cli, client: SkyShiftClient):
     assert client.get("jobs", "a", "dev")["metadata"]["namespace"] == "dev"
 
 
+@pytest.fixture
+def context_namespace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, api_server: str) -> str:
+    """A client config whose current context sets the namespace `ctx-ns`, as set-context does."""
+    from skyshift_core.cli.config import Context
+
+    config = ClientConfig(tmp_path / "config.yaml", "here", [Context("here", api_server, namespace="ctx-ns")])
+    config.save()
+    monkeypatch.setenv("SKYSHIFT_CONFIG", str(config.path))
+    return "ctx-ns"
+
+
+def test_context_namespace_yields_to_manifest_namespace(cli, client: SkyShiftClient, context_namespace: str):
+    for namespace in (context_namespace, "team-q"):
+        client.create({"kind": "Namespace", "metadata": {"name": namespace}})
+    manifest = "kind: Job\nmetadata: {name: own, namespace: team-q}\n---\nkind: Job\nmetadata: {name: plain}\n"
+
+    result = cli("apply", "-f", "-", input=manifest)
+
+    assert result.exit_code == 0, result.output
+    assert client.get("jobs", "own", "team-q")["metadata"]["namespace"] == "team-q"
+    assert client.get("jobs", "plain", context_namespace)["metadata"]["namespace"] == context_namespace
+    deleted = cli("delete", "-f", "-", input=manifest)
+    assert deleted.exit_code == 0, deleted.output
+    assert deleted.output.splitlines() == ['job.skyshift "own" deleted', 'job.skyshift "plain" deleted']
+
+
+def test_explicit_namespace_still_conflicts_with_manifest(cli, client: SkyShiftClient, context_namespace: str):
+    result = cli("apply", "-n", "other", "-f", "-", input="kind: Job\nmetadata: {name: own, namespace: team-q}\n")
+
+    assert result.exit_code == 1
+    assert "the object's namespace 'team-q' does not match --namespace 'other'" in result.stderr
+
+
 def test_apply_invalid_document_names_file_index_field(cli, client: SkyShiftClient, tmp_path: Path):
     bad = TWO_JOBS.replace("image: nginx:1.25", "image: nginx:1.25\n  replicas: 0")
     path = write(tmp_path, "jobs.yaml", bad)

@@ -14,6 +14,7 @@ from typer.core import TyperGroup
 
 from skyshift_core.cli.config import (
     ClientConfig,
+    ContextNamespace,
     Connection,
     default_config_path,
     resolve_connection,
@@ -133,7 +134,7 @@ def _namespace_or_context(value: str | None) -> str | None:
         context = ClientConfig.load().current()
     except (InvalidError, OSError):
         return None  # The command that reads the config reports what is wrong with it.
-    return context.namespace if context is not None else None
+    return ContextNamespace(context.namespace) if context is not None and context.namespace else None
 
 
 NamespaceOption = Annotated[

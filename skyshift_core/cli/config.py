@@ -41,6 +41,13 @@ CONFIG_FILE_NAME = "config.yaml"
 LOCAL_CONTEXT = "local"
 
 
+class ContextNamespace(str):
+    """A namespace taken from the current context, not given with --namespace.
+
+    As in kubectl, it is only a default: a manifest that names its own namespace keeps it, where
+    an explicit --namespace that differs is an error."""
+
+
 def default_config_path() -> Path:
     """Return `$SKYSHIFT_CONFIG` when set, else `~/.skyshift/config.yaml`."""
     configured = os.environ.get(CONFIG_ENV)

@@ -14,6 +14,7 @@ from typing import Any, TextIO
 import yaml
 
 from skyshift_core import manifest_yaml
+from skyshift_core.cli.config import ContextNamespace
 from skyshift_core.errors import InvalidError
 from skyshift_core.objects import Object, kinds, parse_object
 from skyshift_core.objects.base import suggest
@@ -136,7 +137,8 @@ def parse_manifest(document: ManifestDocument, namespace: str | None) -> ParsedM
     """Validate a document against its kind; InvalidError names the document and the field.
 
     `namespace` is the -n option: it applies to documents without a namespace and must agree with
-    documents that have one.
+    documents that have one. A namespace from the current context (ContextNamespace) is only a
+    default, as in kubectl.
     """
     try:
         obj = parse_object(document.data)
@@ -146,7 +148,7 @@ def parse_manifest(document: ManifestDocument, namespace: str | None) -> ParsedM
     if not model.namespaced:
         return ParsedManifest(document, model, obj, None)
     own = obj.metadata.namespace
-    if own and namespace and own != namespace:
+    if own and namespace and own != namespace and not isinstance(namespace, ContextNamespace):
         raise InvalidError(
             f"{document.where}: the object's namespace {own!r} does not match --namespace {namespace!r}; "
             "remove one of them or make them equal"
@@ -174,7 +176,7 @@ def manifest_target(document: ManifestDocument, namespace: str | None) -> tuple[
     if not model.namespaced:
         return model, name, None
     own = metadata.get("namespace")
-    if own and namespace and own != namespace:
+    if own and namespace and own != namespace and not isinstance(namespace, ContextNamespace):
         raise InvalidError(
             f"{document.where}: the object's namespace {own!r} does not match --namespace {namespace!r}; "
             "remove one of them or make them equal"
