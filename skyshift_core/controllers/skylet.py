@@ -256,6 +256,7 @@ class Skylet:
         cluster = Cluster.model_validate(current)
         status = cluster.status
         was_ready = status.phase is ClusterPhase.READY
+        first_report = status.phase is ClusterPhase.INIT
         status.phase = ClusterPhase.READY if ready else ClusterPhase.ERROR
         status.conditions = set_condition(
             status.conditions,
@@ -272,9 +273,10 @@ class Skylet:
         cluster.metadata.resource_version = None
         await self.client.update_status(cluster)
         self._last_report, self._last_report_time = report, now
-        if ready != was_ready:
+        if ready != was_ready or first_report:
             # Transitions only, as Kubernetes records NodeReady and NodeNotReady, so that
-            # `skyshift describe cluster` shows when the cluster went away and came back.
+            # `skyshift describe cluster` shows when the cluster went away and came back. The first
+            # report counts as one, so a Cluster that never becomes ready says why in its events.
             event_type, event_reason = ("Normal", "ClusterReady") if ready else ("Warning", "ClusterNotReady")
             text = message or ("the cluster is ready" if ready else "the cluster is not ready")
             await record_event(self.client, cluster, event_type, event_reason, single_line(text), f"skylet/{self.cluster}")

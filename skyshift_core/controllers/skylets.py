@@ -173,11 +173,17 @@ class SkyletManager:
 
         A backend that fails is retried with backoff, and the Cluster's Ready condition gives the
         reason it stays. When the plugin cannot be loaded or the config is invalid, nothing can reach the
-        backend, so the finalizer is removed with a warning instead.
+        backend, so the finalizer is removed with a warning instead. A Cluster whose backend never
+        answered (it never reported capacity) and that holds no replicas never got any work, so
+        its finalizer goes at once, without waiting for a backend that may never answer.
         """
         name = cluster.metadata.name
         try:
             if CLEANUP_FINALIZER not in cluster.metadata.finalizers:
+                return
+            if cluster.status.observed_time is None and not self._holds_replicas(name):
+                await self._set_finalizer(name, present=False)
+                logger.info("Deleted cluster %s: it never reported capacity and holds no work; finalizer removed", name)
                 return
             try:
                 manager = self._build_manager(cluster)
@@ -194,6 +200,10 @@ class SkyletManager:
             self._cleaning.discard(name)
             if self._tasks.get(name) is asyncio.current_task():
                 del self._tasks[name]
+
+    def _holds_replicas(self, cluster: str) -> bool:
+        """Tell whether any Job has a share on `cluster`, placed or submitted."""
+        return any(cluster in job.status.clusters for job in self.jobs.list())
 
     async def _stop_all_work(self, cluster: Cluster, manager: ClusterManager) -> None:
         name = cluster.metadata.name

@@ -141,3 +141,24 @@ async def test_removed_finalizer_ends_cleanup(client, control_plane):
     registered_cluster("a").reachable = True
     # The work stays, as the user chose; a Cluster attached again under the name deletes it.
     assert registered_cluster("a").statuses()
+
+
+async def test_cluster_never_reached_is_deleted_at_once(client, control_plane):
+    control_plane()
+    await client.create(simulated_cluster("never", unreachable=True))
+
+    async def refused():
+        cluster = await client.get("Cluster", "never")
+        finalized = CLEANUP_FINALIZER in cluster["metadata"]["finalizers"]
+        return cluster if finalized and cluster["status"]["phase"] == "ERROR" else None
+
+    cluster = await wait_for(refused)
+    assert cluster["status"]["observed_time"] is None
+    # The first report counts as a transition, so the events say why the Cluster is not ready.
+    events = (await client.list("Event", "default"))["items"]
+    reasons = [event["reason"] for event in events if event["involved_object"]["name"] == "never"]
+    assert reasons == ["ClusterNotReady"]
+
+    await client.delete("Cluster", "never")
+
+    assert await wait_for(lambda: cluster_gone(client, "never"))
