@@ -260,6 +260,13 @@ class ApiRequest:
     body: bytes | None = None
 
 
+def _dry(request: ApiRequest, dry_run: bool) -> ApiRequest:
+    """Mark a create or update as a server-side dry run: every check runs, nothing is stored."""
+    if dry_run:
+        request.params["dryRun"] = "All"
+    return request
+
+
 def _log_warning(text: str) -> None:
     logger.warning("The API server warns: %s", text)
 
@@ -654,14 +661,20 @@ class SkyShiftClient(_ClientBase):
             token = page["metadata"].get("continue")
         return result
 
-    def create(self, obj: Mapping[str, Any] | Object, namespace: str | None = None) -> dict[str, Any]:
-        """Create an object; the namespace comes from `namespace`, else the manifest, else `default`."""
-        return self._send(self._create_request(obj, namespace))
+    def create(
+        self, obj: Mapping[str, Any] | Object, namespace: str | None = None, *, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """Create an object; the namespace comes from `namespace`, else the manifest, else `default`.
+        With `dry_run`, the server checks it and answers with it as it would be stored, storing nothing."""
+        return self._send(_dry(self._create_request(obj, namespace), dry_run))
 
-    def update(self, obj: Mapping[str, Any] | Object, namespace: str | None = None) -> dict[str, Any]:
+    def update(
+        self, obj: Mapping[str, Any] | Object, namespace: str | None = None, *, dry_run: bool = False
+    ) -> dict[str, Any]:
         """Replace spec, labels and annotations (PUT); the server keeps status. A metadata.resource_version
-        in `obj` is a precondition: ConflictError when the stored object has changed since."""
-        return self._send(self._update_request(obj, namespace, None))
+        in `obj` is a precondition: ConflictError when the stored object has changed since. `dry_run` as
+        for `create`."""
+        return self._send(_dry(self._update_request(obj, namespace, None), dry_run))
 
     def update_status(self, obj: Mapping[str, Any] | Object, namespace: str | None = None) -> dict[str, Any]:
         """Replace only the status (PUT on the status subresource), with the same precondition as `update`."""
@@ -956,14 +969,20 @@ class AsyncSkyShiftClient(_ClientBase):
             token = page["metadata"].get("continue")
         return result
 
-    async def create(self, obj: Mapping[str, Any] | Object, namespace: str | None = None) -> dict[str, Any]:
-        """Create an object; the namespace comes from `namespace`, else the manifest, else `default`."""
-        return await self._send(self._create_request(obj, namespace))
+    async def create(
+        self, obj: Mapping[str, Any] | Object, namespace: str | None = None, *, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """Create an object; the namespace comes from `namespace`, else the manifest, else `default`.
+        With `dry_run`, the server checks it and answers with it as it would be stored, storing nothing."""
+        return await self._send(_dry(self._create_request(obj, namespace), dry_run))
 
-    async def update(self, obj: Mapping[str, Any] | Object, namespace: str | None = None) -> dict[str, Any]:
+    async def update(
+        self, obj: Mapping[str, Any] | Object, namespace: str | None = None, *, dry_run: bool = False
+    ) -> dict[str, Any]:
         """Replace spec, labels and annotations (PUT); the server keeps status. A metadata.resource_version
-        in `obj` is a precondition: ConflictError when the stored object has changed since."""
-        return await self._send(self._update_request(obj, namespace, None))
+        in `obj` is a precondition: ConflictError when the stored object has changed since. `dry_run` as
+        for `create`."""
+        return await self._send(_dry(self._update_request(obj, namespace, None), dry_run))
 
     async def update_status(self, obj: Mapping[str, Any] | Object, namespace: str | None = None) -> dict[str, Any]:
         """Replace only the status (PUT on the status subresource), with the same precondition as `update`."""

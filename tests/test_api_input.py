@@ -652,27 +652,86 @@ def test_delete_options_type_in_json_terms(api, options, message):
     assert api.get(f"{JOBS}/doomed").status_code == 200
 
 
-@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
 @pytest.mark.parametrize("parameter", ["dryRun", "dry_run"])
-def test_dry_run_rejected_and_nothing_changed(api, method: str, parameter: str):
+def test_dry_run_answers_and_changes_nothing(api, method: str, parameter: str):
     job = make_job(api, f"dry-{method.lower()}-{parameter.lower().replace('_', '')}")
     name = job["metadata"]["name"]
     requests = {
-        "POST": (JOBS, {"kind": "Job", "metadata": {"name": name + "-new"}, "spec": {"run": "true"}}, {}),
-        "PUT": (f"{JOBS}/{name}", {**job, "spec": {**job["spec"], "run": "false"}}, {}),
-        "PATCH": (f"{JOBS}/{name}", {"metadata": {"labels": {"dry": "run"}}}, MERGE),
-        "DELETE": (f"{JOBS}/{name}", None, {}),
+        "POST": (JOBS, {"kind": "Job", "metadata": {"name": name + "-new"}, "spec": {"run": "true"}}, {}, 201),
+        "PUT": (f"{JOBS}/{name}", {**job, "spec": {**job["spec"], "run": "false"}}, {}, 200),
+        "PATCH": (f"{JOBS}/{name}", {"spec": {"run": "false"}}, MERGE, 200),
     }
-    path, body, headers = requests[method]
+    path, body, headers, code = requests[method]
+    revision = current_revision(api)
 
     response = api.request(method, path, params={parameter: "All"}, json=body, headers=headers)
 
-    message = assert_status(response, 400, "BadRequest")
-    assert f"query parameter {parameter}='All' is not supported: this API server has no dry run" in message
-    after = api.get(f"{JOBS}/{name}")
-    assert after.status_code == 200
-    assert after.json() == job
+    assert response.status_code == code, response.text
+    answered = response.json()
+    if method == "POST":
+        assert answered["metadata"]["name"] == name + "-new"
+        assert answered["metadata"]["uid"] and answered["metadata"]["resource_version"] is None
+    else:
+        assert answered["spec"]["run"] == "false"
+        assert answered["metadata"]["generation"] == 2
+        assert answered["metadata"]["resource_version"] == job["metadata"]["resource_version"]
+    assert api.get(f"{JOBS}/{name}").json() == job
     assert api.get(f"{JOBS}/{name}-new").status_code == 404
+    assert current_revision(api) == revision
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "fragment"),
+    [
+        pytest.param({"metadata": {"name": "taken"}}, 409, "Job 'default/taken' already exists", id="exists"),
+        pytest.param(
+            {"metadata": {"name": "big"}, "spec": {"run": "true", "replicas": 10000}},
+            422,
+            "spec.replicas: 10000 is more than 5000",
+            id="admission",
+        ),
+    ],
+)
+def test_dry_run_create_runs_the_checks(api, body, code, fragment):
+    make_job(api, "taken")
+
+    response = api.post(JOBS, params={"dryRun": "All"}, json={"kind": "Job", "spec": {"run": "true"}, **body})
+
+    assert response.status_code == code, response.text
+    assert fragment in response.json()["message"]
+    assert api.get(f"{JOBS}/big").status_code == 404
+
+
+def test_dry_run_create_in_missing_namespace_names_it(api):
+    body = {"kind": "Job", "metadata": {"name": "lost"}, "spec": {"run": "true"}}
+
+    response = api.post("/api/v1/namespaces/nowhere/jobs", params={"dryRun": "All"}, json=body)
+
+    assert response.status_code == 404, response.text
+    assert response.json()["details"] == {"kind": "namespaces", "name": "nowhere"}
+    assert response.json()["message"].startswith("namespace 'nowhere' not found")
+
+
+def test_dry_run_of_delete_rejected_and_nothing_changed(api):
+    job = make_job(api, "dry-delete")
+
+    response = api.delete(f"{JOBS}/dry-delete", params={"dryRun": "All"})
+
+    message = assert_status(response, 400, "BadRequest")
+    assert message.startswith("query parameter dryRun='All' is not supported for delete")
+    assert api.get(f"{JOBS}/dry-delete").json() == job
+
+
+def test_unknown_dry_run_value_rejected(api):
+    body = {"kind": "Job", "metadata": {"name": "dry-bogus"}, "spec": {"run": "true"}}
+
+    response = api.post(JOBS, params={"dryRun": "server"}, json=body)
+
+    assert assert_status(response, 400, "BadRequest") == (
+        "invalid query parameter dryRun='server': the only dry run is dryRun=All"
+    )
+    assert api.get(f"{JOBS}/dry-bogus").status_code == 404
 
 
 def test_annotations_over_limit_rejected(api):

@@ -100,6 +100,62 @@ def test_apply_namespace_then_job_in_it(cli, client: SkyShiftClient):
     assert client.get("jobs", "a", "dev")["metadata"]["namespace"] == "dev"
 
 
+def test_apply_rejected_document_applies_nothing(cli, client: SkyShiftClient):
+    jobs = [
+        {"kind": "Job", "metadata": {"name": name}, "spec": {"run": "true", "replicas": replicas}}
+        for name, replicas in (("first-ok", 1), ("too-big", 10000), ("third-ok", 1))
+    ]
+    # The middle one passes the client's checks; only the API server's limit rejects it.
+    result = cli("apply", "-f", "-", input=yaml.safe_dump_all(jobs))
+
+    assert result.exit_code == 1
+    assert "Error: <stdin>, document 2 (job.skyshift/too-big): invalid Job 'too-big': spec.replicas: 10000" in (
+        result.stderr
+    )
+    assert result.stderr.splitlines()[-1] == (
+        "Error: nothing was applied because 1 of 3 documents would be rejected; fix and run again"
+    )
+    assert client.list("jobs", "default")["items"] == []
+
+
+def test_apply_namespace_then_job_in_it_is_checked_first(cli, client: SkyShiftClient):
+    manifest = (
+        "kind: Namespace\nmetadata: {name: fresh}\n---\n"
+        "kind: Job\nmetadata: {name: a, namespace: fresh}\n---\n"
+        "kind: Job\nmetadata: {name: b, namespace: missing}\n"
+    )
+
+    result = cli("apply", "-f", "-", input=manifest)
+
+    assert result.exit_code == 1
+    assert "document 3 (job.skyshift/b): namespace 'missing' not found" in result.stderr
+    with pytest.raises(NotFoundError):
+        client.get("namespaces", "fresh")
+
+
+def test_apply_server_dry_run_stores_nothing(cli, client: SkyShiftClient):
+    client.create({"kind": "Job", "metadata": {"name": "old"}, "spec": {"run": "true"}})
+    manifest = "kind: Job\nmetadata: {name: old}\nspec: {run: 'false'}\n---\nkind: Job\nmetadata: {name: new}\n"
+
+    result = cli("apply", "--dry-run=server", "-f", "-", input=manifest)
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "job.skyshift/old configured (server dry run)",
+        "job.skyshift/new created (server dry run)",
+    ]
+    assert client.get("jobs", "old", "default")["spec"]["run"] == "true"
+    with pytest.raises(NotFoundError):
+        client.get("jobs", "new", "default")
+
+
+def test_apply_unknown_dry_run_mode(cli):
+    result = cli("apply", "--dry-run=client", "-f", "-", input="kind: Job\nmetadata: {name: a}\n")
+
+    assert result.exit_code == 2
+    assert "expected none or server, got 'client'" in result.stderr
+
+
 @pytest.fixture
 def context_namespace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, api_server: str) -> str:
     """A client config whose current context sets the namespace `ctx-ns`, as set-context does."""

@@ -162,15 +162,31 @@ def test_apply_invalid_document_nothing_applied(cli, client: SkyShiftClient, tmp
         client.get("jobs", "first")
 
 
-def test_apply_server_failure_summary(cli, client: SkyShiftClient, tmp_path: Path):
+def test_apply_server_refusal_applies_nothing(cli, client: SkyShiftClient, tmp_path: Path):
     path = write(tmp_path, "jobs.yaml", THREE_JOBS)
 
     result = cli("apply", "-f", str(path))
 
     assert result.exit_code == 1
+    assert result.stdout == ""
+    assert f"Error: {path}, document 2 (job.skyshift/second): namespace 'missing-ns' not found" in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "Error: nothing was applied because 1 of 3 documents would be rejected; fix and run again"
+    )
+    with pytest.raises(NotFoundError):
+        client.get("jobs", "first")
+
+
+def test_create_server_failure_summary(cli, client: SkyShiftClient, tmp_path: Path):
+    # create, as kubectl create, sends the documents one by one without a check first.
+    path = write(tmp_path, "jobs.yaml", THREE_JOBS)
+
+    result = cli("create", "-f", str(path))
+
+    assert result.exit_code == 1
     assert result.stdout.splitlines() == ["job.skyshift/first created", "job.skyshift/third created"]
     assert f"Error: {path}, document 2 (job.skyshift/second): namespace 'missing-ns' not found" in result.stderr
-    assert result.stderr.splitlines()[-1] == "Error: 2 of 3 objects applied; 1 failed"
+    assert result.stderr.splitlines()[-1] == "Error: 2 of 3 objects created; 1 failed"
     assert client.get("jobs", "third")["metadata"]["name"] == "third"
 
 

@@ -168,19 +168,25 @@ def query_int(request: Request, *names: str, minimum: int = _INT64_MIN, maximum:
 _WRITE_VERBS = frozenset({"create", "update", "patch", "delete"})
 
 
-def reject_dry_run(request: Request) -> None:
-    """Raise BadRequestError when a write requests a dry run, which this API server does not do.
+def dry_run_of(request: Request, verb: str) -> bool:
+    """Return True when a write asks for a dry run (`dryRun=All`, what kubectl --dry-run=server sends).
 
-    kubectl sends `dryRun=All` for `--dry-run=server`. Ignoring it would apply the change for real.
+    A dry run of a create, update or patch runs every check and answers with the object as it would
+    be stored, without storing it. Raises BadRequestError for another value, and for a delete, which
+    has no dry run here: ignoring the parameter would apply the change for real.
     """
     found = query_named(request, "dryRun", "dry_run")
-    if found is not None:
-        name, value = found
+    if found is None:
+        return False
+    name, value = found
+    if verb == "delete":
         raise BadRequestError(
-            f"query parameter {name}={value!r} is not supported: this API server has no dry run and would "
-            "apply the change; leave it out, or check a manifest without sending it (skyshift apply checks "
-            "every document before it sends any)"
+            f"query parameter {name}={value!r} is not supported for delete: this API server has a dry run for "
+            "create, update and patch only, and would delete the object; leave it out"
         )
+    if value != "All":
+        raise BadRequestError(f"invalid query parameter {name}={value!r}: the only dry run is {name}=All")
+    return True
 
 
 def check_kind(data: dict[str, Any], kind: str) -> None:
@@ -286,7 +292,7 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
         resource = f"{model.plural}/{subresource}" if subresource else model.plural
         await authorize(request, verb, resource, namespace_of(request), request.path_params.get("name"))
         if verb in _WRITE_VERBS:
-            reject_dry_run(request)
+            request.state.dry_run = dry_run_of(request, verb)
 
     async def list_or_watch(request: Request, namespace: str | None) -> Response:
         watching = (query(request, "watch") or "").lower() in ("1", "true", "yes")
@@ -356,6 +362,8 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
                     f"metadata.namespace {obj.metadata.namespace!r} does not match the namespace in the path, {namespace!r}"
                 )
             obj.metadata.namespace = namespace
+        if request.state.dry_run:
+            return object_response(await get_store(request).preview_create(obj), 201, warnings)
         created = await get_store(request).create(obj, fence=fence_from_request(request))
         object_written(request, model, created.metadata.name)
         return object_response(created, 201, warnings)
@@ -387,8 +395,12 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
         obj.metadata.resource_version = precondition(request, obj.metadata.resource_version)
         if model is Role and subresource is None:
             obj = await check_role_write(request, obj, await get_store(request).get(Role, None, name))
-        updated = await get_store(request).update(obj, subresource=subresource, fence=fence_from_request(request))
-        object_written(request, model, name)
+        dry_run = request.state.dry_run
+        updated = await get_store(request).update(
+            obj, subresource=subresource, fence=fence_from_request(request), dry_run=dry_run
+        )
+        if not dry_run:
+            object_written(request, model, name)
         return object_response(updated, warnings=warnings)
 
     async def patch(request: Request, name: str, subresource: str | None = None) -> Response:
@@ -437,12 +449,15 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
             if model is Role and subresource is None:
                 obj = await check_role_write(request, obj, current)
             try:
-                updated = await store.update(obj, subresource=subresource, fence=fence_from_request(request))
+                updated = await store.update(
+                    obj, subresource=subresource, fence=fence_from_request(request), dry_run=request.state.dry_run
+                )
             except ConflictError:
                 if explicit or attempt == _PATCH_ATTEMPTS - 1:
                     raise
                 continue
-            object_written(request, model, name)
+            if not request.state.dry_run:
+                object_written(request, model, name)
             return object_response(updated, warnings=warnings)
         raise AssertionError("unreachable")
 

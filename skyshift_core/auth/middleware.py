@@ -97,4 +97,6 @@ def _entry(scope: Scope, state: dict, method: str, code: int, started: float) ->
     }
     if state.get("auth_error"):
         entry["reason"] = state["auth_error"]
+    if state.get("dry_run"):
+        entry["dry_run"] = True
     return entry

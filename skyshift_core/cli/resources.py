@@ -32,6 +32,7 @@ from skyshift_core.cli.targets import Target, parse_targets
 from skyshift_core.client import SkyShiftClient
 from skyshift_core.errors import (
     AlreadyExistsError,
+    BadRequestError,
     ConflictError,
     ForbiddenError,
     GoneError,
@@ -93,12 +94,14 @@ def _load(files: list[str], namespace: str | None, past_tense: str) -> list[Pars
     return parsed
 
 
-def _fail_before_sending(errors: list[str], documents: int, past_tense: str) -> NoReturn:
-    """Print the errors of invalid documents and that none of the documents was sent; exit 1."""
+def _fail_before_sending(errors: list[str], documents: int, past_tense: str, problem: str = "") -> NoReturn:
+    """Print the errors of invalid documents and that none of the documents was sent; exit 1.
+
+    `problem` describes what is wrong with them (default: is or are invalid)."""
     _print_errors(errors)
     invalid = f"{len(errors)} of {documents} documents" if documents > 1 else "the document"
-    verb = "is" if len(errors) == 1 else "are"
-    typer.echo(f"Error: nothing was {past_tense} because {invalid} {verb} invalid; fix and run again", err=True)
+    problem = problem or ("is invalid" if len(errors) == 1 else "are invalid")
+    typer.echo(f"Error: nothing was {past_tense} because {invalid} {problem}; fix and run again", err=True)
     raise typer.Exit(1)
 
 
@@ -121,11 +124,12 @@ def _same_as_stored(manifest: ParsedManifest, current: dict[str, Any]) -> bool:
     return wanted.model_dump(mode="json", exclude=excluded) == stored.model_dump(mode="json", exclude=excluded)
 
 
-def apply_manifest(client: SkyShiftClient, manifest: ParsedManifest) -> str:
+def apply_manifest(client: SkyShiftClient, manifest: ParsedManifest, dry_run: bool = False) -> str:
     """Create the object or replace it, keeping its status; return created, configured or unchanged.
 
     A replace is a PUT of the manifest carrying the current resource_version, so a concurrent write
-    fails it with a conflict and the read-and-replace is tried again.
+    fails it with a conflict and the read-and-replace is tried again. With `dry_run`, the server
+    checks the create or replace and stores nothing.
     """
     model, name, namespace = manifest.model, manifest.name, manifest.namespace
     for _ in range(APPLY_ATTEMPTS):
@@ -133,7 +137,7 @@ def apply_manifest(client: SkyShiftClient, manifest: ParsedManifest) -> str:
             current = client.get(model, name, namespace)
         except NotFoundError:
             try:
-                client.create(request_body(manifest), namespace)
+                client.create(request_body(manifest), namespace, dry_run=dry_run)
                 return "created"
             except AlreadyExistsError:
                 # Another writer created it since our read: apply again as an update.
@@ -150,15 +154,19 @@ def apply_manifest(client: SkyShiftClient, manifest: ParsedManifest) -> str:
         if "status" in current:
             body["status"] = current["status"]
         try:
-            updated = client.update(body, namespace)
+            updated = client.update(body, namespace, dry_run=dry_run)
         except ConflictError:
             continue
         unchanged = updated["metadata"]["resource_version"] == current["metadata"]["resource_version"]
-        return "unchanged" if unchanged else "configured"
+        # A dry run stores nothing, so its answer keeps the resource_version either way.
+        return "unchanged" if unchanged and not dry_run else "configured"
     raise ConflictError(
         f"{object_ref(model, name)} changed {APPLY_ATTEMPTS} times while it was being applied; "
         "another writer keeps modifying it, apply again later"
     )
+
+
+DRY_RUN_MODES = ("none", "server")
 
 
 def apply(
@@ -166,13 +174,71 @@ def apply(
     files: FilesOption = None,
     namespace: NamespaceOption = None,
     output: WriteOutputOption = None,
+    dry_run: Annotated[
+        str,
+        typer.Option(
+            "--dry-run",
+            help="server: have the API server check every object, as the apply would send it, and store nothing.",
+        ),
+    ] = "none",
     server: ServerOption = None,
 ) -> None:
-    """Create or update the objects in manifests (several YAML documents per file, JSON too)."""
+    """Create or update the objects in manifests (several YAML documents per file, JSON too).
+
+    The API server checks every document before any is applied, so a document that it would reject
+    (a limit, a backend's config, a missing namespace, a missing permission) changes nothing."""
     _check_write_output(output)
+    if dry_run not in DRY_RUN_MODES:
+        raise typer.BadParameter(f"expected {' or '.join(DRY_RUN_MODES)}, got {dry_run!r}", param_hint="--dry-run")
     if not files:
         raise InvalidError("no manifest given: pass -f FILE, -f DIRECTORY or -f - for stdin")
-    _each_manifest(ctx, server, _load(files, namespace, "applied"), apply_manifest, "applied", output)
+    manifests = _load(files, namespace, "applied")
+    if dry_run == "server":
+
+        def check_one(client: SkyShiftClient, manifest: ParsedManifest) -> str:
+            return f"{apply_manifest(client, manifest, dry_run=True)} (server dry run)"
+
+        _each_manifest(ctx, server, manifests, check_one, "checked", output)
+        return
+    if len(manifests) > 1:
+        with client_for(ctx, server) as client:
+            errors = _server_check(client, manifests)
+        if errors:
+            _fail_before_sending(errors, len(manifests), "applied", "would be rejected")
+    _each_manifest(ctx, server, manifests, apply_manifest, "applied", output)
+
+
+def _server_check(client: SkyShiftClient, manifests: list[ParsedManifest]) -> list[str]:
+    """Dry-run every manifest on the API server; return one error message per manifest it rejects.
+
+    A namespace that an earlier document of the same apply creates does not exist yet during the
+    check, so a document rejected only for that namespace counts as accepted."""
+    errors = []
+    created: set[str] = set()
+    for manifest in manifests:
+        try:
+            apply_manifest(client, manifest, dry_run=True)
+        except NotFoundError as error:
+            missing = error.details.get("name") if error.details.get("kind") == "namespaces" else None
+            if missing is None or missing not in created:
+                errors.append(_document_error(manifest, error))
+        except BadRequestError as error:
+            if "dryRun" in error.message:
+                # An API server older than this client has no dry run, so the documents are applied
+                # one by one, as before.
+                return []
+            errors.append(_document_error(manifest, error))
+        except ServerUnreachableError:
+            raise
+        except SkyShiftError as error:
+            errors.append(_document_error(manifest, error))
+        if manifest.model is Namespace:
+            created.add(manifest.name)
+    return errors
+
+
+def _document_error(manifest: ParsedManifest, error: SkyShiftError) -> str:
+    return f"{manifest.document.where} ({object_ref(manifest.model, manifest.name)}): {error.message}"
 
 
 def _each_manifest(

@@ -193,6 +193,14 @@ class WatchEvent:
         return f"WatchEvent({self.type}, revision={self.revision})"
 
 
+def _namespace_not_found(namespace: str) -> NotFoundError:
+    # The details name the namespace, so that a client can tell this from a missing object.
+    return NotFoundError(
+        f"namespace '{namespace}' not found; create it first: skyshift create namespace {namespace}",
+        details={"kind": "namespaces", "name": namespace},
+    )
+
+
 def uid_conflict_message(described: str, requested: str, current: str | None) -> str:
     """The 409 message of a write whose uid precondition names another object than the stored one."""
     return (
@@ -542,9 +550,7 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
                 metadata.resource_version = str(response.header.revision)
                 return obj
             if namespace_read and response.responses[0].response_range.count == 0:
-                raise NotFoundError(
-                    f"namespace '{namespace}' not found; create it first: skyshift create namespace {namespace}"
-                )
+                raise _namespace_not_found(namespace)
             refreshed = await self.recheck_fence(fence, fenced, retried=retried)
             if refreshed is None:
                 break
@@ -556,6 +562,22 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
             return self._decode(model, existing.kvs[0].value, existing.kvs[0].mod_revision)
         raise AlreadyExistsError(f"{self._describe(model, namespace, obj.metadata.name)} already exists")
 
+
+    async def preview_create(self, obj: Object) -> Object:
+        """Check what `create` checks, without writing: return the object as `create` would store it,
+        with no resource_version. Raises NotFoundError for a missing namespace and AlreadyExistsError
+        for a taken name, as `create` does."""
+        model = type(obj)
+        namespace = (obj.metadata.namespace or DEFAULT_NAMESPACE) if model.namespaced else None
+        keys = [self._key(model, namespace, obj.metadata.name)]
+        if model.namespaced and model is not Namespace and namespace != DEFAULT_NAMESPACE:
+            keys.append(self._key(Namespace, None, namespace))
+        found = [bool((await self._range(key)).kvs) for key in keys]
+        if len(found) > 1 and not found[1]:
+            raise _namespace_not_found(namespace)
+        if found[0]:
+            raise AlreadyExistsError(f"{self._describe(model, namespace, obj.metadata.name)} already exists")
+        return self.prepare_new(obj)
 
     async def _get_raw(self, model: type[Object], namespace: str | None, name: str):
         response = await self._range(self._key(model, namespace, name))
@@ -570,12 +592,15 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
         kv = await self._get_raw(model, namespace, name)
         return self._decode(model, kv.value, kv.mod_revision)
 
-    async def update(self, obj: Object, *, subresource: str | None = None, fence: Fence | None = None) -> Object:
+    async def update(
+        self, obj: Object, *, subresource: str | None = None, fence: Fence | None = None, dry_run: bool = False
+    ) -> Object:
         """Replace an object's spec and metadata (or only its status, with subresource="status").
 
         When obj.metadata.resource_version is set it must equal the stored one (else ConflictError);
         without it the update applies to whatever version is current. A change outside metadata
-        and status bumps metadata.generation. Writing an unchanged object is a no-op.
+        and status bumps metadata.generation. Writing an unchanged object is a no-op. With
+        `dry_run`, every check runs and the result is returned, but nothing is written.
         """
         model = type(obj)
         namespace = (obj.metadata.namespace or DEFAULT_NAMESPACE) if model.namespaced else None
@@ -584,7 +609,8 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
         fenced = await self.fence_compare(fence)
         retried = False
         # With a precondition, the value cached at that version can stand in for the read (see `ValueCache`).
-        cached = self._values.get(self._key(model, namespace, name), precondition) if precondition is not None else None
+        use_cache = precondition is not None and not dry_run
+        cached = self._values.get(self._key(model, namespace, name), precondition) if use_cache else None
         while True:
             kv = cached or await self._get_raw(model, namespace, name)
             if precondition is not None and precondition != kv.mod_revision:
@@ -599,6 +625,8 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
             if current.metadata.deletion_timestamp is not None:
                 self._check_finalizers_removed_only(current, merged)
                 if not merged.metadata.finalizers:
+                    if dry_run:
+                        return merged
                     # The last finalizer is gone, so the deletion that waited for it happens now.
                     removed = await self._delete_kv(model, kv, fenced)
                     if removed is not None:
@@ -614,6 +642,9 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
                     cached = None
                     continue
                 return current
+            if dry_run:
+                merged.metadata.resource_version = str(kv.mod_revision)
+                return merged
             compare = [rpc.Compare(key=kv.key, target=rpc.Compare.MOD, result=rpc.Compare.EQUAL, mod_revision=kv.mod_revision), *fenced]
             if cached is not None:
                 compare.append(rpc.Compare(key=kv.key, target=rpc.Compare.VALUE, result=rpc.Compare.EQUAL, value=kv.value))
