@@ -32,7 +32,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
     help="Run jobs and services across many clusters as if they were one.",
     epilog=(
         "The API server is --server, else $SKYSHIFT_SERVER, else the current context of the client config, "
