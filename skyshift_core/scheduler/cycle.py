@@ -12,6 +12,8 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 from skyshift_core.objects import FilterPolicy, Job
+from skyshift_core.objects.quantity import format_mebibytes
+from skyshift_core.objects.resources import ResourceList
 from skyshift_core.plugins import describe_error
 from skyshift_core.scheduler.builtin import POLICIES_KEY, policies_for
 from skyshift_core.scheduler.framework import (
@@ -93,6 +95,17 @@ class Decision:
             "skipped_scores": list(self.skipped_scores),
             "filtered": [{"reason": reason, "clusters": sorted(names)} for reason, names in sorted(filtered.items())],
         }
+
+
+def _largest_node(request: ResourceList, clusters: list[ClusterInfo]) -> str:
+    """Name, for each resource that `request` asks for, the most that any one node has."""
+    labels = [label for label in ("cpus", "memory", "disk", "gpus") if getattr(request, label) > 0] or ["cpus"]
+    nodes = [node for cluster in clusters for node in cluster.nodes]
+    largest = []
+    for label in labels:
+        most = max((getattr(node.capacity, label) for node in nodes), default=0)
+        largest.append(f"{label} {format_mebibytes(most) if label in ('memory', 'disk') else f'{most:g}'}")
+    return ", ".join(largest)
 
 
 def summarize(total: int, verdicts: list[ClusterVerdict]) -> str:
@@ -294,7 +307,10 @@ def _schedule(
     by_name = {verdict.cluster: verdict for verdict in verdicts}
 
     if not feasible:
-        return Decision(profile.name, replicas, None, verdicts, summarize(len(clusters), verdicts))
+        message = summarize(len(clusters), verdicts)
+        if any(reason.startswith("too large for every node") for verdict in verdicts for reason in verdict.reasons):
+            message += f" No node has more than {_largest_node(state.request(job), clusters)}."
+        return Decision(profile.name, replicas, None, verdicts, message)
 
     # Score: each plugin rates every feasible cluster, normalizes, and is weighted.
     skipped: list[str] = []
@@ -355,7 +371,18 @@ def _schedule(
         capacity = sum(candidate.fit_count for candidate in candidates)
         # Replicas kept where they run are not placed again, so the message names the replicas it counts.
         counted = f"{replicas} replicas" if replicas == job.spec.replicas else f"the {replicas} replicas still to place"
-        if capacity < replicas:
+        request = state.request(job)
+        ever = sum(node.fit_count(request, empty=True) for cluster in clusters for node in cluster.nodes)
+        if ever < job.spec.replicas:
+            # Waiting cannot help: even with nothing else running, the clusters hold fewer.
+            attached = f"all {len(clusters)} clusters" if len(clusters) > 1 else "the one cluster"
+            message = (
+                f"{len(feasible)}/{len(clusters)} clusters fit the job, but together they hold only "
+                f"{capacity} of {counted} now. Even with nothing else running, {attached} would hold at most "
+                f"{ever} of the Job's {job.spec.replicas}, and a Job's replicas are placed all together: ask "
+                "for fewer or smaller replicas, or attach more clusters"
+            )
+        elif capacity < replicas:
             message = (
                 f"{len(feasible)}/{len(clusters)} clusters fit the job, but together they hold only "
                 f"{capacity} of {counted} now, and a Job's replicas are placed all together"

@@ -107,15 +107,16 @@ class NodeInfo:
         cpus = max(unit, math.ceil(request.cpus / unit - 1e-9) * unit)
         return request if cpus == request.cpus else request.model_copy(update={"cpus": cpus})
 
-    def fit_count(self, request: ResourceList) -> int:
-        """How many replicas of `request` fit on this node at once.
+    def fit_count(self, request: ResourceList, *, empty: bool = False) -> int:
+        """How many replicas of `request` fit on this node at once (with `empty`, on the node with
+        nothing running: its capacity instead of what is allocatable now).
 
         Each dimension allows floor(allocatable / requested); the node holds the minimum of them.
         A request of zero in every dimension fits an unbounded number; that is reported as a
         large finite number so sums stay integers. CPUs count as `allocation` rounds them.
         """
         request = self.allocation(request)
-        allocatable = self.allocatable
+        allocatable = self.capacity if empty else self.allocatable
         fit = UNBOUNDED
         if request.cpus > 0:
             fit = min(fit, math.floor(allocatable.cpus / request.cpus + 1e-9))

@@ -49,7 +49,9 @@ async def test_pending_with_reason_then_placed_when_cluster_added(client, contro
 
     condition = await wait_for(waiting_reason)
     assert condition["reason"] == "Unschedulable"
-    assert condition["message"] == "0/1 clusters available: 1 too large for every node (cpus 2)."
+    assert condition["message"] == (
+        "0/1 clusters available: 1 too large for every node (cpus 2). No node has more than cpus 1."
+    )
     assert (await job_status(client))["phase"] == "Pending"
 
     await client.create(simulated_cluster("large", cpus=8))

@@ -73,7 +73,8 @@ def test_request_above_capacity_named():
     clusters = [cluster("a", node("a1", 2, memory=1024)), cluster("b", busy_node("b1", 8, 1))]
     decision = schedule(profile(), job(cpus=4, memory=2048), clusters, [])
     assert decision.message == (
-        "0/2 clusters available: 1 insufficient cpus, 1 too large for every node (cpus 4, memory 2Gi)."
+        "0/2 clusters available: 1 insufficient cpus, 1 too large for every node (cpus 4, memory 2Gi). "
+        "No node has more than cpus 8, memory 4Gi."
     )
 
 
@@ -110,7 +111,9 @@ def test_replica_must_fit_on_one_node():
     # Two nodes of 2 CPUs each hold 4 CPUs in total, but a 3-CPU replica fits on neither.
     decision = schedule(profile(), job(cpus=3), [cluster("a", node("a1", 2), node("a2", 2))], [])
     assert decision.placement is None
-    assert decision.message == "0/1 clusters available: 1 too large for every node (cpus 3)."
+    assert decision.message == (
+        "0/1 clusters available: 1 too large for every node (cpus 3). No node has more than cpus 2."
+    )
 
 
 def test_all_or_nothing():
@@ -119,6 +122,20 @@ def test_all_or_nothing():
     decision = schedule(profile(), job(replicas=4, cpus=2), clusters, [])
     assert decision.placement is None
     assert decision.message.startswith("2/2 clusters fit the job, but together they hold only 3 of 4 replicas")
+
+
+def test_job_that_never_fits_says_so():
+    # Both clusters are busy now, but even empty they hold 3 replicas of 2 CPUs, not 4.
+    clusters = [cluster("a", busy_node("a1", 4, 2)), cluster("b", node("b1", 2))]
+    fits_later = schedule(profile(), job(replicas=3, cpus=2), clusters, [])
+    never = schedule(profile(), job(replicas=4, cpus=2), clusters, [])
+
+    assert fits_later.message.startswith("2/2 clusters fit the job, but together they hold only 2 of 3 replicas now,")
+    assert never.message.startswith(
+        "2/2 clusters fit the job, but together they hold only 2 of 4 replicas now. Even with nothing else "
+        "running, all 2 clusters would hold at most 3 of the Job's 4, and a Job's replicas are placed all "
+        "together: ask for fewer or smaller replicas, or attach more clusters"
+    )
 
 
 def test_placement_message_counts_replicas():
