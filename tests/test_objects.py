@@ -179,6 +179,36 @@ def test_wrong_scalar_type_is_not_coerced(spec, message):
     assert raised.value.message == f"invalid Job: {message}"
 
 
+@pytest.mark.parametrize(
+    ("spec", "fragment"),
+    [
+        pytest.param(
+            {"command": ["python", "train.py"]},
+            "unknown field 'command' (use 'run': the command line as one shell string, such as run: python "
+            "train.py --epochs 3)",
+            id="command",
+        ),
+        pytest.param({"parallelism": 4}, "unknown field 'parallelism' (use 'replicas':", id="parallelism"),
+        pytest.param(
+            {"nodeSelector": {"a": "b"}}, "unknown field 'nodeSelector' (use 'placement':", id="node-selector"
+        ),
+        pytest.param(
+            {"image": "Ubuntu:Latest"}, "names are lower case: did you mean 'ubuntu:Latest'?", id="image-case"
+        ),
+        pytest.param(
+            {"resources": {"memory": "2gb"}},
+            "(did you mean '2Gi', binary as Slurm reads 2G, or '2G', decimal?)",
+            id="memory-unit-case",
+        ),
+    ],
+)
+def test_other_tools_spelling_gets_the_skyshift_one(spec, fragment):
+    with pytest.raises(InvalidError) as raised:
+        parse_object({"kind": "Job", "metadata": {"name": "a"}, "spec": spec})
+    assert fragment in raised.value.message
+    assert "settings of one cluster manager" not in raised.value.message
+
+
 def test_spec_that_is_not_a_mapping_is_named_in_manifest_terms():
     with pytest.raises(InvalidError) as raised:
         parse_object({"kind": "Job", "metadata": {"name": "a", "labels": {"tier": 1}}, "spec": "echo hi"})

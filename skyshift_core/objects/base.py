@@ -40,6 +40,9 @@ class SkyModel(BaseModel):
     _spellings_cache: ClassVar[dict[type, dict[str, str]]] = {}
     # Added to the error for an unknown field that is close to no valid one: where it may belong.
     unknown_field_hint: ClassVar[str] = ""
+    # Fields that other tools name differently (Kubernetes' `command`, Slurm's `ntasks`): the key
+    # as users write it, mapped to the field that takes its place and how to write it there.
+    synonyms: ClassVar[dict[str, tuple[str, str]]] = {}
 
     @classmethod
     def spellings(cls) -> dict[str, str]:
@@ -64,6 +67,14 @@ class SkyModel(BaseModel):
         """Return every input key this model accepts: field names, camelCase aliases and extra aliases."""
         return frozenset(cls.spellings())
 
+    @classmethod
+    def _unknown_field(cls, key: str, names: list[str]) -> str:
+        synonym = cls.synonyms.get(key)
+        if synonym is not None:
+            field, how = synonym
+            return f"unknown field '{key}' (use '{field}': {how})"
+        return f"unknown field '{key}'{suggest(key, names)}"
+
     @model_validator(mode="before")
     @classmethod
     def _reject_unknown_fields(cls, data: Any) -> Any:
@@ -73,8 +84,9 @@ class SkyModel(BaseModel):
         unknown = [key for key in data if key not in spellings]
         if unknown:
             names = sorted(cls.model_fields)
-            problems = [f"unknown field '{key}'{suggest(str(key), names)}" for key in unknown]
-            hint = cls.unknown_field_hint if any(not suggest(str(key), names) for key in unknown) else ""
+            problems = [cls._unknown_field(str(key), names) for key in unknown]
+            unplaced = [key for key in unknown if not suggest(str(key), names) and str(key) not in cls.synonyms]
+            hint = cls.unknown_field_hint if unplaced else ""
             raise ValueError("; ".join(problems) + f"; valid fields: {', '.join(names)}" + (f"; {hint}" if hint else ""))
         fields = [spellings[key] for key in data]
         if len(set(fields)) < len(fields):

@@ -88,11 +88,39 @@ class Volume(SkyModel):
         return self
 
 
+def _with_lower_case_name(image: str) -> str:
+    """Return `image` with its registry and name in lower case, keeping the tag and digest as written."""
+    reference, at, digest = image.partition("@")
+    slash = reference.rfind("/")
+    colon = reference.rfind(":")
+    if colon > slash:
+        return reference[:colon].lower() + reference[colon:] + at + digest
+    return reference.lower() + at + digest
+
+
+# What Kubernetes and Slurm users write for the fields below, and how SkyShift spells it.
+_RUN_INSTEAD = ("run", "the command line as one shell string, such as run: python train.py --epochs 3")
+_REPLICAS_INSTEAD = ("replicas", "the number of copies to run, each with its SKYSHIFT_REPLICA_INDEX")
+_PLACEMENT_INSTEAD = ("placement", "filters and weighted preferences choose clusters by their labels")
+
+
 class JobSpec(SkyModel):
     unknown_field_hint: ClassVar[str] = (
         "settings of one cluster manager, such as a Slurm partition or time limit, go under "
         "spec.backend.<manager>, for example spec.backend.slurm.time_limit"
     )
+    synonyms: ClassVar[dict[str, tuple[str, str]]] = {
+        "command": _RUN_INSTEAD,
+        "args": _RUN_INSTEAD,
+        "cmd": _RUN_INSTEAD,
+        "script": _RUN_INSTEAD,
+        "parallelism": _REPLICAS_INSTEAD,
+        "completions": _REPLICAS_INSTEAD,
+        "array": _REPLICAS_INSTEAD,
+        "nodeSelector": _PLACEMENT_INSTEAD,
+        "node_selector": _PLACEMENT_INSTEAD,
+        "affinity": _PLACEMENT_INSTEAD,
+    }
 
     image: str = DEFAULT_IMAGE
     run: str = ""
@@ -113,9 +141,11 @@ class JobSpec(SkyModel):
     @classmethod
     def _check_image(cls, image: str) -> str:
         if not _IMAGE.match(image):
+            lower = _with_lower_case_name(image)
+            hint = f"; names are lower case: did you mean {lower!r}?" if lower != image and _IMAGE.match(lower) else ""
             raise ValueError(
                 f"invalid image {image!r}: expected [registry[:port]/]name[:tag][@sha256:digest], "
-                "for example 'ubuntu:22.04'"
+                f"for example 'ubuntu:22.04'{hint}"
             )
         return image
 

@@ -74,11 +74,21 @@ def parse_mebibytes(value: object, field: str = "size") -> float:
     match = _QUANTITY.match(value)
     if not match or match.group(2) not in _BYTES_PER_UNIT:
         units = ", ".join(unit for unit in _BYTES_PER_UNIT if unit)
+        hint = _unit_hint(match.group(1), match.group(2)) if match else ""
         raise ValueError(
-            f"invalid {field} {value!r}: expected a number of MiB or a number with one of the units {units}"
+            f"invalid {field} {value!r}: expected a number of MiB or a number with one of the units {units}{hint}"
         )
     number = float(match.group(1))
     return number * _BYTES_PER_UNIT[match.group(2)] / 2**20
+
+
+def _unit_hint(number: str, unit: str) -> str:
+    """Suggest the units that `unit` may mean when only its letter case is wrong (`gb`, `g`, `mi`)."""
+    prefix = unit[:1].upper()
+    if prefix not in "KMGTP" or unit[1:].lower() not in ("", "b", "i", "ib"):
+        return ""
+    binary, decimal = f"{number}{prefix}i", f"{number}{prefix}"
+    return f" (did you mean '{binary}', binary as Slurm reads {decimal}, or '{decimal}', decimal?)"
 
 
 def format_mebibytes(mebibytes: float) -> str:
