@@ -15,6 +15,7 @@ import httpx
 import pytest
 import yaml
 
+from skyshift_core import __version__
 from skyshift_core.local.processes import free_port, stop_process, wait_for_port
 from skyshift_core.errors import NotFoundError
 from skyshift_core.objects import Job, Namespace, kinds
@@ -634,9 +635,14 @@ def test_watch_compacted_version_is_gone(api, store):
     assert "list again" in response.json()["message"]
 
 
-def test_health_readiness_metrics_and_docs(api):
+def test_health_readiness_metrics_and_docs(api, anonymous_api):
     assert api.get("/healthz").text == "ok"
     assert api.get("/readyz").status_code == 200
+    for path in ("/healthz", "/livez", "/readyz"):
+        assert anonymous_api.get(path).text == "ok", path
+        assert anonymous_api.head(path).status_code == 200, path
+    assert api.get("/version").json() == {"kind": "Version", "version": __version__}
+    assert anonymous_api.get("/version").status_code == 401
     api.get(collection_path("Job"))
     metrics = api.get("/metrics").text
     assert 'skyshift_apiserver_requests_total{code="200",method="GET",route="/api/v1/namespaces/{namespace}/jobs"}' in metrics

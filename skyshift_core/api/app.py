@@ -166,11 +166,19 @@ def create_app(settings: ApiSettings) -> FastAPI:
         message = f"internal error while handling {request.method} {request.url.path}: {type(error).__name__}"
         return json_response(status_body(500, "InternalError", message), 500)
 
-    @app.get("/healthz", tags=["health"], summary="Liveness: the process serves requests")
+    # HEAD too, which some load balancers send; /livez is Kubernetes' newer name for /healthz.
+    @app.api_route(
+        "/healthz", methods=["GET", "HEAD"], tags=["health"], summary="Liveness: the process serves requests"
+    )
+    @app.api_route("/livez", methods=["GET", "HEAD"], tags=["health"], summary="Liveness, as /healthz")
     async def healthz() -> Response:
         return Response("ok", media_type="text/plain")
 
-    @app.get("/readyz", tags=["health"], summary="Readiness: etcd answers")
+    @app.get("/version", tags=["health"], summary="The API server's version")
+    async def version() -> Response:
+        return json_response({"kind": "Version", "version": __version__})
+
+    @app.api_route("/readyz", methods=["GET", "HEAD"], tags=["health"], summary="Readiness: etcd answers")
     async def readyz(request: Request) -> Response:
         initializing = getattr(request.app.state, "initializing", None)
         if initializing is not None and not initializing.done():

@@ -1,6 +1,6 @@
 """ASGI middleware that authenticates every request and writes the audit log.
 
-Only `/healthz` and `/readyz` are served without a token. `/api/v1/login` and `/api/v1/register`
+Only `/healthz`, `/livez` and `/readyz` are served without a token. `/api/v1/login` and `/api/v1/register`
 need none either, because the password or the invite in their body is the credential; they check it
 themselves. Any other request without a valid bearer token gets 401 before routing, so unknown
 paths reveal nothing. Route handlers find the caller in `request.state.identity`.
@@ -22,7 +22,7 @@ from skyshift_core.objects.meta import utc_now
 
 logger = logging.getLogger(__name__)
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
 # Paths whose request body carries the credential (a password or an invite).
 CREDENTIAL_PATHS = frozenset({"/api/v1/login", "/api/v1/register"})
 

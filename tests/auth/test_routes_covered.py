@@ -9,12 +9,19 @@ import pytest
 from auth_helpers import create_user
 
 # Served without a token: health checks, and the routes whose body carries the credential.
-NO_TOKEN = {("GET", "/healthz"), ("GET", "/readyz"), ("POST", "/api/v1/login"), ("POST", "/api/v1/register")}
+NO_TOKEN = {
+    ("GET", "/healthz"),
+    ("GET", "/livez"),
+    ("GET", "/readyz"),
+    ("POST", "/api/v1/login"),
+    ("POST", "/api/v1/register"),
+}
 # Served to any authenticated user, whatever their Roles.
 ANY_USER = {
     ("GET", "/api/v1"),
     ("GET", "/api/v1/plugins"),
     ("GET", "/api/v1/whoami"),
+    ("GET", "/version"),
     ("POST", "/api/v1/logout"),
 }
 PARAMETERS = {"namespace": "default", "name": "someone-else", "invite_id": "00ff", "token_id": "00ff"}
