@@ -225,3 +225,14 @@ def test_readyz_without_etcd_is_status_503(server_without_etcd):
         f"not ready: the readiness check of etcd at {endpoint} failed: no answer within {READINESS_TIMEOUT:g} s; "
         "check that etcd runs and that this API server can reach it"
     )
+
+
+def test_malformed_login_body_is_400(anonymous_api):
+    response = anonymous_api.post(
+        "/api/v1/login", content=b'{"username": "admin", ', headers={"content-type": "application/json"}
+    )
+
+    assert response.status_code == 400
+    body = response.json()
+    assert body["reason"] == "BadRequest"
+    assert body["message"].startswith("request body is not valid JSON: ")

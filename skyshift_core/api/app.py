@@ -136,6 +136,12 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def handle_validation_error(request: Request, error: RequestValidationError) -> Response:
+        # A body that is not JSON at all is malformed (400), as the resource routes answer it.
+        for item in error.errors():
+            if item["type"] == "json_invalid":
+                reason = (item.get("ctx") or {}).get("error", item["msg"])
+                message = f"request body is not valid JSON: {reason} (at character {item['loc'][-1]})"
+                return json_response(status_body(400, "BadRequest", message), 400)
         problems = "; ".join(
             f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in error.errors()
         )

@@ -30,6 +30,25 @@ def test_mutating_request_recorded(api, audit_log_path):
     assert datetime.fromisoformat(entry["time"]).tzinfo is not None
 
 
+def test_dry_run_marked(api, audit_log_path):
+    body = {"kind": "Job", "metadata": {"name": "rehearsed"}}
+    response = api.post("/api/v1/namespaces/default/jobs", params={"dryRun": "All"}, json=body)
+    assert response.status_code == 201
+
+    (entry,) = [item for item in entries(audit_log_path) if item["path"] == "/api/v1/namespaces/default/jobs"]
+
+    assert entry["dry_run"] is True
+    assert (entry["verb"], entry["name"], entry["code"]) == ("create", "rehearsed", 201)
+
+
+def test_real_write_not_marked_dry_run(api, audit_log_path):
+    api.post("/api/v1/namespaces/default/jobs", json={"kind": "Job", "metadata": {"name": "real"}})
+
+    (entry,) = [item for item in entries(audit_log_path) if item["path"] == "/api/v1/namespaces/default/jobs"]
+
+    assert "dry_run" not in entry
+
+
 def test_reads_not_recorded(api, audit_log_path):
     api.get("/api/v1/namespaces/default/jobs")
 
