@@ -475,6 +475,24 @@ def test_get_watch_prints_changes(cli, client: SkyShiftClient):
     assert result.stdout.splitlines() == ["job.skyshift/first", "job.skyshift/second", "job.skyshift/first"]
 
 
+def test_watch_table_skips_repeated_rows(capsys):
+    printer = resources._Printer(Job, None, namespace_column=False)
+    job = {
+        "kind": "Job",
+        "metadata": {"name": "quiet", "namespace": "default", "creation_timestamp": "2020-01-01T00:00:00Z"},
+        "spec": {"run": "true"},
+    }
+    annotated = {**job, "metadata": {**job["metadata"], "annotations": {"seen": "yes"}}}
+    running = {**job, "status": {"phase": "Running"}}
+
+    printer.print_items([job], "5", single=False)
+    for item in (annotated, job, running, running):
+        printer.print_event(item)
+
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in lines] == [["NAME", "STATUS"], ["quiet", "Pending"], ["quiet", "Running"]]
+
+
 def test_get_watch_yaml_prints_objects_one_by_one(cli, client: SkyShiftClient):
     client.create({"kind": "Job", "metadata": {"name": "listed"}})
 

@@ -343,6 +343,9 @@ class _Printer:
         self.kind_in_name = kind_in_name
         self.table = Table(object_headers(model, namespace_column=namespace_column, wide=output == "wide"))
         self.printed = 0
+        # The row last printed for each object while watching, so that a change that shows in no
+        # column (a status write of a field the table leaves out) prints no repeated row.
+        self.last_rows: dict[tuple[str | None, str], list[str]] = {}
 
     def row(self, item: dict[str, Any]) -> list[str]:
         row = object_row(self.model, item, namespace_column=self.namespace_column, wide=self.output == "wide")
@@ -368,7 +371,10 @@ class _Printer:
                 }
             typer.echo(to_yaml(data).rstrip("\n") if self.output == "yaml" else json.dumps(data, indent=2))
         else:
-            typer.echo(self.table.render([self.row(item) for item in items], header=self.headers))
+            rows = [self.row(item) for item in items]
+            for item, row in zip(items, rows):
+                self.last_rows[(item["metadata"].get("namespace"), item["metadata"]["name"])] = row
+            typer.echo(self.table.render(rows, header=self.headers))
         self.printed += len(items)
 
     def print_event(self, item: dict[str, Any]) -> None:
@@ -381,6 +387,10 @@ class _Printer:
             typer.echo(json.dumps(item, indent=2))
         else:
             row = self.row(item)
+            key = (item["metadata"].get("namespace"), item["metadata"]["name"])
+            if self.last_rows.get(key) == row:
+                return
+            self.last_rows[key] = row
             self.table.widen([row])
             # The header goes out once, before the first row of a watch that started with nothing.
             typer.echo(self.table.render([row], header=self.headers and self.printed == 0))
