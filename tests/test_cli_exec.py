@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 from cli_helpers import cli, client, runner  # noqa: F401
-from skyshift_core.cli.exec import share_of
+from skyshift_core.cli.exec import check_replica_runs, share_of
 
 from skyshift_core.errors import InvalidError
 from skyshift_core.objects import Job
+from skyshift_core.objects.job import TaskStatus
 
 
 def placed_job(placement: dict[str, list[int]]) -> Job:
@@ -85,3 +86,40 @@ def test_replica_out_of_range_rejected():
     for replica in (-1, 3):
         with pytest.raises(InvalidError, match=rf"invalid replica {replica}: Job 'train' has replicas 0 to 2; pass"):
             share_of(job, replica)
+
+
+@pytest.mark.parametrize(
+    ("task", "message"),
+    [
+        pytest.param(
+            {"state": "Running", "reason": "BackOff", "message": "exit code 1, restart 2 in 4 s"},
+            "replica 0 of Job 'train' on cluster 'a' is waiting to restart (BackOff: exit code 1, restart 2 in 4 s); "
+            "run the command once it runs again, which skyshift get job train -w shows",
+            id="backoff",
+        ),
+        pytest.param(
+            {"state": "Succeeded"},
+            "replica 0 of Job 'train' on cluster 'a' has ended (Succeeded); commands run only in running replicas",
+            id="ended",
+        ),
+    ],
+)
+def test_replica_that_runs_nothing_named(task, message):
+    job = placed_job({"a": [0, 1]})
+    job.status.clusters["a"].tasks["0"] = TaskStatus(**task)
+
+    with pytest.raises(InvalidError) as raised:
+        check_replica_runs(job, "a", 0)
+
+    assert raised.value.message == message
+
+
+@pytest.mark.parametrize(
+    "task", [None, {"state": "Running"}, {"state": "Pending"}], ids=["unreported", "running", "pending"]
+)
+def test_replica_that_may_run_passes(task):
+    job = placed_job({"a": [0, 1]})
+    if task is not None:
+        job.status.clusters["a"].tasks["0"] = TaskStatus(**task)
+
+    assert check_replica_runs(job, "a", 0) is None

@@ -53,6 +53,24 @@ def share_of(job: Job, replica: int | None) -> tuple[str, WorkUnit, int]:
     )
 
 
+def check_replica_runs(job: Job, cluster: str, replica: int) -> None:
+    """Raise InvalidError when the Job's status shows that the replica runs no command now: it waits
+    to restart or has ended. Other states are left to the manager, because the status may lag a
+    replica that has just started."""
+    task = job.status.clusters[cluster].tasks.get(str(replica))
+    if task is None:
+        return
+    subject = f"replica {replica} of Job {job.metadata.name!r} on cluster {cluster!r}"
+    detail = f": {task.message}" if task.message else ""
+    if task.state == "Running" and task.reason == "BackOff":
+        raise InvalidError(
+            f"{subject} is waiting to restart (BackOff{detail}); run the command once it runs again, "
+            f"which skyshift get job {job.metadata.name} -w shows"
+        )
+    if task.state in ("Succeeded", "Failed"):
+        raise InvalidError(f"{subject} has ended ({task.state}{detail}); commands run only in running replicas")
+
+
 def _manager_class(cluster: Cluster) -> type[ClusterManager]:
     from skyshift_core.plugins import load_driver
 
@@ -87,6 +105,7 @@ def exec_command(
     with client_for(ctx, server) as client:
         job_object = Job.model_validate(client.get(Job, name, namespace or DEFAULT_NAMESPACE))
         cluster_name, unit, index = share_of(job_object, replica)
+        check_replica_runs(job_object, cluster_name, index)
         cluster = Cluster.model_validate(client.get(Cluster, cluster_name))
 
     manager_class = _manager_class(cluster)
