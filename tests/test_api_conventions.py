@@ -327,3 +327,20 @@ def test_exact_list_of_compacted_version_is_gone(api, store):
     assert response.status_code == 410, response.text
     assert response.json()["reason"] == "Expired"
     assert f"resource_version {version} is too old to list exactly" in response.json()["message"]
+
+
+# ---- Status details ------------------------------------------------------------------------------
+
+
+def test_status_details_name_the_object(api):
+    job = make_job(api, "detailed")
+    stale = {**job, "metadata": {**job["metadata"], "resource_version": "1"}}
+
+    missing = api.get(f"{JOBS}/absent").json()
+    taken = api.post(JOBS, json={"kind": "Job", "metadata": {"name": "detailed"}}).json()
+    conflict = api.put(f"{JOBS}/detailed", json=stale).json()
+
+    assert (missing["code"], missing["details"]) == (404, {"name": "absent", "kind": "jobs"})
+    expected = {"name": "detailed", "kind": "jobs"}
+    assert (taken["code"], taken["reason"], taken["details"]) == (409, "AlreadyExists", expected)
+    assert (conflict["code"], conflict["reason"], conflict["details"]) == (409, "Conflict", expected)

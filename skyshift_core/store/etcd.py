@@ -493,6 +493,11 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
         return obj
 
     @staticmethod
+    def _details(model: type[Object], name: str) -> dict[str, str]:
+        """The Status details of an error about one object, as Kubernetes gives them: its name and resource."""
+        return {"name": name, "kind": model.plural}
+
+    @staticmethod
     def _describe(model: type[Object], namespace: str | None, name: str) -> str:
         kind = model.model_fields["kind"].default
         return f"{kind} '{namespace}/{name}'" if model.namespaced else f"{kind} '{name}'"
@@ -560,7 +565,10 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
         existing = await self._range(key)
         if existing.kvs and json.loads(existing.kvs[0].value)["metadata"].get("uid") == metadata.uid:
             return self._decode(model, existing.kvs[0].value, existing.kvs[0].mod_revision)
-        raise AlreadyExistsError(f"{self._describe(model, namespace, obj.metadata.name)} already exists")
+        raise AlreadyExistsError(
+            f"{self._describe(model, namespace, obj.metadata.name)} already exists",
+            details=self._details(model, obj.metadata.name),
+        )
 
 
     async def preview_create(self, obj: Object) -> Object:
@@ -576,13 +584,18 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
         if len(found) > 1 and not found[1]:
             raise _namespace_not_found(namespace)
         if found[0]:
-            raise AlreadyExistsError(f"{self._describe(model, namespace, obj.metadata.name)} already exists")
+            raise AlreadyExistsError(
+                f"{self._describe(model, namespace, obj.metadata.name)} already exists",
+                details=self._details(model, obj.metadata.name),
+            )
         return self.prepare_new(obj)
 
     async def _get_raw(self, model: type[Object], namespace: str | None, name: str):
         response = await self._range(self._key(model, namespace, name))
         if not response.kvs:
-            raise NotFoundError(f"{self._describe(model, namespace, name)} not found")
+            raise NotFoundError(
+                f"{self._describe(model, namespace, name)} not found", details=self._details(model, name)
+            )
         kv = response.kvs[0]
         self._values.put(kv.key, kv.value, kv.mod_revision)
         return kv
@@ -614,11 +627,17 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
         while True:
             kv = cached or await self._get_raw(model, namespace, name)
             if precondition is not None and precondition != kv.mod_revision:
-                raise ConflictError(self._conflict_message(model, namespace, name, precondition, kv.mod_revision))
+                raise ConflictError(
+                    self._conflict_message(model, namespace, name, precondition, kv.mod_revision),
+                    details=self._details(model, name),
+                )
             current = self._decode(model, kv.value, kv.mod_revision)
             if obj.metadata.uid is not None and obj.metadata.uid != current.metadata.uid:
                 raise ConflictError(
-                    uid_conflict_message(self._describe(model, namespace, name), obj.metadata.uid, current.metadata.uid)
+                    uid_conflict_message(
+                        self._describe(model, namespace, name), obj.metadata.uid, current.metadata.uid
+                    ),
+                    details=self._details(model, name),
                 )
             merged = self._merge(current, obj, subresource)
             _check_job_spec_change(current, merged)
@@ -663,7 +682,10 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
                 continue
             if precondition is not None:
                 latest = await self._get_raw(model, namespace, name)
-                raise ConflictError(self._conflict_message(model, namespace, name, precondition, latest.mod_revision))
+                raise ConflictError(
+                    self._conflict_message(model, namespace, name, precondition, latest.mod_revision),
+                    details=self._details(model, name),
+                )
             # Someone wrote between our read and our write; read again and reapply.
 
     def _conflict_message(self, model, namespace, name, requested: int, current: int) -> str:
@@ -721,11 +743,16 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
         while True:
             kv = await self._get_raw(model, namespace, name)
             if precondition is not None and precondition != kv.mod_revision:
-                raise ConflictError(self._conflict_message(model, namespace, name, precondition, kv.mod_revision))
+                raise ConflictError(
+                    self._conflict_message(model, namespace, name, precondition, kv.mod_revision),
+                    details=self._details(model, name),
+                )
             current = self._decode(model, kv.value, kv.mod_revision)
             if uid is not None and uid != current.metadata.uid:
                 described = self._describe(model, namespace, name)
-                raise ConflictError(uid_conflict_message(described, uid, current.metadata.uid))
+                raise ConflictError(
+                    uid_conflict_message(described, uid, current.metadata.uid), details=self._details(model, name)
+                )
             if current.metadata.finalizers:
                 marked = await self._mark_deleted(current, kv, fenced)
                 if marked is not None:
@@ -751,7 +778,10 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
             return refreshed, True
         if precondition is not None:
             latest = await self._get_raw(model, namespace, name)
-            raise ConflictError(self._conflict_message(model, namespace, name, precondition, latest.mod_revision))
+            raise ConflictError(
+                self._conflict_message(model, namespace, name, precondition, latest.mod_revision),
+                details=self._details(model, name),
+            )
         return fenced, retried
 
     async def _mark_deleted(self, current: Object, kv, fenced: list) -> Object | None:
