@@ -683,7 +683,7 @@ def test_not_found_is_status(api):
         "code": 404,
         "reason": "NotFound",
         "message": "Cluster 'nope' not found",
-        "details": {},
+        "details": {"name": "nope", "kind": "clusters"},
     }
 
 
