@@ -248,6 +248,9 @@ class SchedulerReconciler:
         message = ", ".join(f"{count} on {name}" for name, count in sorted(placement.items()))
         if lost:
             message += f" (replicas moved off {', '.join(sorted(lost))})"
+        placed_before, placed_now = sum(job.status.placement.values()), sum(placement.values())
+        if placed_before and placed_before != placed_now:
+            message += f" (scaled from {placed_before} to {placed_now} replicas)"
         status.conditions = set_condition(
             status.conditions,
             Condition(

@@ -410,11 +410,20 @@ class Skylet:
 
         Up to the manager's `max_parallel_submits` submissions run at once."""
         changed = False
-        for key in sorted(set(statuses) - set(desired)):
+        unwanted = sorted(set(statuses) - set(desired))
+        jobs = {job.metadata.uid: job for job in self.jobs.list()} if unwanted else {}
+        for key in unwanted:
             changed = True
             logger.info("Skylet %s: deleting work %s, which no Job places here any more", self.cluster, key)
             await self.manager.delete(key)
-            statuses.pop(key, None)
+            status = statuses.pop(key, None)
+            job = jobs.get(key.rpartition("-")[0])
+            if job is not None:
+                # The Job still exists, so it was scaled down or its replicas moved: say what stopped.
+                indices = sorted(int(index) for index in status.tasks) if status is not None and status.tasks else []
+                stopped = f"replicas {indices}" if indices else f"work {key}"
+                message = f"stopped {stopped} on cluster {self.cluster}, where the Job no longer places them"
+                await record_event(self.client, job, "Normal", "Stopped", message, f"skylet/{self.cluster}")
         missing = [
             (key, job, unit)
             for key, (job, unit) in sorted(desired.items())

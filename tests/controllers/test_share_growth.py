@@ -86,3 +86,23 @@ async def test_scale_down_keeps_share_below_new_count(client, control_plane):
     # Replicas 0 and 1 on a keep their submission; replicas 2 and 3 on b are stopped.
     assert list(registered_cluster("a").statuses()) == [key_of_a]
     assert status["clusters"]["a"]["replica_indices"] == [0, 1]
+
+
+async def test_scale_down_recorded_in_events(client, control_plane):
+    control_plane()
+    await attach_simulated_clusters(client, "a", "b")
+    await client.create({**SERVE, "spec": {**SERVE["spec"], "replicas": 4}})
+    await running(client, {"a": 2, "b": 2}, 4)
+
+    await client.patch("Job", "serve", {"spec": {"replicas": 2}}, "default")
+    await running(client, {"a": 2}, 2)
+
+    async def events():
+        items = (await client.list("Event", "default"))["items"]
+        mine = [event for event in items if event["involved_object"]["name"] == "serve"]
+        messages = {(event["reason"], event["message"]) for event in mine}
+        stopped = ("Stopped", "stopped replicas [2, 3] on cluster b, where the Job no longer places them")
+        return messages if stopped in messages else None
+
+    messages = await wait_for(events)
+    assert ("Scheduled", "placed 2 on a (scaled from 4 to 2 replicas)") in messages
