@@ -891,3 +891,24 @@ def test_watch_of_missing_object_exits(cli):
 
     assert result.exit_code == 1
     assert result.stderr == "Error: job \"nope\" not found in namespace \"default\"\n"
+
+
+def test_event_table_ends_with_message(cli, client: SkyShiftClient):
+    job = client.create({"kind": "Job", "metadata": {"name": "noted"}})
+    long_message = "placed " + "x" * 150
+    client.create(
+        {
+            "kind": "Event",
+            "metadata": {"name": "noted-event"},
+            "involved_object": {"kind": "Job", "name": "noted", "namespace": "default", "uid": job["metadata"]["uid"]},
+            "reason": "Scheduled",
+            "message": long_message,
+        }
+    )
+
+    result = cli("get", "events")
+
+    assert result.exit_code == 0, result.output
+    header, row = result.stdout.splitlines()
+    assert header.split() == ["NAME", "TYPE", "REASON", "OBJECT", "AGE", "MESSAGE"]
+    assert row.endswith(long_message)

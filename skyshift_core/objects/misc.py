@@ -230,7 +230,8 @@ class Event(Object):
     plural: ClassVar[str] = "events"
     singular: ClassVar[str] = "event"
     short_names: ClassVar[tuple[str, ...]] = ("ev",)
-    table_columns: ClassVar[tuple[str, ...]] = ("TYPE", "REASON", "OBJECT", "MESSAGE", "AGE")
+    # MESSAGE comes last, as in kubectl, so that a long message pads no column after it.
+    table_columns: ClassVar[tuple[str, ...]] = ("TYPE", "REASON", "OBJECT", "AGE", "MESSAGE")
 
     kind: Literal["Event"] = "Event"
     involved_object: ObjectReference
