@@ -653,6 +653,19 @@ def test_describe_leaves_out_zero_requests(cli, client: SkyShiftClient):
     assert "gpus:" not in result.stdout
 
 
+def test_describe_points_to_explain_for_scheduling(cli, client: SkyShiftClient):
+    client.create({"kind": "Job", "metadata": {"name": "placed"}, "spec": {"run": "x"}})
+    record = {"verdicts": [{"cluster": "a", "feasible": True, "fit_count": 4, "total": 0}], "skipped_scores": ["spread"]}
+    client.patch("jobs", "placed", {"status": {"scheduling": record}}, subresource="status")
+
+    result = cli("describe", "job", "placed")
+
+    assert result.exit_code == 0, result.output
+    assert "Scheduling:  see skyshift explain job placed" in result.stdout.splitlines()
+    assert "fit_count" not in result.stdout
+    assert "skipped_scores" not in result.stdout
+
+
 def test_describe_missing(cli):
     result = cli("describe", "job", "nope")
 
@@ -912,3 +925,29 @@ def test_event_table_ends_with_message(cli, client: SkyShiftClient):
     header, row = result.stdout.splitlines()
     assert header.split() == ["NAME", "TYPE", "REASON", "OBJECT", "AGE", "MESSAGE"]
     assert row.endswith(long_message)
+
+
+@pytest.mark.parametrize(
+    ("scores", "header"),
+    [({}, ["CLUSTER", "FITS", "PLACED"]), ({"placement": 80}, ["CLUSTER", "FITS", "PLACEMENT", "SCORE", "PLACED"])],
+    ids=["unscored", "scored"],
+)
+def test_explain_shows_score_only_when_scored(scores, header):
+    from skyshift_core.cli.jobs import render_explanation
+
+    record = {
+        "job": {"namespace": "default", "name": "j", "replicas": 1, "scheduler_name": "default"},
+        "phase": "Running",
+        "placement": {"a": 1},
+        "last_cycle": {
+            "message": "placed 1 on a",
+            "feasible": [{"cluster": "a", "fit_count": 4, "scores": scores, "total": 80 if scores else 0}],
+            "placement": {"a": 1},
+        },
+    }
+
+    lines = render_explanation(record).splitlines()
+
+    table = lines[lines.index("Feasible clusters:") + 1 :]
+    assert table[0].split() == header
+    assert table[1].split()[-1] == "1"

@@ -172,7 +172,12 @@ def describe_object(model: type[Object], obj: dict[str, Any], events: list[dict[
     if isinstance(status, dict):
         status = dict(status)
         conditions = status.pop("conditions", None)
+        # The scheduler's record of its last cycle is bookkeeping; explain renders it for people.
+        scheduling = status.pop("scheduling", None) if kind_name(model) == "Job" else None
         lines += _section("Status", status)
+        if scheduling:
+            name = (obj.get("metadata") or {}).get("name", "NAME")
+            lines.append(f"Scheduling:  see skyshift explain job {name}")
     if conditions is not None:
         lines += _conditions(conditions)
     if kind_name(model) != "Event":

@@ -146,12 +146,15 @@ def render_explanation(record: dict) -> str:
     feasible = cycle.get("feasible", [])
     if feasible:
         plugins = sorted({plugin for entry in feasible for plugin in entry["scores"]})
-        header = ["CLUSTER", "FITS", *[plugin.upper() for plugin in plugins], "TOTAL", "PLACED"]
+        # Without any score the total says nothing, so the column is left out.
+        totals = ["SCORE"] if plugins else []
+        header = ["CLUSTER", "FITS", *[plugin.upper() for plugin in plugins], *totals, "PLACED"]
         rows = [header]
         for entry in feasible:
             scores = [str(entry["scores"].get(plugin, "")) for plugin in plugins]
+            total = [str(entry["total"])] if plugins else []
             placed = str(cycle.get("placement", {}).get(entry["cluster"], 0))
-            rows.append([entry["cluster"], str(entry["fit_count"]), *scores, str(entry["total"]), placed])
+            rows.append([entry["cluster"], str(entry["fit_count"]), *scores, *total, placed])
         widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
         lines.append("Feasible clusters:")
         lines.extend("  " + "   ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
