@@ -7,6 +7,9 @@ It differs from `yaml.safe_load` in three ways:
   Python date.
 - A key given twice in one mapping is an error that names the key and both lines, where
   `safe_load` keeps the last value without a word.
+- A document whose aliases expand to more than MAX_EXPANDED_NODES values, or refer to themselves,
+  is an error. A few hundred bytes of nested aliases (a "billion laughs" document) otherwise
+  expand to millions of values in everything that walks the result.
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 
 _Base: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
+# Values that a document may expand to through its aliases. A manifest without aliases has far
+# fewer: a Job with a hundred environment variables has a few hundred.
+MAX_EXPANDED_NODES = 100_000
+
 
 def _without_base_60(tag: str, pattern: re.Pattern[str]) -> tuple[str, re.Pattern[str]]:
     if tag == _INT_TAG:
@@ -56,6 +63,10 @@ class ManifestLoader(_Base):  # type: ignore[misc, valid-type]
         first: [_without_base_60(tag, pattern) for tag, pattern in resolvers if tag != _TIMESTAMP_TAG]
         for first, resolvers in _Base.yaml_implicit_resolvers.items()
     }
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_expansion(node)
+        return super().construct_document(node)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, yaml.Node] = {}
@@ -78,6 +89,51 @@ class ManifestLoader(_Base):  # type: ignore[misc, valid-type]
                 )
             seen[key] = key_node
         return super().construct_mapping(node, deep=deep)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+_RECURSIVE = "an alias refers to a value that contains it; a manifest cannot be recursive"
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Raise ConstructorError when the document's aliases expand past MAX_EXPANDED_NODES values or
+    form a cycle. Each distinct node is counted once, so the check is linear in the document."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if key in sizes:
+            continue
+        children = _children(node)
+        if children_done:
+            open_nodes.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in children)
+            if sizes[key] > MAX_EXPANDED_NODES:
+                raise ConstructorError(
+                    None, None,
+                    f"the document's aliases expand to more than {MAX_EXPANDED_NODES:,} values; write the "
+                    "values out or use fewer nested aliases",
+                    node.start_mark,
+                )  # fmt: skip
+            continue
+        if key in open_nodes:
+            raise ConstructorError(None, None, _RECURSIVE, node.start_mark)
+        open_nodes.add(key)
+        stack.append((node, True))
+        for child in children:
+            if id(child) in open_nodes:
+                raise ConstructorError(None, None, _RECURSIVE, child.start_mark)
+            if id(child) not in sizes:
+                stack.append((child, False))
 
 
 class _NamedText(io.StringIO):

@@ -909,3 +909,87 @@ def test_body_over_limit_is_413(api, method):
 
     message = assert_status(response, 413, "RequestEntityTooLarge")
     assert f"request body is {len(body)} bytes; the limit is 3145728 bytes (3 MiB)" in message
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "fragment"),
+    [
+        pytest.param(
+            b'{"kind":"Job","metadata":{"name":"inf"},"spec":{"run":"x","resources":{"cpus":Infinity}}}',
+            "application/json",
+            "Infinity is not a JSON number",
+            id="json-infinity",
+        ),
+        pytest.param(
+            b'{"kind":"Job","metadata":{"name":"inf"},"spec":{"run":"x","resources":{"cpus":NaN}}}',
+            "application/json",
+            "NaN is not a JSON number",
+            id="json-nan",
+        ),
+        pytest.param(
+            b'{"kind":"Job","metadata":{"name":"inf"},"spec":{"run":"x","resources":{"memory":1e400}}}',
+            "application/json",
+            "has the number inf at spec.resources.memory; numbers must be finite",
+            id="json-overflow",
+        ),
+        pytest.param(
+            b"kind: Job\nmetadata: {name: inf}\nspec: {run: x, resources: {cpus: .inf}}\n",
+            "application/yaml",
+            "has the number inf at spec.resources.cpus",
+            id="yaml-inf",
+        ),
+        pytest.param(
+            b'{"kind":"Job","metadata":{"name":"inf"},"spec":{"run":"x","replicas":1' + b"0" * 5000 + b"}}",
+            "application/json",
+            "has 5001 digits; integers here fit in 64 bits (19 digits)",
+            id="long-integer",
+        ),
+    ],
+)
+def test_number_that_cannot_be_stored_is_400(api, body, content_type, fragment):
+    response = api.post(JOBS, content=body, headers={"content-type": content_type})
+
+    assert fragment in assert_status(response, 400, "BadRequest")
+    assert api.get(f"{JOBS}/inf").status_code == 404
+    assert api.get(JOBS).status_code == 200
+
+
+def test_infinite_number_in_patch_is_400(api):
+    make_job(api, "finite")
+
+    response = api.patch(f"{JOBS}/finite", content=b'{"spec":{"resources":{"memory":Infinity}}}', headers=MERGE)
+
+    assert "Infinity is not a JSON number" in assert_status(response, 400, "BadRequest")
+    assert api.get(f"{JOBS}/finite").status_code == 200
+
+
+def test_yaml_alias_bomb_is_400_at_once(api):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * 9) + "]" for level in range(1, 9)]
+
+    response = api.post(JOBS, content="\n".join(lines).encode(), headers={"content-type": "application/yaml"})
+
+    assert "aliases expand to more than 100,000 values" in assert_status(response, 400, "BadRequest")
+
+
+def test_client_that_hangs_up_is_not_an_error(api_server, admin_token, caplog):
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    address = urlsplit(api_server)
+    request = (
+        f"POST {JOBS} HTTP/1.1\r\nHost: {address.netloc}\r\nAuthorization: Bearer {admin_token}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"kind\":"
+    )
+    with caplog.at_level("INFO", logger="skyshift_core.api.app"):
+        with socket.create_connection((address.hostname, address.port)) as connection:
+            connection.sendall(request.encode())
+            time.sleep(0.3)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not any("disconnected" in r.getMessage() for r in caplog.records):
+            time.sleep(0.05)
+
+    messages = [record.getMessage() for record in caplog.records if record.name == "skyshift_core.api.app"]
+    assert f"POST {JOBS}: the client disconnected before sending its whole request" in messages
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]

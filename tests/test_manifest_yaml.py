@@ -52,3 +52,32 @@ def test_merge_key_may_repeat_a_merged_key():
 
 def test_load_all_reads_every_document():
     assert list(manifest_yaml.load_all("a: 1\n---\nb: 10:00\n")) == [{"a": 1}, {"b": "10:00"}]
+
+
+def nested_aliases(levels: int) -> str:
+    """A "billion laughs" document: each level lists the previous one nine times."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    for level in range(1, levels):
+        lines.append(f"a{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * 9) + "]")
+    return "\n".join(lines)
+
+
+def test_alias_bomb_rejected_before_it_expands():
+    with pytest.raises(yaml.YAMLError) as raised:
+        manifest_yaml.load(nested_aliases(9), "bomb.yaml")
+
+    assert "the document's aliases expand to more than 100,000 values" in str(raised.value)
+    assert 'in "bomb.yaml", line 6' in str(raised.value)
+
+
+def test_few_aliases_accepted():
+    assert manifest_yaml.load(nested_aliases(3)) == {
+        "a0": ["x"] * 9,
+        "a1": [["x"] * 9] * 9,
+        "a2": [[["x"] * 9] * 9] * 9,
+    }
+
+
+def test_recursive_alias_rejected():
+    with pytest.raises(yaml.YAMLError, match="an alias refers to a value that contains it"):
+        manifest_yaml.load("a: &self [1, *self]\n")

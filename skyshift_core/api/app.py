@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from skyshift_core import __version__
@@ -165,6 +166,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
         response = json_response(body, error.status_code)
         response.headers.update(headers)
         return response
+
+    @app.exception_handler(ClientDisconnect)
+    async def handle_client_gone(request: Request, error: ClientDisconnect) -> Response:
+        # The client closed the connection before its request body arrived: nobody reads an answer.
+        # 499 is the code that nginx logs for it, and the metrics count it under it.
+        logger.info("%s %s: the client disconnected before sending its whole request", request.method, request.url.path)
+        return Response(status_code=499)
 
     @app.exception_handler(Exception)
     async def handle_unexpected(request: Request, error: Exception) -> Response:

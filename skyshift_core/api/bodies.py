@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from typing import Any
 
 import jsonpatch
@@ -95,11 +96,29 @@ def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number; JSON has no infinite or undefined numbers")
+
+
+# An int64, which etcd and every integer field take, has at most 19 digits.
+_MAX_INTEGER_DIGITS = 20
+
+
+def _bounded_int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > _MAX_INTEGER_DIGITS:
+        raise ValueError(f"the integer {text[:12]}... has {digits} digits; integers here fit in 64 bits (19 digits)")
+    return int(text)
+
+
 def loads_json(raw: bytes | str, what: str) -> Any:
-    """Parse JSON, refusing a member repeated in one object (YAML bodies refuse it too) and a
-    nesting too deep to parse; raises ValueError with the reason, or BadRequestError for the depth."""
+    """Parse JSON, rejecting a member repeated in one object (YAML bodies reject it too), Python's
+    NaN and Infinity extensions, integers beyond 64 bits and a nesting too deep to parse; raises
+    ValueError with the reason, or BadRequestError for the depth."""
     try:
-        return json.loads(raw, object_pairs_hook=_no_repeated_keys)
+        return json.loads(
+            raw, object_pairs_hook=_no_repeated_keys, parse_constant=_no_constant, parse_int=_bounded_int
+        )
     except RecursionError as error:
         raise BadRequestError(
             f"{what} nests too deeply to parse; the limit is {MAX_NESTING} levels of objects and lists"
@@ -107,9 +126,10 @@ def loads_json(raw: bytes | str, what: str) -> Any:
 
 
 def check_storable(data: Any, what: str, error_type: type[SkyShiftError] = InvalidError) -> None:
-    """Raise `error_type` when `data` nests deeper than MAX_NESTING or holds a string that is not
-    valid Unicode (a lone surrogate such as \\ud800, which JSON can escape but UTF-8 cannot encode).
-    Both would be accepted and then fail when the object is stored or read back."""
+    """Raise `error_type` when `data` nests deeper than MAX_NESTING, holds a string that is not
+    valid Unicode (a lone surrogate such as \\ud800, which JSON can escape but UTF-8 cannot encode)
+    or a number that is infinite or not a number (YAML's .inf and .nan, or 1e400). Each would be
+    accepted and then fail when the object is stored or read back."""
     stack: list[tuple[Any, tuple[Any, ...]]] = [(data, ())]
     while stack:
         value, path = stack.pop()
@@ -120,6 +140,11 @@ def check_storable(data: Any, what: str, error_type: type[SkyShiftError] = Inval
         else:
             if isinstance(value, str) and not value.isascii():
                 _check_text(value, what, path, error_type)
+            elif isinstance(value, float) and not math.isfinite(value):
+                where = ".".join(str(part) for part in path) or "the top level"
+                raise error_type(
+                    f"{what} has the number {value} at {where}; numbers must be finite: write the amount itself"
+                )
             continue
         if len(path) >= MAX_NESTING:
             shown = ".".join(str(part) for part in path[:6])
@@ -130,7 +155,7 @@ def check_storable(data: Any, what: str, error_type: type[SkyShiftError] = Inval
         for key, item in items:
             if isinstance(key, str) and not key.isascii():
                 _check_text(key, what, path, error_type)
-            if isinstance(item, (dict, list)) or (isinstance(item, str) and not item.isascii()):
+            if isinstance(item, (dict, list, float)) or (isinstance(item, str) and not item.isascii()):
                 stack.append((item, (*path, key)))
 
 

@@ -47,9 +47,9 @@ def _accelerator_counts(value: Any) -> dict[str, Any]:
 class ResourceList(SkyModel):
     """An amount of each resource; used for node capacity and allocatable."""
 
-    cpus: float = Field(default=0, ge=0)
-    memory: float = Field(default=0, ge=0, description="MiB")
-    disk: float = Field(default=0, ge=0, description="MiB")
+    cpus: float = Field(default=0, ge=0, allow_inf_nan=False)
+    memory: float = Field(default=0, ge=0, allow_inf_nan=False, description="MiB")
+    disk: float = Field(default=0, ge=0, allow_inf_nan=False, description="MiB")
     gpus: int = Field(default=0, ge=0)
     accelerators: dict[str, int] = Field(default_factory=dict)
 
@@ -137,7 +137,7 @@ class ResourceList(SkyModel):
 class Resources(ResourceList):
     """What one replica of a Job requests. One CPU unless the manifest says otherwise."""
 
-    cpus: float = Field(default=1, ge=0)
+    cpus: float = Field(default=1, ge=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _gpus_cover_accelerators(self) -> "Resources":
