@@ -48,8 +48,8 @@ def test_delete_with_stale_uid_is_409_and_keeps_object(api):
 
     assert response.status_code == 409, response.text
     assert response.json()["message"].startswith(
-        f"Precondition failed: UID in precondition: {old}, UID in object meta: {new}. Job 'default/again' was "
-        "deleted and created again"
+        f"Precondition failed: UID in precondition: {old}, UID in object meta: {new}. Job 'default/again' is "
+        "another object than the request names: the uid is wrong, or the object was deleted and created again"
     )
     assert api.get(f"{JOBS}/again").json()["metadata"]["uid"] == new
 

@@ -71,6 +71,21 @@ def test_camel_case_fields_accepted():
     assert job.spec.scheduler_name == "binpack"
 
 
+def test_kubernetes_env_list_accepted():
+    job = parse_object(
+        {"kind": "Job", "metadata": {"name": "a"}, "spec": {"env": [{"name": "A", "value": "1"}, {"B": 2}]}}
+    )
+
+    assert job.spec.envs == {"A": "1", "B": "2"}
+
+
+def test_env_entry_of_other_shape_names_both_forms():
+    with pytest.raises(InvalidError) as raised:
+        parse_object({"kind": "Job", "metadata": {"name": "a"}, "spec": {"env": [{"name": "A", "valueFrom": {}}]}})
+
+    assert "expected a mapping with one key, like {NAME: value}, or a name and a value" in raised.value.message
+
+
 def test_env_mapping_accepted():
     manifest = {"kind": "Job", "metadata": {"name": "a"}, "spec": {"envs": {"A": "1"}}}
     assert parse_object(manifest).spec.envs == {"A": "1"}

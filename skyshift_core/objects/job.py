@@ -152,13 +152,20 @@ class JobSpec(SkyModel):
     @field_validator("envs", mode="before")
     @classmethod
     def _normalize_envs(cls, envs: Any) -> Any:
-        # Older manifests write a list of one-key mappings: `env: [{A: "1"}, {B: "2"}]`.
+        # Older manifests write a list of one-key mappings: `env: [{A: "1"}, {B: "2"}]`, and
+        # Kubernetes users a list of name and value: `env: [{name: A, value: "1"}]`.
         if isinstance(envs, list):
             merged: dict[str, Any] = {}
             for item in envs:
-                if not isinstance(item, dict) or len(item) != 1:
-                    raise ValueError(f"invalid env entry {item!r}: expected a mapping with one key, like {{NAME: value}}")
-                merged.update(item)
+                if isinstance(item, dict) and set(item) == {"name", "value"} and isinstance(item["name"], str):
+                    merged[item["name"]] = item["value"]
+                elif isinstance(item, dict) and len(item) == 1:
+                    merged.update(item)
+                else:
+                    raise ValueError(
+                        f"invalid env entry {item!r}: expected a mapping with one key, like {{NAME: value}}, or "
+                        "a name and a value, like {name: NAME, value: value}"
+                    )
             envs = merged
         if isinstance(envs, dict):
             return {key: value if isinstance(value, str) else _env_string(key, value) for key, value in envs.items()}

@@ -204,8 +204,9 @@ def _namespace_not_found(namespace: str) -> NotFoundError:
 def uid_conflict_message(described: str, requested: str, current: str | None) -> str:
     """The 409 message of a write whose uid precondition names another object than the stored one."""
     return (
-        f"Precondition failed: UID in precondition: {requested}, UID in object meta: {current}. {described} was "
-        "deleted and created again since the request's copy was read; get it again and decide anew"
+        f"Precondition failed: UID in precondition: {requested}, UID in object meta: {current}. {described} is "
+        "another object than the request names: the uid is wrong, or the object was deleted and created "
+        "again since it was read; get it again and decide anew"
     )
 
 
