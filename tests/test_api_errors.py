@@ -236,3 +236,13 @@ def test_malformed_login_body_is_400(anonymous_api):
     body = response.json()
     assert body["reason"] == "BadRequest"
     assert body["message"].startswith("request body is not valid JSON: ")
+
+
+def test_oversized_login_body_is_413(anonymous_api):
+    body = b'{"username": "admin", "password": "' + b"x" * (65 * 1024) + b'"}'
+
+    response = anonymous_api.post("/api/v1/login", content=body, headers={"content-type": "application/json"})
+
+    assert response.status_code == 413
+    assert response.json()["reason"] == "RequestEntityTooLarge"
+    assert "/api/v1/login takes at most 65536 bytes" in response.json()["message"]

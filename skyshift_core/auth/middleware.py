@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from skyshift_core.api.status import error_response
 from skyshift_core.auth.audit import outcome_of, should_record
 from skyshift_core.auth.service import AuthService
-from skyshift_core.errors import SkyShiftError
+from skyshift_core.errors import RequestEntityTooLargeError, SkyShiftError
 from skyshift_core.objects.meta import utc_now
 
 logger = logging.getLogger(__name__)
@@ -25,6 +25,9 @@ logger = logging.getLogger(__name__)
 PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
 # Paths whose request body carries the credential (a password or an invite).
 CREDENTIAL_PATHS = frozenset({"/api/v1/login", "/api/v1/register"})
+# These paths take requests from anyone, and their bodies hold a name, a password and an invite,
+# so a larger body is rejected before it is read.
+MAX_CREDENTIAL_BODY_BYTES = 64 * 1024
 
 
 class AuthMiddleware:
@@ -57,7 +60,12 @@ class AuthMiddleware:
             await send(message)
 
         try:
-            if scope["path"] not in CREDENTIAL_PATHS:
+            if scope["path"] in CREDENTIAL_PATHS:
+                too_large = _credential_body_too_large(scope)
+                if too_large is not None:
+                    await error_response(too_large)(scope, receive, send_and_record)
+                    return
+            else:
                 headers = dict(scope.get("headers") or [])
                 authorization = headers.get(b"authorization", b"").decode("latin-1")
                 try:
@@ -73,6 +81,18 @@ class AuthMiddleware:
         finally:
             # Without a response (the app raised), the server responds with 500 outside this middleware.
             record()
+
+
+def _credential_body_too_large(scope: Scope) -> RequestEntityTooLargeError | None:
+    """Return the error for a login or registration whose Content-Length is over the limit."""
+    headers = dict(scope.get("headers") or [])
+    length = headers.get(b"content-length", b"0").decode("latin-1").strip()
+    if not length.isdigit() or int(length) <= MAX_CREDENTIAL_BODY_BYTES:
+        return None
+    return RequestEntityTooLargeError(
+        f"request body is {length} bytes; {scope['path']} takes at most {MAX_CREDENTIAL_BODY_BYTES} bytes: "
+        "send only the user name, the password and, to register, the invite"
+    )
 
 
 def _entry(scope: Scope, state: dict, method: str, code: int, started: float) -> dict:
