@@ -405,6 +405,31 @@ class Skylet:
             await record_event(self.client, job, "Normal", "Stopped", message, f"skylet/{self.cluster}")
         return bool(stopped)
 
+    def _stopped_message(
+        self, job: Job, key: str, indices: list[int], desired: dict[str, tuple[Job, WorkUnit]]
+    ) -> str:
+        """Say which replicas of deleted work `key` are gone from this cluster and which run again here
+        in another submission, as after a scale-down that changed their share."""
+        if not indices:
+            return f"stopped work {key} on cluster {self.cluster}, where the Job no longer places it"
+        placed = {
+            index
+            for other, unit in desired.values()
+            if other.metadata.uid == job.metadata.uid
+            for index in unit.replica_indices
+        }
+        again = [index for index in indices if index in placed]
+        gone = [index for index in indices if index not in placed]
+        stopped = f"stopped replicas {indices} on cluster {self.cluster}"
+        if not again:
+            return f"{stopped}, where the Job no longer places them"
+        if not gone:
+            return f"{stopped} to run them again in a new submission, because a share is submitted whole"
+        return (
+            f"{stopped}: {_replicas(gone, 'is', 'are')} no longer placed here, and {_replicas(again, 'runs', 'run')} "
+            "again in a new submission, because a share is submitted whole"
+        )
+
     async def _converge(self, desired: dict[str, tuple[Job, WorkUnit]], statuses: dict[str, WorkStatus]) -> bool:
         """Submit the shares the backend lacks, delete the work no Job wants, and tell whether it did either.
 
@@ -421,8 +446,7 @@ class Skylet:
             if job is not None:
                 # The Job still exists, so it was scaled down or its replicas moved: say what stopped.
                 indices = sorted(int(index) for index in status.tasks) if status is not None and status.tasks else []
-                stopped = f"replicas {indices}" if indices else f"work {key}"
-                message = f"stopped {stopped} on cluster {self.cluster}, where the Job no longer places them"
+                message = self._stopped_message(job, key, indices, desired)
                 await record_event(self.client, job, "Normal", "Stopped", message, f"skylet/{self.cluster}")
         missing = [
             (key, job, unit)
@@ -676,3 +700,8 @@ def _rejection_in_job(job: Job, unit: WorkUnit) -> str | None:
     if not rejected or len(rejected) != len(tasks):
         return None
     return rejected[0].message
+
+
+def _replicas(indices: list[int], singular_verb: str, plural_verb: str) -> str:
+    """Name replicas with a verb in agreement: `replica 3 is`, `replicas [2, 3] are`."""
+    return f"replica {indices[0]} {singular_verb}" if len(indices) == 1 else f"replicas {indices} {plural_verb}"

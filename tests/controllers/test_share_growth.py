@@ -106,3 +106,24 @@ async def test_scale_down_recorded_in_events(client, control_plane):
 
     messages = await wait_for(events)
     assert ("Scheduled", "placed 2 on a (scaled from 4 to 2 replicas)") in messages
+
+
+async def test_scale_down_names_replica_that_runs_again(client, control_plane):
+    control_plane()
+    await attach_simulated_clusters(client, "a", "b")
+    await client.create({**SERVE, "spec": {**SERVE["spec"], "replicas": 4}})
+    await running(client, {"a": 2, "b": 2}, 4)
+
+    # Replicas 2 and 3 share one submission on b; replica 2 stays placed there.
+    await client.patch("Job", "serve", {"spec": {"replicas": 3}}, "default")
+    await running(client, {"a": 2, "b": 1}, 3)
+
+    async def stopped_event():
+        items = (await client.list("Event", "default"))["items"]
+        return next((event for event in items if event["reason"] == "Stopped"), None)
+
+    event = await wait_for(stopped_event)
+    assert event["message"] == (
+        "stopped replicas [2, 3] on cluster b: replica 3 is no longer placed here, and replica 2 runs again in a "
+        "new submission, because a share is submitted whole"
+    )
