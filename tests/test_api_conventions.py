@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
@@ -302,8 +304,14 @@ def test_not_older_than_lists_the_latest_state(api):
         ),
         pytest.param(
             {"watch": "true", "resourceVersion": "1", "resourceVersionMatch": "NotOlderThan"},
-            "query parameter resourceVersionMatch applies to lists, not to watches; leave it out of a watch",
+            "query parameter resourceVersionMatch=NotOlderThan on a watch needs sendInitialEvents=true and takes "
+            "only NotOlderThan",
             id="watch",
+        ),
+        pytest.param(
+            {"sendInitialEvents": "true"},
+            "query parameter sendInitialEvents applies to watches; add watch=true",
+            id="initial-events-on-list",
         ),
     ],
 )
@@ -344,3 +352,54 @@ def test_status_details_name_the_object(api):
     expected = {"name": "detailed", "kind": "jobs"}
     assert (taken["code"], taken["reason"], taken["details"]) == (409, "AlreadyExists", expected)
     assert (conflict["code"], conflict["reason"], conflict["details"]) == (409, "Conflict", expected)
+
+
+# ---- sendInitialEvents ---------------------------------------------------------------------------
+
+
+def watch_lines(api_server: str, api: httpx.Client, query: str, count: int) -> list[dict]:
+    """Read the first `count` events of a watch of JOBS with `query`."""
+    events = []
+    with httpx.stream("GET", f"{api_server}{JOBS}?watch=true&{query}", timeout=10, headers=api.headers) as response:
+        assert response.status_code == 200, response.read()
+        for line in response.iter_lines():
+            events.append(json.loads(line))
+            if len(events) == count:
+                break
+    return events
+
+
+def test_initial_events_end_with_annotated_bookmark(api_server, api):
+    make_job(api, "one")
+    version = make_job(api, "two")["metadata"]["resource_version"]
+    query = (
+        "sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true"
+        f"&resourceVersion={version}"
+    )
+
+    events = watch_lines(api_server, api, query, 3)
+
+    assert [(event["type"], event["object"]["metadata"].get("name")) for event in events] == [
+        ("ADDED", "one"),
+        ("ADDED", "two"),
+        ("BOOKMARK", None),
+    ]
+    metadata = events[2]["object"]["metadata"]
+    assert metadata["annotations"] == {"k8s.io/initial-events-end": "true"}
+    assert int(metadata["resource_version"]) >= int(version)
+
+
+def test_no_initial_events_starts_from_now(api_server, api):
+    make_job(api, "before")
+    events: list[dict] = []
+
+    def watch() -> None:
+        events.extend(watch_lines(api_server, api, "sendInitialEvents=false", 1))
+
+    thread = threading.Thread(target=watch)
+    thread.start()
+    time.sleep(0.5)
+    make_job(api, "after")
+    thread.join(timeout=10)
+
+    assert [(event["type"], event["object"]["metadata"]["name"]) for event in events] == [("ADDED", "after")]

@@ -110,12 +110,15 @@ def precondition(request: Request, in_body: str | None) -> str | None:
 _RESOURCE_VERSION_MATCHES = ("NotOlderThan", "Exact")
 
 
-def resource_version_match(request: Request, resource_version: int | None, watching: bool) -> bool:
+def resource_version_match(
+    request: Request, resource_version: int | None, watching: bool, initial_events: bool | None = None
+) -> bool:
     """Return True when the request asks to list exactly at its resource_version
     (`resourceVersionMatch=Exact`), False for the default, not older than it.
 
-    Raises BadRequestError, as Kubernetes does, for another value, for a watch, and for a match
-    without a resource_version (or with 0 for Exact)."""
+    Raises BadRequestError, as Kubernetes does, for another value, for a match without a
+    resource_version (or with 0 for Exact), and for a watch unless it is the NotOlderThan that goes
+    with sendInitialEvents=true."""
     found = query_named(request, "resourceVersionMatch", "resource_version_match")
     if found is None:
         return False
@@ -126,7 +129,12 @@ def resource_version_match(request: Request, resource_version: int | None, watch
             f"invalid query parameter {name}={value!r}{hint}: expected {' or '.join(_RESOURCE_VERSION_MATCHES)}"
         )
     if watching:
-        raise BadRequestError(f"query parameter {name} applies to lists, not to watches; leave it out of a watch")
+        if initial_events and value == "NotOlderThan":
+            return False
+        raise BadRequestError(
+            f"query parameter {name}={value} on a watch needs sendInitialEvents=true and takes only NotOlderThan; "
+            "leave it out of other watches"
+        )
     if resource_version is None or (value == "Exact" and resource_version == 0):
         needed = "a nonzero resourceVersion" if value == "Exact" else "a resourceVersion"
         raise BadRequestError(f"query parameter {name}={value} needs {needed} to compare with; add one or leave it out")
@@ -304,7 +312,12 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
             raise BadRequestError(str(error)) from error
         field_selector = field_selector_of(request)
         resource_version = query_resource_version(request)
-        exact = resource_version_match(request, resource_version, watching)
+        initial_events = None
+        if query_named(request, "sendInitialEvents", "send_initial_events") is not None:
+            initial_events = query_bool(request, "sendInitialEvents", "send_initial_events")
+            if not watching:
+                raise BadRequestError("query parameter sendInitialEvents applies to watches; add watch=true")
+        exact = resource_version_match(request, resource_version, watching, initial_events)
         if query_bool(request, "watch"):
             timeout = query_int(request, "timeout_seconds", "timeoutSeconds", minimum=1, maximum=MAX_TIMEOUT_SECONDS)
             return await watch_response(
@@ -319,6 +332,7 @@ def build_router(model: type[Object], get_store, get_metrics, bookmark_interval:
                 get_metrics(request),
                 getattr(request.app.state, "watch_drain", None),
                 watch_recheck(request),
+                initial_events,
             )
         limit = query_int(request, "limit", minimum=0)
         continue_token = query(request, "continue")

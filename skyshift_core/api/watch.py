@@ -35,6 +35,8 @@ from skyshift_core.store import Store
 logger = logging.getLogger(__name__)
 
 MAX_TIMEOUT_SECONDS = 3600
+# The annotation of the bookmark that ends the initial events of a watch with sendInitialEvents=true.
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
 
 class WatchDrain:
@@ -90,34 +92,45 @@ async def watch_response(
     metrics: ApiMetrics,
     drain: WatchDrain | None = None,
     recheck: Callable[[], Awaitable[None]] | None = None,
+    initial_events: bool | None = None,
 ) -> Response:
     """Stream the changes of `model`. `recheck` raises a SkyShiftError once the caller may no longer
-    watch; it runs once per bookmark interval."""
+    watch; it runs once per bookmark interval.
+
+    `initial_events` is Kubernetes' sendInitialEvents. True: the current objects come first as
+    ADDED events (their state not older than `resource_version`), then at once a bookmark
+    annotated `k8s.io/initial-events-end`, then the changes. False: only changes, from
+    `resource_version` or, without one, from now. None: as Kubernetes without the parameter, the
+    current objects come first only when there is no `resource_version`."""
     kind = model.model_fields["kind"].default
     if timeout_seconds is not None and not 0 < timeout_seconds <= MAX_TIMEOUT_SECONDS:
         raise BadRequestError(
             f"invalid timeout_seconds {timeout_seconds}: expected 1 to {MAX_TIMEOUT_SECONDS}, or leave it out"
         )
     initial: list[Object] = []
-    if resource_version:
+    if initial_events or (initial_events is None and not resource_version):
+        # The current objects come first as ADDED events, as in Kubernetes. The stream starts at
+        # the list's revision, so its bookmarks carry that revision even when the newest object
+        # listed is older or nothing is listed.
+        if resource_version:
+            await store.wait_for_revision(resource_version)
+        listing = await store.list(model, namespace, selector=selector, field_selector=field_selector)
+        initial = listing.items
+        resource_version = int(listing.resource_version)
+    elif not resource_version:
+        resource_version = await store.ping()
+    else:
         # Fail before the stream starts: with 504 when etcd has not reached the version (after a
         # short wait), with 410 when the version is already compacted.
         await store.wait_for_revision(resource_version)
         await store.check_revision(resource_version + 1)
-    else:
-        # As in Kubernetes, a watch without a version starts with the current objects as ADDED
-        # events. The stream starts at the list's revision, so its first bookmark carries that
-        # revision even when the newest object listed is older or nothing is listed.
-        listing = await store.list(model, namespace, selector=selector, field_selector=field_selector)
-        initial = listing.items
-        resource_version = int(listing.resource_version)
     events = store.watch(
         model, namespace, resource_version=resource_version, selector=selector, field_selector=field_selector
     )
     return StreamingResponse(
         _stream(
             events, kind, resource_version, timeout_seconds, bookmark_interval, metrics, drain or WatchDrain(),
-            recheck, initial,
+            recheck, initial, announce_end=bool(initial_events),
         ),
         media_type="application/json",
         headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
@@ -134,6 +147,7 @@ async def _stream(
     drain: WatchDrain,
     recheck: Callable[[], Awaitable[None]] | None = None,
     initial: Sequence[Object] = (),
+    announce_end: bool = False,
 ) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     end_at = loop.time() + timeout_seconds if timeout_seconds else None
@@ -146,6 +160,9 @@ async def _stream(
     try:
         for item in initial:
             yield b'{"type":"ADDED","object":' + item.model_dump_json().encode() + b"}\n"
+        if announce_end:
+            metadata = {"resource_version": str(last_revision), "annotations": {INITIAL_EVENTS_END: "true"}}
+            yield _line("BOOKMARK", {"kind": kind, "api_version": "v1", "metadata": metadata})
         while True:
             if stop.done():
                 return
