@@ -951,3 +951,21 @@ def test_explain_shows_score_only_when_scored(scores, header):
     table = lines[lines.index("Feasible clusters:") + 1 :]
     assert table[0].split() == header
     assert table[1].split()[-1] == "1"
+
+
+@pytest.mark.parametrize("command", [["get"], ["delete"], ["apply"], ["up"], ["config", "set-context"]])
+def test_help_names_values_not_python_types(command):
+    result = CliRunner().invoke(app, [*command, "--help"])
+
+    assert result.exit_code == 0, result.output
+    assert "<" not in result.stdout and "list[" not in result.stdout
+    assert "╭" not in result.stdout
+
+
+def test_help_placeholders():
+    text = CliRunner().invoke(app, ["delete", "--help"]).stdout
+
+    assert "-n, --namespace NAMESPACE" in text
+    assert "-f, --filename FILE" in text
+    assert "--timeout SECONDS" in text
+    assert "--all " in text and "--all <bool>" not in text

@@ -29,12 +29,46 @@ from skyshift_core.objects import Object
 _SHORT_OPTION_WITH_EQUALS = re.compile(r"^(-[A-Za-z0-9])=(.*)$", re.DOTALL)
 
 
+# Placeholders of option values in help, by parameter name, where the upper-case name says less.
+_METAVARS = {
+    "filename": "FILE",
+    "files": "FILE",
+    "server": "URL",
+    "output": "FORMAT",
+    "timeout": "SECONDS",
+    "watch_timeout": "SECONDS",
+    "certificate_authority": "FILE",
+}
+
+
+def name_metavars(command: click.Command) -> None:
+    """Give every parameter of `command` and its subcommands that takes a value a placeholder such as
+    NAMESPACE or FILE, as click and argparse print them, in place of typer's Python types (<list[str]>)."""
+    for param in command.params:
+        # Typer's parameters are not click's classes, so the kind of parameter is read by name.
+        if param.param_type_name == "argument":
+            # Typer prints an argument's Python type after its name (KIND <str>); the name says enough.
+            param.display_type_rich = lambda ctx: ""  # type: ignore[method-assign]
+            continue
+        if param.metavar is not None or getattr(param, "is_flag", False) or getattr(param, "count", False):
+            continue
+        name = param.name or "value"
+        param.metavar = _METAVARS.get(name, name.upper())
+    for subcommand in getattr(command, "commands", {}).values():
+        name_metavars(subcommand)
+
+
 class SkyShiftGroup(TyperGroup):
     """The root command group: a SkyShiftError from any command prints `Error: message` and exits 1.
 
     Users see the server's message, never a traceback, for every error the core raises on purpose.
     It also accepts kubectl's `-o=name` form of short options, which click would read as `=name`.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        for command in self.commands.values():
+            name_metavars(command)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         return super().parse_args(ctx, split_short_option_values(self, args))
