@@ -91,6 +91,25 @@ def test_apply_json_and_directory(cli, client: SkyShiftClient, tmp_path: Path):
     assert result.stdout.splitlines() == ["job.skyshift/from-json created", "job.skyshift/from-yml created"]
 
 
+def test_apply_comma_separated_files(cli, client: SkyShiftClient, tmp_path: Path):
+    first = write(tmp_path, "a.yaml", "kind: Job\nmetadata: {name: from-a}\n")
+    second = write(tmp_path, "b.yml", "kind: Job\nmetadata: {name: from-b}\n")
+
+    result = cli("apply", "-f", f"{first},{second}")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ["job.skyshift/from-a created", "job.skyshift/from-b created"]
+
+
+def test_file_name_with_comma_read_whole(cli, client: SkyShiftClient, tmp_path: Path):
+    odd = write(tmp_path, "a,b.yaml", "kind: Job\nmetadata: {name: odd}\n")
+
+    result = cli("apply", "-f", str(odd))
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ["job.skyshift/odd created"]
+
+
 def test_apply_namespace_then_job_in_it(cli, client: SkyShiftClient):
     manifest = "kind: Namespace\nmetadata: {name: dev}\n---\nkind: Job\nmetadata: {name: a, namespace: dev}\n"
 

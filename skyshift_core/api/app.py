@@ -188,7 +188,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def healthz() -> Response:
         return Response("ok", media_type="text/plain")
 
-    @app.get("/version", tags=["health"], summary="The API server's version")
+    @app.api_route("/version", methods=["GET", "HEAD"], tags=["health"], summary="The API server's version")
     async def version() -> Response:
         return json_response({"kind": "Version", "version": __version__})
 

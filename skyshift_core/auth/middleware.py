@@ -1,6 +1,6 @@
 """ASGI middleware that authenticates every request and writes the audit log.
 
-Only `/healthz`, `/livez` and `/readyz` are served without a token. `/api/v1/login` and `/api/v1/register`
+Only `/healthz`, `/livez`, `/readyz` and `/version` are served without a token. `/api/v1/login` and `/api/v1/register`
 need none either, because the password or the invite in their body is the credential; they check it
 themselves. Any other request without a valid bearer token gets 401 before routing, so unknown
 paths reveal nothing. Route handlers find the caller in `request.state.identity`.
@@ -22,7 +22,8 @@ from skyshift_core.objects.meta import utc_now
 
 logger = logging.getLogger(__name__)
 
-PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
+# The version too, as Kubernetes serves it to anyone, so that a client can check it before it logs in.
+PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version"})
 # Paths whose request body carries the credential (a password or an invite).
 CREDENTIAL_PATHS = frozenset({"/api/v1/login", "/api/v1/register"})
 # These paths take requests from anyone, and their bodies hold a name, a password and an invite,

@@ -53,9 +53,18 @@ class ParsedManifest:
 
 
 def expand_paths(paths: Sequence[str]) -> list[str]:
-    """Replace each directory by its manifest files (*.yaml, *.yml, *.json, sorted by name)."""
-    expanded: list[str] = []
+    """Replace each directory by its manifest files (*.yaml, *.yml, *.json, sorted by name).
+
+    As in kubectl, one value may name several paths separated by commas (`-f a.yaml,b.yaml`),
+    unless a file of that very name exists."""
+    split: list[str] = []
     for path in paths:
+        if "," in path and path != STDIN and not Path(path).exists():
+            split.extend(part for part in path.split(",") if part)
+        else:
+            split.append(path)
+    expanded: list[str] = []
+    for path in split:
         if path == STDIN:
             expanded.append(path)
             continue

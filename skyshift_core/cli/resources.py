@@ -57,7 +57,11 @@ _RESUMING = "; watch again from the last resource_version"
 
 FilesOption = Annotated[
     list[str] | None,
-    typer.Option("--filename", "-f", help="Manifest file, directory of *.yaml/*.yml/*.json files, or - for stdin."),
+    typer.Option(
+        "--filename",
+        "-f",
+        help="Manifest file, directory of *.yaml/*.yml/*.json files, or - for stdin; several separated by commas.",
+    ),
 ]
 
 

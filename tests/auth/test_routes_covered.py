@@ -13,6 +13,7 @@ NO_TOKEN = {
     ("GET", "/healthz"),
     ("GET", "/livez"),
     ("GET", "/readyz"),
+    ("GET", "/version"),
     ("POST", "/api/v1/login"),
     ("POST", "/api/v1/register"),
 }
@@ -21,7 +22,6 @@ ANY_USER = {
     ("GET", "/api/v1"),
     ("GET", "/api/v1/plugins"),
     ("GET", "/api/v1/whoami"),
-    ("GET", "/version"),
     ("POST", "/api/v1/logout"),
 }
 PARAMETERS = {"namespace": "default", "name": "someone-else", "invite_id": "00ff", "token_id": "00ff"}
