@@ -824,6 +824,16 @@ def test_human_duration_like_kubectl(seconds: float, expected: str):
     assert human_duration(seconds) == expected
 
 
+def test_apply_of_several_documents_warns_once(cli, client: SkyShiftClient):
+    typo = "kind: Job\nmetadata: {name: typo}\nspec:\n  run: 'true'\n  backend:\n    slrum: {partition: debug}\n"
+    manifest = typo + "---\nkind: Job\nmetadata: {name: plain}\n"
+
+    result = cli("apply", "-f", "-", input=manifest)
+
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("Warning: spec.backend.slrum: no cluster manager named 'slrum'") == 1
+
+
 def test_apply_warns_about_manager_typo(cli, client: SkyShiftClient):
     manifest = "kind: Job\nmetadata: {name: typo}\nspec:\n  run: 'true'\n  backend:\n    slrum: {partition: debug}\n"
 

@@ -33,7 +33,7 @@ PATCH_TYPES = (MERGE_PATCH, JSON_PATCH, STRATEGIC_MERGE_PATCH)
 
 MAX_BODY_BYTES = 3 * 1024 * 1024  # etcd's default request limit is 1.5 MiB; leave room for encoding.
 # Objects are stored as JSON that pydantic reads back, and its parser stops at about 200 levels;
-# no manifest comes near this depth, so a deeper body is refused before it can be stored.
+# no manifest comes near this depth, so a deeper body is rejected before it can be stored.
 MAX_NESTING = 100
 # The hint names curl because its -d option sends application/x-www-form-urlencoded when no -H sets the type.
 _CONTENT_TYPE_HINT = "set the Content-Type header, for example with curl: -H 'Content-Type: application/json'"
@@ -79,7 +79,7 @@ async def read_manifest(request: Request) -> dict[str, Any]:
 
 
 def check_body_size(raw: bytes) -> None:
-    """Refuse a body over MAX_BODY_BYTES with 413, as Kubernetes does for a request that is too large."""
+    """Reject a body over MAX_BODY_BYTES with 413, as Kubernetes does for a request that is too large."""
     if len(raw) > MAX_BODY_BYTES:
         raise RequestEntityTooLargeError(
             f"request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES} bytes (3 MiB), and etcd stores "

@@ -206,6 +206,8 @@ def apply(
         return
     if len(manifests) > 1:
         with client_for(ctx, server) as client:
+            # The apply itself prints the server's warnings, so the check does not print them twice.
+            client.on_warning = lambda text: None
             errors = _server_check(client, manifests)
         if errors:
             _fail_before_sending(errors, len(manifests), "applied", "would be rejected")
