@@ -865,7 +865,7 @@ def test_lone_surrogate_is_400(api, where):
     response = api.post(JOBS, content=body, headers={"content-type": "application/json"})
 
     message = assert_status(response, 400, "BadRequest")
-    assert "that is not valid Unicode: it holds the lone surrogate \\u" in message
+    assert "that is not valid Unicode: it contains the lone surrogate \\u" in message
     assert api.get(f"{JOBS}/surr").status_code == 404
 
 

@@ -141,15 +141,14 @@ def check_storable(data: Any, what: str, error_type: type[SkyShiftError] = Inval
             if isinstance(value, str) and not value.isascii():
                 _check_text(value, what, path, error_type)
             elif isinstance(value, float) and not math.isfinite(value):
-                where = ".".join(str(part) for part in path) or "the top level"
                 raise error_type(
-                    f"{what} has the number {value} at {where}; numbers must be finite: write the amount itself"
+                    f"{what} has the number {value} at {_field_path(path)}; numbers must be finite: write the "
+                    "amount itself"
                 )
             continue
         if len(path) >= MAX_NESTING:
-            shown = ".".join(str(part) for part in path[:6])
             raise error_type(
-                f"{what} nests objects and lists more than {MAX_NESTING} levels deep, at {shown}... "
+                f"{what} nests objects and lists more than {MAX_NESTING} levels deep, at {_field_path(path[:6])}... "
                 f"(the limit is {MAX_NESTING}): flatten the value, or store it as a string"
             )
         for key, item in items:
@@ -159,14 +158,18 @@ def check_storable(data: Any, what: str, error_type: type[SkyShiftError] = Inval
                 stack.append((item, (*path, key)))
 
 
+def _field_path(path: tuple[Any, ...]) -> str:
+    """Return a path in a body as a dotted field path such as spec.ports.0, or "the top level"."""
+    return ".".join(str(part) for part in path) or "the top level"
+
+
 def _check_text(text: str, what: str, path: tuple[Any, ...], error_type: type[SkyShiftError]) -> None:
     try:
         text.encode()
     except UnicodeEncodeError as error:
-        where = ".".join(str(part) for part in path) or "the top level"
         character = text[error.start]
         raise error_type(
-            f"{what} has a string at {where} that is not valid Unicode: it holds the lone surrogate "
+            f"{what} has a string at {_field_path(path)} that is not valid Unicode: it contains the lone surrogate "
             f"\\u{ord(character):04x}, which UTF-8 cannot encode; send text as UTF-8, and escape a "
             "character outside the Basic Multilingual Plane as a surrogate pair"
         ) from None

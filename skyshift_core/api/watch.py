@@ -72,6 +72,13 @@ def _line(event_type: str, obj: dict) -> bytes:
     return json.dumps({"type": event_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
 
 
+def _bookmark(kind: str, revision: int, annotations: dict[str, str] | None = None) -> bytes:
+    metadata: dict = {"resource_version": str(revision)}
+    if annotations:
+        metadata["annotations"] = annotations
+    return _line("BOOKMARK", {"kind": kind, "api_version": "v1", "metadata": metadata})
+
+
 def _unreadable(kind: str, where: str, error: Exception) -> dict:
     message = (
         f"the watch of {kind} cannot read a stored change {where} ({type(error).__name__}); "
@@ -161,8 +168,7 @@ async def _stream(
         for item in initial:
             yield b'{"type":"ADDED","object":' + item.model_dump_json().encode() + b"}\n"
         if announce_end:
-            metadata = {"resource_version": str(last_revision), "annotations": {INITIAL_EVENTS_END: "true"}}
-            yield _line("BOOKMARK", {"kind": kind, "api_version": "v1", "metadata": metadata})
+            yield _bookmark(kind, last_revision, {INITIAL_EVENTS_END: "true"})
         while True:
             if stop.done():
                 return
@@ -187,7 +193,7 @@ async def _stream(
             if not done:
                 if end_at is not None and loop.time() >= end_at:
                     return
-                yield _line("BOOKMARK", {"kind": kind, "api_version": "v1", "metadata": {"resource_version": str(last_revision)}})
+                yield _bookmark(kind, last_revision)
                 continue
             task, next_event = next_event, None
             try:

@@ -148,7 +148,7 @@ class ResourcesFit(FilterPlugin):
 
         too_large = [label for label in labels if short(label, "capacity")]
         if too_large:
-            amounts = ", ".join(f"{label} {_amount(label, getattr(request, label))}" for label in too_large)
+            amounts = ", ".join(f"{label} {format_amount(label, getattr(request, label))}" for label in too_large)
             reasons.append(f"too large for every node ({amounts})")
         reasons += [f"insufficient {label}" for label in labels if label not in too_large and short(label, "allocatable")]
         for accelerator, count in request.accelerators.items():
@@ -178,7 +178,7 @@ def _other_spelling(accelerator: str, cluster: ClusterInfo) -> str:
     return f", only {', '.join(others)} (accelerator types are case-sensitive)"
 
 
-def _amount(label: str, value: float) -> str:
+def format_amount(label: str, value: float) -> str:
     """Render a requested amount as a manifest writes it: memory and disk as quantities."""
     if label in ("memory", "disk"):
         return format_mebibytes(value)

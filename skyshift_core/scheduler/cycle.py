@@ -12,10 +12,9 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 from skyshift_core.objects import FilterPolicy, Job
-from skyshift_core.objects.quantity import format_mebibytes
 from skyshift_core.objects.resources import ResourceList
 from skyshift_core.plugins import describe_error
-from skyshift_core.scheduler.builtin import POLICIES_KEY, policies_for
+from skyshift_core.scheduler.builtin import POLICIES_KEY, format_amount, policies_for
 from skyshift_core.scheduler.framework import (
     MAX_SCORE,
     MIN_SCORE,
@@ -98,13 +97,13 @@ class Decision:
 
 
 def _largest_node(request: ResourceList, clusters: list[ClusterInfo]) -> str:
-    """Name, for each resource that `request` asks for, the most that any one node has."""
+    """Describe, for each resource in `request`, the largest amount of it on any one node."""
     labels = [label for label in ("cpus", "memory", "disk", "gpus") if getattr(request, label) > 0] or ["cpus"]
     nodes = [node for cluster in clusters for node in cluster.nodes]
     largest = []
     for label in labels:
-        most = max((getattr(node.capacity, label) for node in nodes), default=0)
-        largest.append(f"{label} {format_mebibytes(most) if label in ('memory', 'disk') else f'{most:g}'}")
+        amount = max((getattr(node.capacity, label) for node in nodes), default=0)
+        largest.append(f"{label} {format_amount(label, amount)}")
     return ", ".join(largest)
 
 
