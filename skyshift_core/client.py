@@ -665,7 +665,7 @@ class SkyShiftClient(_ClientBase):
         self, obj: Mapping[str, Any] | Object, namespace: str | None = None, *, dry_run: bool = False
     ) -> dict[str, Any]:
         """Create an object; the namespace comes from `namespace`, else the manifest, else `default`.
-        With `dry_run`, the server checks it and answers with it as it would be stored, storing nothing."""
+        With `dry_run`, the server checks it and returns it as it would be stored, storing nothing."""
         return self._send(_dry(self._create_request(obj, namespace), dry_run))
 
     def update(
@@ -702,8 +702,10 @@ class SkyShiftClient(_ClientBase):
         resource_version: str | None = None,
         uid: str | None = None,
     ) -> dict[str, Any]:
-        """Delete an object and return its last state; with resource_version, only if it is still that
-        version, and with uid, only if it is still the object of that uid (ConflictError otherwise)."""
+        """Delete an object and return its last state.
+
+        With resource_version, only that version is deleted, and with uid, only the object of that uid.
+        Otherwise the call raises ConflictError."""
         return self._send(self._delete_request(kind, name, namespace, resource_version, uid))
 
     def watch(
@@ -973,7 +975,7 @@ class AsyncSkyShiftClient(_ClientBase):
         self, obj: Mapping[str, Any] | Object, namespace: str | None = None, *, dry_run: bool = False
     ) -> dict[str, Any]:
         """Create an object; the namespace comes from `namespace`, else the manifest, else `default`.
-        With `dry_run`, the server checks it and answers with it as it would be stored, storing nothing."""
+        With `dry_run`, the server checks it and returns it as it would be stored, storing nothing."""
         return await self._send(_dry(self._create_request(obj, namespace), dry_run))
 
     async def update(
@@ -1010,8 +1012,10 @@ class AsyncSkyShiftClient(_ClientBase):
         resource_version: str | None = None,
         uid: str | None = None,
     ) -> dict[str, Any]:
-        """Delete an object and return its last state; with resource_version, only if it is still that
-        version, and with uid, only if it is still the object of that uid (ConflictError otherwise)."""
+        """Delete an object and return its last state.
+
+        With resource_version, only that version is deleted, and with uid, only the object of that uid.
+        Otherwise the call raises ConflictError."""
         return await self._send(self._delete_request(kind, name, namespace, resource_version, uid))
 
     async def watch(

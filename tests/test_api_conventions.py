@@ -43,7 +43,7 @@ def recreate(api: httpx.Client, name: str) -> tuple[str, str]:
 # ---- uid preconditions ---------------------------------------------------------------------------
 
 
-def test_delete_with_stale_uid_is_409_and_keeps_object(api):
+def test_delete_stale_uid_is_409(api):
     old, new = recreate(api, "again")
 
     response = api.request("DELETE", f"{JOBS}/again", json={"preconditions": {"uid": old}})
@@ -227,7 +227,8 @@ def test_watch_ends_with_error_on_unreadable_object(api_server, api, etcd_server
 
     assert [event["type"] for event in events] == ["ERROR"]
     status = events[0]["object"]
-    assert status["code"] == 500 and status["reason"] == "InternalError"
+    assert status["code"] == 500
+    assert status["reason"] == "InternalError"
     assert status["message"].startswith("the watch of Job cannot read a stored change ")
 
 
@@ -345,12 +346,12 @@ def test_status_details_name_the_object(api):
     stale = {**job, "metadata": {**job["metadata"], "resource_version": "1"}}
 
     missing = api.get(f"{JOBS}/absent").json()
-    taken = api.post(JOBS, json={"kind": "Job", "metadata": {"name": "detailed"}}).json()
+    duplicate = api.post(JOBS, json={"kind": "Job", "metadata": {"name": "detailed"}}).json()
     conflict = api.put(f"{JOBS}/detailed", json=stale).json()
 
     assert (missing["code"], missing["details"]) == (404, {"name": "absent", "kind": "jobs"})
     expected = {"name": "detailed", "kind": "jobs"}
-    assert (taken["code"], taken["reason"], taken["details"]) == (409, "AlreadyExists", expected)
+    assert (duplicate["code"], duplicate["reason"], duplicate["details"]) == (409, "AlreadyExists", expected)
     assert (conflict["code"], conflict["reason"], conflict["details"]) == (409, "Conflict", expected)
 
 

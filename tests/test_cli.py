@@ -137,7 +137,7 @@ def test_apply_rejected_document_applies_nothing(cli, client: SkyShiftClient):
     assert client.list("jobs", "default")["items"] == []
 
 
-def test_apply_namespace_then_job_in_it_is_checked_first(cli, client: SkyShiftClient):
+def test_apply_checks_namespace_created_first(cli, client: SkyShiftClient):
     manifest = (
         "kind: Namespace\nmetadata: {name: fresh}\n---\n"
         "kind: Job\nmetadata: {name: a, namespace: fresh}\n---\n"
@@ -987,7 +987,8 @@ def test_help_names_values_not_python_types(command):
     result = CliRunner().invoke(app, [*command, "--help"])
 
     assert result.exit_code == 0, result.output
-    assert "<" not in result.stdout and "list[" not in result.stdout
+    assert "<" not in result.stdout
+    assert "list[" not in result.stdout
     assert "╭" not in result.stdout
 
 
@@ -997,4 +998,5 @@ def test_help_placeholders():
     assert "-n, --namespace NAMESPACE" in text
     assert "-f, --filename FILE" in text
     assert "--timeout SECONDS" in text
-    assert "--all " in text and "--all <bool>" not in text
+    assert "--all " in text
+    assert "--all <bool>" not in text

@@ -224,7 +224,7 @@ def test_other_tools_spelling_gets_the_skyshift_one(spec, fragment):
     assert "settings of one cluster manager" not in raised.value.message
 
 
-def test_spec_that_is_not_a_mapping_is_named_in_manifest_terms():
+def test_spec_not_mapping_named_plainly():
     with pytest.raises(InvalidError) as raised:
         parse_object({"kind": "Job", "metadata": {"name": "a", "labels": {"tier": 1}}, "spec": "echo hi"})
     assert raised.value.message == (

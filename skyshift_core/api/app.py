@@ -137,7 +137,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def handle_validation_error(request: Request, error: RequestValidationError) -> Response:
-        # A body that is not JSON at all is malformed (400), as the resource routes answer it.
+        # A body that is not JSON at all is malformed (400), as on the resource routes.
         for item in error.errors():
             if item["type"] == "json_invalid":
                 reason = (item.get("ctx") or {}).get("error", item["msg"])
@@ -169,8 +169,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     @app.exception_handler(ClientDisconnect)
     async def handle_client_gone(request: Request, error: ClientDisconnect) -> Response:
-        # The client closed the connection before its request body arrived: nobody reads an answer.
-        # 499 is the code that nginx logs for it, and the metrics count it under it.
+        # The client closed the connection before its request body arrived, so no response reaches it.
+        # The metrics count it under 499, the code that nginx logs for a closed client connection.
         logger.info("%s %s: the client disconnected before sending its whole request", request.method, request.url.path)
         return Response(status_code=499)
 

@@ -32,8 +32,8 @@ STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 PATCH_TYPES = (MERGE_PATCH, JSON_PATCH, STRATEGIC_MERGE_PATCH)
 
 MAX_BODY_BYTES = 3 * 1024 * 1024  # etcd's default request limit is 1.5 MiB; leave room for encoding.
-# Objects are stored as JSON that pydantic reads back, and its parser stops at about 200 levels;
-# no manifest comes near this depth, so a deeper body is rejected before it can be stored.
+# Objects are stored as JSON that pydantic reads back, and its parser stops at about 200 levels.
+# No manifest comes near this depth, so a deeper body is rejected before it can be stored.
 MAX_NESTING = 100
 # The hint names curl because its -d option sends application/x-www-form-urlencoded when no -H sets the type.
 _CONTENT_TYPE_HINT = "set the Content-Type header, for example with curl: -H 'Content-Type: application/json'"
@@ -111,25 +111,29 @@ def _bounded_int(text: str) -> int:
     return int(text)
 
 
-def loads_json(raw: bytes | str, what: str) -> Any:
-    """Parse JSON, rejecting a member repeated in one object (YAML bodies reject it too), Python's
-    NaN and Infinity extensions, integers beyond 64 bits and a nesting too deep to parse; raises
-    ValueError with the reason, or BadRequestError for the depth."""
+def loads_json(raw: bytes | str, subject: str) -> Any:
+    """Parse JSON, rejecting a member repeated in one object (as YAML bodies do), Python's NaN and
+    Infinity extensions, integers beyond 64 bits and nesting too deep to parse.
+
+    Raises ValueError with the reason, or BadRequestError when the nesting is too deep."""
     try:
         return json.loads(
             raw, object_pairs_hook=_no_repeated_keys, parse_constant=_no_constant, parse_int=_bounded_int
         )
     except RecursionError as error:
         raise BadRequestError(
-            f"{what} nests too deeply to parse; the limit is {MAX_NESTING} levels of objects and lists"
+            f"{subject} nests too deeply to parse; the limit is {MAX_NESTING} levels of objects and lists"
         ) from error
 
 
-def check_storable(data: Any, what: str, error_type: type[SkyShiftError] = InvalidError) -> None:
-    """Raise `error_type` when `data` nests deeper than MAX_NESTING, holds a string that is not
-    valid Unicode (a lone surrogate such as \\ud800, which JSON can escape but UTF-8 cannot encode)
-    or a number that is infinite or not a number (YAML's .inf and .nan, or 1e400). Each would be
-    accepted and then fail when the object is stored or read back."""
+def check_storable(data: Any, subject: str, error_type: type[SkyShiftError] = InvalidError) -> None:
+    """Raise `error_type` when `data` nests deeper than MAX_NESTING or contains a value it cannot store.
+
+    Such values are strings that are not valid Unicode (a lone surrogate such as \\ud800, which JSON
+    can escape but UTF-8 cannot encode) and numbers that are not finite (YAML's .inf and .nan, 1e400).
+    `subject` names the data in messages, such as "request body".
+
+    Each of these would be accepted and then fail when the object is stored or read back."""
     stack: list[tuple[Any, tuple[Any, ...]]] = [(data, ())]
     while stack:
         value, path = stack.pop()
@@ -139,21 +143,21 @@ def check_storable(data: Any, what: str, error_type: type[SkyShiftError] = Inval
             items = enumerate(value)
         else:
             if isinstance(value, str) and not value.isascii():
-                _check_text(value, what, path, error_type)
+                _check_text(value, subject, path, error_type)
             elif isinstance(value, float) and not math.isfinite(value):
                 raise error_type(
-                    f"{what} has the number {value} at {_field_path(path)}; numbers must be finite: write the "
+                    f"{subject} has the number {value} at {_field_path(path)}; numbers must be finite: write the "
                     "amount itself"
                 )
             continue
         if len(path) >= MAX_NESTING:
             raise error_type(
-                f"{what} nests objects and lists more than {MAX_NESTING} levels deep, at {_field_path(path[:6])}... "
+                f"{subject} nests objects and lists more than {MAX_NESTING} levels deep, at {_field_path(path[:6])}... "
                 f"(the limit is {MAX_NESTING}): flatten the value, or store it as a string"
             )
         for key, item in items:
             if isinstance(key, str) and not key.isascii():
-                _check_text(key, what, path, error_type)
+                _check_text(key, subject, path, error_type)
             if isinstance(item, (dict, list, float)) or (isinstance(item, str) and not item.isascii()):
                 stack.append((item, (*path, key)))
 
@@ -163,13 +167,13 @@ def _field_path(path: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in path) or "the top level"
 
 
-def _check_text(text: str, what: str, path: tuple[Any, ...], error_type: type[SkyShiftError]) -> None:
+def _check_text(text: str, subject: str, path: tuple[Any, ...], error_type: type[SkyShiftError]) -> None:
     try:
         text.encode()
     except UnicodeEncodeError as error:
         character = text[error.start]
         raise error_type(
-            f"{what} has a string at {_field_path(path)} that is not valid Unicode: it contains the lone surrogate "
+            f"{subject} has a string at {_field_path(path)} that is not valid Unicode: it contains the lone surrogate "
             f"\\u{ord(character):04x}, which UTF-8 cannot encode; send text as UTF-8, and escape a "
             "character outside the Basic Multilingual Plane as a surrogate pair"
         ) from None

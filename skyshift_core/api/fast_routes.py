@@ -167,9 +167,9 @@ def _earlier_routes(routes: list[Any], method: str) -> EarlierRoutes:
 class ServerErrorKeepingConnection(ServerErrorMiddleware):
     """Starlette's last-resort handler of unexpected exceptions, without its final re-raise.
 
-    Starlette responds 500 and then raises the exception again, so that the server logs it; uvicorn
-    then closes the connection, and a client that keeps connections alive fails its next request
-    on it. SkyShift's handler logs the traceback itself, so the exception ends here once the 500
+    Starlette responds 500 and then raises the exception again, so that the server logs it. uvicorn
+    then closes the connection, so a client that keeps connections alive fails its next request on
+    it. SkyShift's handler logs the traceback itself, so the exception ends here once the 500
     response is sent. An exception after the response has started still propagates, because the
     connection can carry nothing more for that request.
     """

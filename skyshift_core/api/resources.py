@@ -42,8 +42,8 @@ from skyshift_core.store.etcd import MAX_REVISION, uid_conflict_message
 _INT64_MIN = -(2**63)
 
 # Retries of a patch without a client precondition when another writer gets in between. Each
-# conflict means another write succeeded, so as in Kubernetes' GuaranteedUpdate the patch is
-# recomputed until it applies; the bound only stops a loop that something else keeps winning.
+# conflict means that another write succeeded, so the patch is recomputed until it applies, as in
+# Kubernetes' GuaranteedUpdate. The bound only stops a loop that other writers keep winning.
 _PATCH_ATTEMPTS = 100
 
 _MANIFEST_BODY = {
@@ -113,7 +113,7 @@ _RESOURCE_VERSION_MATCHES = ("NotOlderThan", "Exact")
 def resource_version_match(
     request: Request, resource_version: int | None, watching: bool, initial_events: bool | None = None
 ) -> bool:
-    """Return True when the request asks to list exactly at its resource_version
+    """Return True when the request lists exactly at its resource_version
     (`resourceVersionMatch=Exact`), False for the default, not older than it.
 
     Raises BadRequestError, as Kubernetes does, for another value, for a match without a
@@ -177,10 +177,10 @@ _WRITE_VERBS = frozenset({"create", "update", "patch", "delete"})
 
 
 def dry_run_of(request: Request, verb: str) -> bool:
-    """Return True when a write asks for a dry run (`dryRun=All`, what kubectl --dry-run=server sends).
+    """Return True when a write requests a dry run (`dryRun=All`, which kubectl --dry-run=server sends).
 
-    A dry run of a create, update or patch runs every check and answers with the object as it would
-    be stored, without storing it. Raises BadRequestError for another value, and for a delete, which
+    A dry run of a create, update or patch runs every check and returns the object as it would be
+    stored, without storing it. Raises BadRequestError for another value, and for a delete, which
     has no dry run here: ignoring the parameter would apply the change for real.
     """
     found = query_named(request, "dryRun", "dry_run")

@@ -146,7 +146,7 @@ def render_explanation(record: dict) -> str:
     feasible = cycle.get("feasible", [])
     if feasible:
         plugins = sorted({plugin for entry in feasible for plugin in entry["scores"]})
-        # Without any score the total says nothing, so the column is left out.
+        # Without any score the total means nothing, so the column is left out.
         totals = ["SCORE"] if plugins else []
         header = ["CLUSTER", "FITS", *[plugin.upper() for plugin in plugins], *totals, "PLACED"]
         rows = [header]

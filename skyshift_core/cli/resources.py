@@ -162,7 +162,7 @@ def apply_manifest(client: SkyShiftClient, manifest: ParsedManifest, dry_run: bo
         except ConflictError:
             continue
         unchanged = updated["metadata"]["resource_version"] == current["metadata"]["resource_version"]
-        # A dry run stores nothing, so its answer keeps the resource_version either way.
+        # A dry run stores nothing, so its response keeps the resource_version either way.
         return "unchanged" if unchanged and not dry_run else "configured"
     raise ConflictError(
         f"{object_ref(model, name)} changed {APPLY_ATTEMPTS} times while it was being applied; "

@@ -276,7 +276,7 @@ class Skylet:
         if ready != was_ready or first_report:
             # Transitions only, as Kubernetes records NodeReady and NodeNotReady, so that
             # `skyshift describe cluster` shows when the cluster went away and came back. The first
-            # report counts as one, so a Cluster that never becomes ready says why in its events.
+            # report counts as one, so the events of a Cluster that never becomes ready give the reason.
             event_type, event_reason = ("Normal", "ClusterReady") if ready else ("Warning", "ClusterNotReady")
             text = message or ("the cluster is ready" if ready else "the cluster is not ready")
             await record_event(self.client, cluster, event_type, event_reason, single_line(text), f"skylet/{self.cluster}")
@@ -419,15 +419,16 @@ class Skylet:
             for index in unit.replica_indices
         }
         again = [index for index in indices if index in placed]
-        gone = [index for index in indices if index not in placed]
+        removed = [index for index in indices if index not in placed]
         stopped = f"stopped replicas {indices} on cluster {self.cluster}"
         if not again:
             return f"{stopped}, where the Job no longer places them"
-        if not gone:
+        if not removed:
             return f"{stopped} to run them again in a new submission, because a share is submitted whole"
+        removed_text, again_text = _replicas(removed, "is", "are"), _replicas(again, "runs", "run")
         return (
-            f"{stopped}: {_replicas(gone, 'is', 'are')} no longer placed here, and {_replicas(again, 'runs', 'run')} "
-            "again in a new submission, because a share is submitted whole"
+            f"{stopped}: {removed_text} no longer placed here, and {again_text} again in a new submission, "
+            "because a share is submitted whole"
         )
 
     async def _converge(self, desired: dict[str, tuple[Job, WorkUnit]], statuses: dict[str, WorkStatus]) -> bool:
@@ -444,7 +445,8 @@ class Skylet:
             status = statuses.pop(key, None)
             job = jobs.get(key.rpartition("-")[0])
             if job is not None:
-                # The Job still exists, so it was scaled down or its replicas moved: say what stopped.
+                # The Job still exists, so it was scaled down or its replicas moved. The event names
+                # the replicas that stopped.
                 indices = sorted(int(index) for index in status.tasks) if status is not None and status.tasks else []
                 message = self._stopped_message(job, key, indices, desired)
                 await record_event(self.client, job, "Normal", "Stopped", message, f"skylet/{self.cluster}")

@@ -175,7 +175,7 @@ class SkyletManager:
         reason it stays. When the plugin cannot be loaded or the config is invalid, nothing can reach the
         backend, so the finalizer is removed with a warning instead. A Cluster whose backend never
         answered (it never reported capacity) and that holds no replicas never got any work, so
-        its finalizer goes at once, without waiting for a backend that may never answer.
+        its finalizer goes at once, without waiting for a backend that may never respond.
         """
         name = cluster.metadata.name
         try:
@@ -183,7 +183,9 @@ class SkyletManager:
                 return
             if cluster.status.observed_time is None and not self._holds_replicas(name):
                 await self._set_finalizer(name, present=False)
-                logger.info("Deleted cluster %s: it never reported capacity and holds no work; finalizer removed", name)
+                logger.info(
+                    "Deleted cluster %s: it never reported capacity and has no work placed; finalizer removed", name
+                )
                 return
             try:
                 manager = self._build_manager(cluster)

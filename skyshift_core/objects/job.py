@@ -98,7 +98,7 @@ def _with_lower_case_name(image: str) -> str:
     return reference.lower() + at + digest
 
 
-# What Kubernetes and Slurm users write for the fields below, and how SkyShift spells it.
+# Replacements for fields as Kubernetes and Slurm users write them: SkyShift's field and how to use it.
 _RUN_INSTEAD = ("run", "the command line as one shell string, such as run: python train.py --epochs 3")
 _REPLICAS_INSTEAD = ("replicas", "the number of copies to run, each with its SKYSHIFT_REPLICA_INDEX")
 _PLACEMENT_INSTEAD = ("placement", "filters and weighted preferences choose clusters by their labels")
@@ -197,7 +197,12 @@ def _env_string(name: str, value: Any) -> str:
         raise ValueError(
             f"environment variable {name!r} has no value (null); write an empty string \"\" for an empty value"
         )
-    form = "a list" if isinstance(value, list) else "a mapping" if isinstance(value, dict) else type(value).__name__
+    if isinstance(value, list):
+        form = "a list"
+    elif isinstance(value, dict):
+        form = "a mapping"
+    else:
+        form = type(value).__name__
     raise ValueError(
         f"invalid value for environment variable {name!r}: expected a string or number, got {form} {value!r}"
     )

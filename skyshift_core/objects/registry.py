@@ -67,20 +67,20 @@ def validation_message(error: ValidationError, prefix: str = "") -> str:
         path = ".".join(str(part) for part in problem["loc"])
         path = f"{prefix}.{path}" if prefix and path else (prefix or path)
         message = problem["msg"].removeprefix("Value error, ")
-        given = problem.get("input")
+        value = problem.get("input")
         if problem["type"] == "missing":
             message = "required field is missing"
-        elif problem["type"] in ("model_type", "dict_type") and not isinstance(given, dict):
-            message = f"expected a mapping of names to values, got {_json_type(given)}"
-        elif problem["type"] != "value_error" and isinstance(given, _SCALARS):
-            hint = _type_hint(problem["type"], given)
-            message = f"invalid value {_shown(given)}: {message[:1].lower()}{message[1:]}{hint}"
+        elif problem["type"] in ("model_type", "dict_type") and not isinstance(value, dict):
+            message = f"expected a mapping of names to values, got {_json_type(value)}"
+        elif problem["type"] != "value_error" and isinstance(value, _SCALARS):
+            hint = _type_hint(problem["type"], value)
+            message = f"invalid value {_shown(value)}: {message[:1].lower()}{message[1:]}{hint}"
         lines.append(f"{path}: {message}" if path else message)
     return "; ".join(lines)
 
 
 def _shown(value: Any) -> str:
-    """A rejected scalar as a manifest writes it: null, true and false, or Python's repr otherwise."""
+    """Return a rejected scalar as a manifest writes it: null, true and false, or Python's repr otherwise."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -102,14 +102,14 @@ def _json_type(value: Any) -> str:
     return type(value).__name__
 
 
-def _type_hint(error_type: str, given: Any) -> str:
+def _type_hint(error_type: str, value: Any) -> str:
     """Say how to write a value that has the wrong type because of quoting, as YAML users often do."""
-    if error_type == "int_type" and isinstance(given, str) and given.strip().lstrip("-").isdigit():
+    if error_type == "int_type" and isinstance(value, str) and value.strip().lstrip("-").isdigit():
         return "; write the number without quotes"
-    if error_type == "bool_type" and isinstance(given, str):
+    if error_type == "bool_type" and isinstance(value, str):
         return "; write true or false without quotes"
-    if error_type == "string_type" and isinstance(given, (bool, int, float)):
-        return f"; quote it to make it text: \"{_shown(given)}\""
+    if error_type == "string_type" and isinstance(value, (bool, int, float)):
+        return f"; quote it to make it text: \"{_shown(value)}\""
     return ""
 
 

@@ -108,8 +108,8 @@ class NodeInfo:
         return request if cpus == request.cpus else request.model_copy(update={"cpus": cpus})
 
     def fit_count(self, request: ResourceList, *, empty: bool = False) -> int:
-        """How many replicas of `request` fit on this node at once (with `empty`, on the node with
-        nothing running: its capacity instead of what is allocatable now).
+        """Return how many replicas of `request` fit on this node at once. With `empty`, count them on
+        the node with nothing running: its capacity instead of what is allocatable now.
 
         Each dimension allows floor(allocatable / requested); the node holds the minimum of them.
         A request of zero in every dimension fits an unbounded number; that is reported as a

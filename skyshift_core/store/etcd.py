@@ -202,7 +202,7 @@ def _namespace_not_found(namespace: str) -> NotFoundError:
 
 
 def uid_conflict_message(described: str, requested: str, current: str | None) -> str:
-    """The 409 message of a write whose uid precondition names another object than the stored one."""
+    """Return the 409 message of a write whose uid precondition names another object than the stored one."""
     return (
         f"Precondition failed: UID in precondition: {requested}, UID in object meta: {current}. {described} is "
         "another object than the request names: the uid is wrong, or the object was deleted and created "
@@ -495,7 +495,7 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
 
     @staticmethod
     def _details(model: type[Object], name: str) -> dict[str, str]:
-        """The Status details of an error about one object, as Kubernetes gives them: its name and resource."""
+        """Return the Status details of an error about one object, as Kubernetes gives them: name and resource."""
         return {"name": name, "kind": model.plural}
 
     @staticmethod
@@ -730,8 +730,10 @@ class Store(LeaseStoreMixin, SecretStoreMixin):
         fence: Fence | None = None,
         uid: str | None = None,
     ) -> Object:
-        """Delete an object and return its last state; with resource_version, only that version, and
-        with uid, only the object of that uid (not another one created later under the same name)."""
+        """Delete an object and return its last state.
+
+        With resource_version, only that version is deleted. With uid, only the object of that uid is,
+        not another one created later under the same name."""
         namespace = (namespace or DEFAULT_NAMESPACE) if model.namespaced else None
         if model is Namespace and name == DEFAULT_NAMESPACE:
             # Objects created without a namespace go to 'default', so it must always exist.

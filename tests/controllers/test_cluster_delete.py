@@ -147,14 +147,14 @@ async def test_cluster_never_reached_is_deleted_at_once(client, control_plane):
     control_plane()
     await client.create(simulated_cluster("never", unreachable=True))
 
-    async def refused():
+    async def unreachable():
         cluster = await client.get("Cluster", "never")
         finalized = CLEANUP_FINALIZER in cluster["metadata"]["finalizers"]
         return cluster if finalized and cluster["status"]["phase"] == "ERROR" else None
 
-    cluster = await wait_for(refused)
+    cluster = await wait_for(unreachable)
     assert cluster["status"]["observed_time"] is None
-    # The first report counts as a transition, so the events say why the Cluster is not ready.
+    # The first report counts as a transition, so the events give the reason the Cluster is not ready.
     events = (await client.list("Event", "default"))["items"]
     reasons = [event["reason"] for event in events if event["involved_object"]["name"] == "never"]
     assert reasons == ["ClusterNotReady"]
